@@ -1,0 +1,105 @@
+//! Errors of the Engine.IO layer, and their consequences on the wire.
+
+use actix_web::{HttpResponse, http::StatusCode};
+
+/// A packet or payload from a peer could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The packet had no type character.
+    #[error("empty packet")]
+    Empty,
+    /// The type character is not one of the spec's.
+    #[error("unknown packet type {0:#04x}")]
+    UnknownType(u8),
+    /// A `b` packet of a polling payload was not valid base64.
+    #[error("invalid base64 in binary packet")]
+    Base64,
+    /// A polling body was not valid UTF-8.
+    #[error("payload is not valid UTF-8")]
+    InvalidUtf8,
+}
+
+/// A request the Engine.IO server refuses, mapped to the official server's HTTP answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The `transport` query parameter is missing or not `polling` / `websocket`.
+    #[error("Transport unknown")]
+    UnknownTransport,
+    /// The `sid` names no open session.
+    #[error("Session ID unknown")]
+    UnknownSid,
+    /// A handshake used another method than GET.
+    #[error("Bad handshake method")]
+    BadHandshakeMethod,
+    /// A request that does not fit the session's state (overlapping polls, polling after the
+    /// upgrade, an unsupported method).
+    #[error("Bad request")]
+    BadRequest,
+    /// The `EIO` query parameter is not `4`.
+    #[error("Unsupported protocol version")]
+    UnsupportedProtocolVersion,
+}
+
+impl RequestError {
+    /// The error code the official server sends in its JSON body.
+    pub fn code(self) -> u8 {
+        match self {
+            RequestError::UnknownTransport => 0,
+            RequestError::UnknownSid => 1,
+            RequestError::BadHandshakeMethod => 2,
+            RequestError::BadRequest => 3,
+            RequestError::UnsupportedProtocolVersion => 5,
+        }
+    }
+}
+
+impl actix_web::ResponseError for RequestError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::BAD_REQUEST
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::BadRequest()
+            .content_type("application/json")
+            .body(format!(
+                r#"{{"code":{},"message":"{}"}}"#,
+                self.code(),
+                self
+            ))
+    }
+}
+
+/// Why an Engine.IO session ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client sent a close packet or closed its WebSocket cleanly.
+    #[error("transport close")]
+    TransportClose,
+    /// The transport failed (WebSocket error, connection dropped).
+    #[error("transport error")]
+    TransportError,
+    /// No pong arrived within pingTimeout of a ping.
+    #[error("ping timeout")]
+    PingTimeout,
+    /// The peer sent something that could not be decoded.
+    #[error("parse error: {0}")]
+    ParseError(String),
+    /// The peer broke the protocol (overlapping polls, a packet out of place).
+    #[error("protocol violation: {0}")]
+    ProtocolViolation(&'static str),
+    /// The peer sent more than maxPayload in one request or frame.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// The peer did not drain its outbound queue fast enough.
+    #[error("outbound queue full")]
+    QueueFull,
+    /// The application closed the session.
+    #[error("forced close")]
+    ForcedClose,
+    /// The server is shutting down.
+    #[error("server shutting down")]
+    ServerShutdown,
+}

@@ -1,0 +1,22 @@
+//! Engine.IO v4: packets, polling payloads, sessions, the polling and WebSocket transports,
+//! the upgrade between them, and the heartbeat.
+//!
+//! This layer knows nothing of what its messages mean; the layer above plugs in through
+//! [`EngineHandler`]. It depends on nothing else in this crate.
+
+mod config;
+mod error;
+mod packet;
+mod payload;
+mod server;
+mod session;
+mod sid;
+mod transport;
+
+pub use config::EngineConfig;
+pub use error::{CloseReason, DecodeError, RequestError};
+pub use packet::{Frame, Packet};
+pub use payload::{SEPARATOR, decode_payload, encode_packet, encode_payload};
+pub use server::{Engine, EngineHandler, Message};
+pub use session::{Handshake, SendError, Session, TransportKind};
+pub use sid::Sid;

@@ -1,0 +1,338 @@
+//! The Engine.IO server: the session table, request routing and validation, the handshake,
+//! and the heartbeat that supervises every session.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use actix_web::{HttpRequest, HttpResponse, http::Method, web};
+use bytes::Bytes;
+use bytestring::ByteString;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::config::EngineConfig;
+use super::error::{CloseReason, RequestError};
+use super::packet::Packet;
+use super::session::{Handshake, Session, TransportKind};
+use super::sid::Sid;
+use super::transport;
+
+/// A message for the layer above Engine.IO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message.
+    Text(ByteString),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+/// The seam between Engine.IO and the layer above it (Socket.IO, or an application).
+///
+/// The engine calls these from its transports; they must not block. `State` is what the layer
+/// keeps per session; the engine stores it beside the session and drops it after `on_close`.
+pub trait EngineHandler: Send + Sync + 'static {
+    /// Per-session state of the layer above.
+    type State: Send + Sync + 'static;
+
+    /// A session opened (after the handshake was accepted, before any message).
+    fn on_open(&self, session: &Arc<Session>) -> Self::State;
+
+    /// A message arrived, in order.
+    fn on_message(&self, session: &Arc<Session>, state: &Self::State, message: Message);
+
+    /// The session closed; called once, after which the session is gone from the table.
+    fn on_close(&self, session: &Arc<Session>, state: &Self::State, reason: &CloseReason);
+}
+
+/// An Engine.IO server over a handler; mount it with [`Engine::configure`].
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use actix_web::{App, HttpServer};
+/// use tidings_runtime::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
+///
+/// struct Echo;
+/// impl EngineHandler for Echo {
+///     type State = ();
+///     fn on_open(&self, _: &Arc<Session>) {}
+///     fn on_message(&self, session: &Arc<Session>, _: &(), message: Message) {
+///         let _ = session.send(match message {
+///             Message::Text(text) => tidings_runtime::engineio::Frame::message(&text),
+///             Message::Binary(bytes) => tidings_runtime::engineio::Frame::Binary(bytes),
+///         });
+///     }
+///     fn on_close(&self, _: &Arc<Session>, _: &(), _: &CloseReason) {}
+/// }
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let engine = Engine::new(EngineConfig::default(), Echo);
+/// HttpServer::new(move || App::new().configure(engine.configure()))
+///     .bind(("127.0.0.1", 3000))?
+///     .run()
+///     .await
+/// # }
+/// ```
+pub struct Engine<H: EngineHandler> {
+    inner: Arc<EngineInner<H>>,
+}
+
+impl<H: EngineHandler> Clone for Engine<H> {
+    fn clone(&self) -> Self {
+        Engine {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+pub(crate) struct Entry<S> {
+    pub(crate) session: Arc<Session>,
+    pub(crate) state: Arc<S>,
+}
+
+impl<S> Clone for Entry<S> {
+    fn clone(&self) -> Self {
+        Entry {
+            session: self.session.clone(),
+            state: self.state.clone(),
+        }
+    }
+}
+
+pub(crate) struct EngineInner<H: EngineHandler> {
+    pub(crate) config: EngineConfig,
+    pub(crate) handler: H,
+    sessions: RwLock<HashMap<Sid, Entry<H::State>>>,
+}
+
+#[derive(Deserialize)]
+struct EngineQuery {
+    #[serde(rename = "EIO")]
+    eio: Option<String>,
+    transport: Option<String>,
+    sid: Option<String>,
+}
+
+impl<H: EngineHandler> Engine<H> {
+    /// A server with these settings over this handler.
+    pub fn new(config: EngineConfig, handler: H) -> Self {
+        Engine {
+            inner: Arc::new(EngineInner {
+                config,
+                handler,
+                sessions: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The handler this engine calls.
+    pub fn handler(&self) -> &H {
+        &self.inner.handler
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// How many sessions are open now.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.read().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Closes every open session with `reason` (used at shutdown).
+    pub fn close_all(&self, reason: CloseReason) {
+        let sessions: Vec<_> = self
+            .inner
+            .sessions
+            .read()
+            .map(|s| s.values().map(|e| e.session.clone()).collect())
+            .unwrap_or_default();
+        for session in sessions {
+            session.close(reason.clone());
+        }
+    }
+
+    /// Mounts the server at its path (with and without the trailing slash) on an actix app.
+    pub fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+        let engine = self.clone();
+        move |cfg: &mut web::ServiceConfig| {
+            let path = engine.inner.config.path.clone();
+            let trimmed = path.trim_end_matches('/').to_owned();
+            let paths = if trimmed.is_empty() || trimmed == path {
+                vec![path]
+            } else {
+                vec![trimmed, path]
+            };
+            let engine = engine.clone();
+            cfg.service(web::resource(paths).route(web::route().to(
+                move |req: HttpRequest, body: web::Payload| {
+                    let engine = engine.clone();
+                    async move { engine.handle(req, body).await }
+                },
+            )));
+        }
+    }
+
+    async fn handle(
+        &self,
+        req: HttpRequest,
+        body: web::Payload,
+    ) -> Result<HttpResponse, RequestError> {
+        let query = web::Query::<EngineQuery>::from_query(req.query_string())
+            .map(web::Query::into_inner)
+            .unwrap_or(EngineQuery {
+                eio: None,
+                transport: None,
+                sid: None,
+            });
+        let config = &self.inner.config;
+        let transport = match query.transport.as_deref() {
+            Some("polling") if config.allow_polling => TransportKind::Polling,
+            Some("websocket") if config.allow_websocket => TransportKind::WebSocket,
+            _ => return Err(RequestError::UnknownTransport),
+        };
+        if query.eio.as_deref() != Some("4") {
+            return Err(RequestError::UnsupportedProtocolVersion);
+        }
+        let Some(sid) = query.sid else {
+            if req.method() != Method::GET {
+                return Err(RequestError::BadHandshakeMethod);
+            }
+            return match transport {
+                TransportKind::Polling => Ok(self.open_polling(&req)),
+                TransportKind::WebSocket => transport::websocket::open(self, &req, body, None),
+            };
+        };
+        let entry = Sid::parse(&sid)
+            .and_then(|sid| self.lookup(sid))
+            .ok_or(RequestError::UnknownSid)?;
+        match (transport, entry.session.transport()) {
+            (TransportKind::Polling, TransportKind::Polling) => match *req.method() {
+                Method::GET => transport::polling::poll(self, entry).await,
+                Method::POST => transport::polling::receive(self, entry, &req, body).await,
+                _ => Err(RequestError::BadRequest),
+            },
+            (TransportKind::WebSocket, TransportKind::Polling) => {
+                transport::websocket::open(self, &req, body, Some(entry))
+            }
+            (TransportKind::WebSocket, TransportKind::WebSocket) => {
+                transport::websocket::refuse(&req, body)
+            }
+            (TransportKind::Polling, TransportKind::WebSocket) => Err(RequestError::BadRequest),
+        }
+    }
+
+    fn lookup(&self, sid: Sid) -> Option<Entry<H::State>> {
+        self.inner.sessions.read().ok()?.get(&sid).cloned()
+    }
+
+    /// The open packet for a new session.
+    fn open_packet(&self, sid: Sid, transport: TransportKind) -> ByteString {
+        let config = &self.inner.config;
+        let upgrades = if transport == TransportKind::Polling && config.allow_websocket {
+            r#"["websocket"]"#
+        } else {
+            "[]"
+        };
+        format!(
+            r#"0{{"sid":"{sid}","upgrades":{upgrades},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
+            config.ping_interval.as_millis(),
+            config.ping_timeout.as_millis(),
+            config.max_payload
+        )
+        .into()
+    }
+
+    /// Creates a session, registers it, starts its supervisor, and returns its open packet.
+    pub(crate) fn create_session(
+        &self,
+        req: &HttpRequest,
+        transport: TransportKind,
+    ) -> (Entry<H::State>, ByteString) {
+        let handshake = Handshake {
+            headers: req.headers().clone(),
+            query: req.query_string().to_owned(),
+            remote_addr: req.peer_addr(),
+        };
+        let (session, pong_rx) =
+            Session::new(handshake, transport, self.inner.config.max_queued_frames);
+        let session = Arc::new(session);
+        let open = self.open_packet(session.sid(), transport);
+        let state = Arc::new(self.inner.handler.on_open(&session));
+        let entry = Entry { session, state };
+        if let Ok(mut sessions) = self.inner.sessions.write() {
+            sessions.insert(entry.session.sid(), entry.clone());
+        }
+        tracing::debug!(sid = %entry.session.sid(), transport = transport.as_str(), "session opened");
+        tokio::spawn(supervise(self.inner.clone(), entry.clone(), pong_rx));
+        (entry, open)
+    }
+
+    fn open_polling(&self, req: &HttpRequest) -> HttpResponse {
+        let (_, open) = self.create_session(req, TransportKind::Polling);
+        transport::polling::text_response(open.to_string())
+    }
+
+    /// Handles one decoded packet from a client, whatever transport brought it.
+    pub(crate) fn on_packet(&self, entry: &Entry<H::State>, packet: Packet) {
+        let Entry { session, state } = entry;
+        match packet {
+            Packet::Message(text) => {
+                self.inner
+                    .handler
+                    .on_message(session, state, Message::Text(text))
+            }
+            Packet::Binary(bytes) => {
+                self.inner
+                    .handler
+                    .on_message(session, state, Message::Binary(bytes))
+            }
+            Packet::Pong(_) => session.pong(),
+            Packet::Close => session.close(CloseReason::TransportClose),
+            Packet::Noop | Packet::Ping(_) | Packet::Upgrade => {}
+            Packet::Open(_) => session.close(CloseReason::ProtocolViolation(
+                "open packet from the client",
+            )),
+        }
+    }
+}
+
+/// Runs the heartbeat of one session, then removes it and tells the handler once it closes.
+///
+/// The first ping goes out one `ping_interval` after the handshake; each later one an interval
+/// after the previous pong. A pong later than `ping_timeout` closes the session.
+async fn supervise<H: EngineHandler>(
+    engine: Arc<EngineInner<H>>,
+    entry: Entry<H::State>,
+    mut pong_rx: mpsc::Receiver<()>,
+) {
+    let session = &entry.session;
+    let ping = Packet::Ping(ByteString::new()).encode();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(engine.config.ping_interval) => {}
+            () = session.closed() => break,
+        }
+        while pong_rx.try_recv().is_ok() {}
+        if session.send(ping.clone()).is_err() {
+            break;
+        }
+        tokio::select! {
+            pong = pong_rx.recv() => if pong.is_none() { break },
+            () = tokio::time::sleep(engine.config.ping_timeout) => {
+                session.close(CloseReason::PingTimeout);
+                break;
+            }
+            () = session.closed() => break,
+        }
+    }
+    if let Ok(mut sessions) = engine.sessions.write() {
+        sessions.remove(&session.sid());
+    }
+    let reason = session
+        .close_reason()
+        .cloned()
+        .unwrap_or(CloseReason::TransportError);
+    tracing::debug!(sid = %session.sid(), %reason, "session closed");
+    engine.handler.on_close(session, &entry.state, &reason);
+}

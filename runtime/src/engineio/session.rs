@@ -1,0 +1,223 @@
+//! One Engine.IO session: its outbound queue, its current transport, its heartbeat state and
+//! how it ends. Transports and the layer above share it through an `Arc`.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use actix_web::http::header::HeaderMap;
+use tokio::sync::{Mutex, Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::error::CloseReason;
+use super::packet::Frame;
+use super::sid::Sid;
+
+/// The transport a session currently uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket.
+    WebSocket,
+}
+
+impl TransportKind {
+    /// The name used in the `transport` query parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Polling => "polling",
+            TransportKind::WebSocket => "websocket",
+        }
+    }
+}
+
+/// What the client sent when it opened the session: headers, query string and address.
+#[derive(Debug, Clone, Default)]
+pub struct Handshake {
+    /// The request headers of the handshake (cookies, user agent, authorization ...).
+    pub headers: HeaderMap,
+    /// The raw query string of the handshake request.
+    pub query: String,
+    /// The peer's address, when known.
+    pub remote_addr: Option<std::net::SocketAddr>,
+}
+
+impl Handshake {
+    /// The value of one query parameter, percent-decoded.
+    ///
+    /// ```
+    /// use tidings_runtime::engineio::Handshake;
+    /// let handshake = Handshake { query: "EIO=4&token=a%20b".into(), ..Default::default() };
+    /// assert_eq!(handshake.query_param("token").as_deref(), Some("a b"));
+    /// assert_eq!(handshake.query_param("nope"), None);
+    /// ```
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&self.query)
+            .ok()?
+            .into_iter()
+            .find_map(|(key, value)| (key == name).then_some(value))
+    }
+}
+
+/// Refused sends: the session is gone, or its queue is full (and it is now closing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session has closed.
+    #[error("session closed")]
+    Closed,
+    /// The client did not keep up; the session is being closed.
+    #[error("outbound queue full")]
+    QueueFull,
+}
+
+/// An Engine.IO session.
+#[derive(Debug)]
+pub struct Session {
+    sid: Sid,
+    handshake: Handshake,
+    tx: mpsc::Sender<Frame>,
+    /// The receiving end of the outbound queue, held by whichever transport is writing: a
+    /// pending poll, or the WebSocket task. `try_lock` failing on a poll means overlapping polls.
+    pub(crate) rx: Mutex<mpsc::Receiver<Frame>>,
+    transport: AtomicU8,
+    upgrading: AtomicBool,
+    /// Wakes a pending poll when an upgrade starts, so it answers with a noop.
+    pub(crate) poll_wake: Notify,
+    /// Set while a POST is being read; a second one at once is a protocol violation.
+    pub(crate) posting: AtomicBool,
+    pong_tx: mpsc::Sender<()>,
+    closed: CancellationToken,
+    reason: OnceLock<CloseReason>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        handshake: Handshake,
+        transport: TransportKind,
+        queue: usize,
+    ) -> (Self, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let (pong_tx, pong_rx) = mpsc::channel(1);
+        let session = Session {
+            sid: Sid::random(),
+            handshake,
+            tx,
+            rx: Mutex::new(rx),
+            transport: AtomicU8::new(transport as u8),
+            upgrading: AtomicBool::new(false),
+            poll_wake: Notify::new(),
+            posting: AtomicBool::new(false),
+            pong_tx,
+            closed: CancellationToken::new(),
+            reason: OnceLock::new(),
+        };
+        (session, pong_rx)
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> Sid {
+        self.sid
+    }
+
+    /// What the client sent when it opened the session.
+    pub fn handshake(&self) -> &Handshake {
+        &self.handshake
+    }
+
+    /// The transport in use now.
+    pub fn transport(&self) -> TransportKind {
+        if self.transport.load(Ordering::Acquire) == TransportKind::WebSocket as u8 {
+            TransportKind::WebSocket
+        } else {
+            TransportKind::Polling
+        }
+    }
+
+    pub(crate) fn set_websocket(&self) {
+        self.transport
+            .store(TransportKind::WebSocket as u8, Ordering::Release);
+        self.upgrading.store(false, Ordering::Release);
+    }
+
+    /// Marks the start of an upgrade; returns false when one is already under way.
+    pub(crate) fn start_upgrade(&self) -> bool {
+        let started = !self.upgrading.swap(true, Ordering::AcqRel);
+        self.poll_wake.notify_waiters();
+        started
+    }
+
+    pub(crate) fn is_upgrading(&self) -> bool {
+        self.upgrading.load(Ordering::Acquire)
+    }
+
+    /// Queues one encoded frame for the client.
+    ///
+    /// Never waits: when the client lets `max_queued_frames` frames pile up, the session is
+    /// closed with [`CloseReason::QueueFull`] and the frame is refused.
+    ///
+    /// # Errors
+    /// [`SendError`] when the session is closed or its queue is full.
+    pub fn send(&self, frame: Frame) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        self.tx.try_send(frame).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => {
+                self.close(CloseReason::QueueFull);
+                SendError::QueueFull
+            }
+            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+        })
+    }
+
+    /// Queues several frames that belong together (a binary packet and its attachments): all of
+    /// them, or none when there is no room for all.
+    ///
+    /// # Errors
+    /// [`SendError`] when the session is closed or its queue has no room for all of them.
+    pub fn send_all(&self, frames: impl ExactSizeIterator<Item = Frame>) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        let needed = frames.len();
+        if self.tx.capacity() < needed {
+            self.close(CloseReason::QueueFull);
+            return Err(SendError::QueueFull);
+        }
+        for frame in frames {
+            self.send(frame)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pong(&self) {
+        // A full slot already says "a pong arrived"; one is enough.
+        let _ = self.pong_tx.try_send(());
+    }
+
+    /// Closes the session. The first reason given wins; later calls do nothing.
+    ///
+    /// What was queued before is still written (WebSocket) or returned by the pending poll,
+    /// followed by a close packet.
+    pub fn close(&self, reason: CloseReason) {
+        if self.reason.set(reason).is_ok() {
+            self.closed.cancel();
+        }
+    }
+
+    /// Whether the session has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.reason.get()
+    }
+
+    /// Resolves when the session closes.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+}

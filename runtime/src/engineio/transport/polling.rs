@@ -1,0 +1,116 @@
+//! HTTP long-polling: a GET waits for queued frames, a POST carries packets from the client.
+
+use actix_web::{HttpRequest, HttpResponse, http::header};
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc::error::TryRecvError;
+
+use crate::engineio::error::{CloseReason, RequestError};
+use crate::engineio::packet::{Frame, Packet};
+use crate::engineio::payload::{decode_payload, encode_payload};
+use crate::engineio::server::{Engine, EngineHandler, Entry};
+
+pub(crate) fn text_response(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=UTF-8")
+        .body(body)
+}
+
+/// Answers a GET: waits for at least one frame (or the session's end, or an upgrade), then
+/// returns everything queued, up to about `max_payload` bytes.
+pub(crate) async fn poll<H: EngineHandler>(
+    engine: &Engine<H>,
+    entry: Entry<H::State>,
+) -> Result<HttpResponse, RequestError> {
+    let session = &entry.session;
+    let Ok(mut rx) = session.rx.try_lock() else {
+        session.close(CloseReason::ProtocolViolation("overlapping polls"));
+        return Err(RequestError::BadRequest);
+    };
+    let mut frames = Vec::new();
+    let wake = session.poll_wake.notified();
+    tokio::pin!(wake);
+    wake.as_mut().enable();
+    if !session.is_upgrading() && !session.is_closed() {
+        tokio::select! {
+            biased;
+            frame = rx.recv() => frames.extend(frame),
+            () = session.closed() => {}
+            () = &mut wake => {}
+        }
+    }
+    let limit = engine.config().max_payload;
+    let mut size: usize = frames.iter().map(Frame::len).sum();
+    while size < limit {
+        match rx.try_recv() {
+            Ok(frame) => {
+                size += frame.len();
+                frames.push(frame);
+            }
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+        }
+    }
+    if session.is_closed() && rx.is_empty() {
+        frames.push(Packet::Close.encode());
+    } else if frames.is_empty() {
+        frames.push(Packet::Noop.encode());
+    }
+    Ok(text_response(encode_payload(&frames)))
+}
+
+/// Answers a POST: reads the body (at most `max_payload` bytes), decodes it and hands every
+/// packet to the engine, in order.
+pub(crate) async fn receive<H: EngineHandler>(
+    engine: &Engine<H>,
+    entry: Entry<H::State>,
+    req: &HttpRequest,
+    mut body: actix_web::web::Payload,
+) -> Result<HttpResponse, RequestError> {
+    let session = &entry.session;
+    if session
+        .posting
+        .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        session.close(CloseReason::ProtocolViolation("overlapping data requests"));
+        return Err(RequestError::BadRequest);
+    }
+    struct Posting<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Posting<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+    let _posting = Posting(&session.posting);
+
+    let limit = engine.config().max_payload;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Ok(HttpResponse::PayloadTooLarge().finish());
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            session.close(CloseReason::TransportError);
+            return Err(RequestError::BadRequest);
+        };
+        if buf.len() + chunk.len() > limit {
+            return Ok(HttpResponse::PayloadTooLarge().finish());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    let packets = match decode_payload(buf.freeze()) {
+        Ok(packets) => packets,
+        Err(err) => {
+            tracing::debug!(sid = %session.sid(), %err, "bad polling payload");
+            session.close(CloseReason::ParseError(err.to_string()));
+            return Err(RequestError::BadRequest);
+        }
+    };
+    for packet in packets {
+        engine.on_packet(&entry, packet);
+    }
+    Ok(HttpResponse::Ok().content_type("text/html").body("ok"))
+}

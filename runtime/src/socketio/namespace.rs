@@ -1,0 +1,213 @@
+//! Namespaces: the sockets connected to each, their rooms, the connect guard and handler, and
+//! broadcasting (encoded once, the same frames queued for every recipient).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use super::error::EmitError;
+use super::packet::Packet;
+use super::payload::Payload;
+use super::socket::SocketRef;
+use crate::engineio::{Frame, Sid};
+
+type ConnectHandler = Box<dyn Fn(SocketRef) + Send + Sync>;
+type GuardFuture = Pin<Box<dyn Future<Output = Result<(), ConnectRefusal>> + Send>>;
+type Guard = Arc<dyn Fn(SocketRef) -> GuardFuture + Send + Sync>;
+
+/// Why a guard refused a connect; the client's `connect_error` carries `message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectRefusal {
+    /// Shown to the client as `err.message`.
+    pub message: String,
+}
+
+impl ConnectRefusal {
+    /// A refusal with this message.
+    ///
+    /// ```
+    /// use tidings_runtime::socketio::ConnectRefusal;
+    /// assert_eq!(ConnectRefusal::new("unauthorized").message, "unauthorized");
+    /// ```
+    pub fn new(message: impl Into<String>) -> Self {
+        ConnectRefusal {
+            message: message.into(),
+        }
+    }
+}
+
+/// A namespace (`/`, `/admin` ...): its connected sockets and rooms.
+pub struct Namespace {
+    name: String,
+    on_connect: ConnectHandler,
+    guard: RwLock<Option<Guard>>,
+    sockets: RwLock<HashMap<Sid, SocketRef>>,
+    rooms: RwLock<HashMap<String, HashMap<Sid, SocketRef>>>,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Namespace {
+    pub(crate) fn new(name: String, on_connect: ConnectHandler) -> Self {
+        Namespace {
+            name,
+            on_connect,
+            guard: RwLock::new(None),
+            sockets: RwLock::new(HashMap::new()),
+            rooms: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The namespace's name, starting with `/`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sets the guard that runs before a socket connects; an `Err` refuses it and the client
+    /// gets a `connect_error` with the refusal's message.
+    pub fn guard<F, Fut>(&self, guard: F) -> &Self
+    where
+        F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectRefusal>> + Send + 'static,
+    {
+        if let Ok(mut slot) = self.guard.write() {
+            *slot = Some(Arc::new(move |socket| Box::pin(guard(socket))));
+        }
+        self
+    }
+
+    /// How many sockets are connected.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.read().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// How many rooms have at least one socket.
+    pub fn room_count(&self) -> usize {
+        self.rooms.read().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// The socket with this id, if connected here.
+    pub fn socket(&self, id: Sid) -> Option<SocketRef> {
+        self.sockets.read().ok()?.get(&id).cloned()
+    }
+
+    /// Emits `event` with one JSON argument to every socket in `room`.
+    ///
+    /// # Errors
+    /// [`EmitError`] when the name is reserved or the value does not serialize. Recipients that
+    /// are gone or too slow are skipped (and closed, for the slow).
+    pub fn emit_to<T: Serialize + ?Sized>(
+        &self,
+        room: &str,
+        event: &str,
+        value: &T,
+    ) -> Result<usize, EmitError> {
+        self.emit_payload_to(room, event, Payload::from_value(value)?)
+    }
+
+    /// Emits `event` with these arguments to every socket in `room`; returns how many
+    /// sockets it was queued for.
+    ///
+    /// # Errors
+    /// [`EmitError::ReservedEvent`] for a reserved name.
+    pub fn emit_payload_to(
+        &self,
+        room: &str,
+        event: &str,
+        payload: Payload,
+    ) -> Result<usize, EmitError> {
+        let frames = self.encode_event(event, payload)?;
+        let recipients: Vec<SocketRef> = self
+            .rooms
+            .read()
+            .ok()
+            .and_then(|rooms| rooms.get(room).map(|m| m.values().cloned().collect()))
+            .unwrap_or_default();
+        Ok(deliver(&recipients, &frames))
+    }
+
+    /// Emits `event` with these arguments to every socket of the namespace.
+    ///
+    /// # Errors
+    /// [`EmitError::ReservedEvent`] for a reserved name.
+    pub fn emit_payload_all(&self, event: &str, payload: Payload) -> Result<usize, EmitError> {
+        let frames = self.encode_event(event, payload)?;
+        let recipients: Vec<SocketRef> = self
+            .sockets
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        Ok(deliver(&recipients, &frames))
+    }
+
+    fn encode_event(&self, event: &str, payload: Payload) -> Result<Vec<Frame>, EmitError> {
+        if ["connect", "connect_error", "disconnect", "disconnecting"].contains(&event) {
+            return Err(EmitError::ReservedEvent(event.to_owned()));
+        }
+        Ok(Packet::Event {
+            nsp: self.name.clone(),
+            event: event.to_owned(),
+            payload,
+            id: None,
+        }
+        .encode())
+    }
+
+    pub(crate) fn guard_fn(&self) -> Option<Guard> {
+        self.guard.read().ok()?.clone()
+    }
+
+    pub(crate) fn connected(&self, socket: &SocketRef) {
+        if let Ok(mut sockets) = self.sockets.write() {
+            sockets.insert(socket.id(), socket.clone());
+        }
+        (self.on_connect)(socket.clone());
+    }
+
+    pub(crate) fn remove_socket(&self, id: Sid) {
+        if let Ok(mut sockets) = self.sockets.write() {
+            sockets.remove(&id);
+        }
+    }
+
+    pub(crate) fn add_to_room(&self, room: String, socket: SocketRef) {
+        if let Ok(mut rooms) = self.rooms.write() {
+            rooms.entry(room).or_default().insert(socket.id(), socket);
+        }
+    }
+
+    pub(crate) fn remove_from_room(&self, room: &str, id: Sid) {
+        if let Ok(mut rooms) = self.rooms.write()
+            && let Some(members) = rooms.get_mut(room)
+        {
+            members.remove(&id);
+            if members.is_empty() {
+                rooms.remove(room);
+            }
+        }
+    }
+}
+
+/// Queues the same frames for every recipient; returns how many took them.
+fn deliver(recipients: &[SocketRef], frames: &[Frame]) -> usize {
+    recipients
+        .iter()
+        .filter(|socket| {
+            let session = socket.session();
+            match frames {
+                [frame] => session.send(frame.clone()).is_ok(),
+                _ => session.send_all(frames.iter().cloned()).is_ok(),
+            }
+        })
+        .count()
+}

@@ -1,0 +1,431 @@
+//! The Socket.IO server: the namespaces, and the per-connection client that turns Engine.IO
+//! messages into packets (reassembling binary ones) and packets into socket calls.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use actix_web::web;
+use serde_json::value::RawValue;
+
+use super::error::PacketError;
+use super::namespace::Namespace;
+use super::packet::{Packet, Partial};
+use super::socket::{DisconnectReason, Socket, SocketRef};
+use crate::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
+
+/// Settings of a Socket.IO server.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct IoConfig {
+    /// The Engine.IO settings (path `/socket.io/` by default).
+    pub engine: EngineConfig,
+    /// How long a connection may stay without joining any namespace before it is closed.
+    pub connect_timeout: Duration,
+    /// The most binary attachments one packet may announce.
+    pub max_attachments: usize,
+}
+
+impl Default for IoConfig {
+    fn default() -> Self {
+        IoConfig {
+            engine: EngineConfig {
+                path: "/socket.io/".to_owned(),
+                ..EngineConfig::default()
+            },
+            connect_timeout: Duration::from_secs(45),
+            max_attachments: 64,
+        }
+    }
+}
+
+/// Builds a [`SocketIo`] server.
+///
+/// ```
+/// use std::time::Duration;
+/// use tidings_runtime::socketio::SocketIo;
+/// let io = SocketIo::builder()
+///     .ping_interval(Duration::from_secs(10))
+///     .max_payload(100_000)
+///     .build();
+/// assert_eq!(io.config().engine.max_payload, 100_000);
+/// ```
+#[derive(Debug, Default)]
+pub struct SocketIoBuilder {
+    config: IoConfig,
+}
+
+impl SocketIoBuilder {
+    /// Where the server answers (default `/socket.io/`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.config.engine.path = path.into();
+        self
+    }
+
+    /// Time between pings (default 25 s).
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.config.engine.ping_interval = interval;
+        self
+    }
+
+    /// How late a pong may be (default 20 s).
+    pub fn ping_timeout(mut self, timeout: Duration) -> Self {
+        self.config.engine.ping_timeout = timeout;
+        self
+    }
+
+    /// The largest HTTP body or WebSocket message accepted, in bytes (default 1 MB).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.config.engine.max_payload = bytes;
+        self
+    }
+
+    /// How long a connection may stay without joining a namespace (default 45 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// How many frames may wait for a slow client before it is disconnected (default 4096).
+    pub fn max_queued_frames(mut self, frames: usize) -> Self {
+        self.config.engine.max_queued_frames = frames;
+        self
+    }
+
+    /// The whole configuration at once.
+    pub fn config(mut self, config: IoConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The server.
+    pub fn build(self) -> SocketIo {
+        let inner = Arc::new(IoInner {
+            config: self.config.clone(),
+            namespaces: RwLock::new(HashMap::new()),
+        });
+        let engine = Engine::new(
+            self.config.engine,
+            IoHandler {
+                inner: inner.clone(),
+            },
+        );
+        SocketIo { inner, engine }
+    }
+}
+
+/// A Socket.IO v5 server; cheap to clone. Declare namespaces with [`SocketIo::ns`], mount with
+/// [`SocketIo::configure`].
+///
+/// ```no_run
+/// use actix_web::{App, HttpServer};
+/// use tidings_runtime::socketio::SocketIo;
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let io = SocketIo::builder().build();
+/// io.ns("/", |socket| {
+///     socket.on("ping", |socket, payload, ack| {
+///         if let Some(ack) = ack {
+///             let _ = ack.send(payload);
+///         }
+///     });
+/// });
+/// HttpServer::new(move || App::new().configure(io.configure()))
+///     .bind(("127.0.0.1", 3000))?
+///     .run()
+///     .await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SocketIo {
+    inner: Arc<IoInner>,
+    engine: Engine<IoHandler>,
+}
+
+impl std::fmt::Debug for SocketIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketIo")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct IoInner {
+    config: IoConfig,
+    namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
+}
+
+impl SocketIo {
+    /// A builder with the official defaults.
+    pub fn builder() -> SocketIoBuilder {
+        SocketIoBuilder::default()
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &IoConfig {
+        &self.inner.config
+    }
+
+    /// Declares namespace `name` (`/` is the default one); `on_connect` runs for every socket
+    /// that joins it, after the CONNECT was accepted. Returns the namespace, on which a
+    /// [`Namespace::guard`] can refuse connects.
+    pub fn ns<F>(&self, name: impl Into<String>, on_connect: F) -> Arc<Namespace>
+    where
+        F: Fn(SocketRef) + Send + Sync + 'static,
+    {
+        let name = name.into();
+        let ns = Arc::new(Namespace::new(name.clone(), Box::new(on_connect)));
+        if let Ok(mut namespaces) = self.inner.namespaces.write() {
+            namespaces.insert(name, ns.clone());
+        }
+        ns
+    }
+
+    /// The namespace called `name`, if declared.
+    pub fn of(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.inner.namespaces.read().ok()?.get(name).cloned()
+    }
+
+    /// How many Engine.IO connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.engine.session_count()
+    }
+
+    /// Closes every connection (at shutdown).
+    pub fn close_all(&self) {
+        self.engine.close_all(CloseReason::ServerShutdown);
+    }
+
+    /// Mounts the server on an actix app.
+    pub fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+        self.engine.configure()
+    }
+}
+
+/// The Engine.IO handler of a Socket.IO server.
+pub struct IoHandler {
+    inner: Arc<IoInner>,
+}
+
+/// What the Socket.IO layer keeps per connection.
+pub struct Client {
+    sockets: Mutex<HashMap<String, SocketRef>>,
+    partial: Mutex<Option<Partial>>,
+    joined_any: Arc<AtomicBool>,
+}
+
+impl EngineHandler for IoHandler {
+    type State = Client;
+
+    fn on_open(&self, session: &Arc<Session>) -> Client {
+        let joined_any = Arc::new(AtomicBool::new(false));
+        let timeout = self.inner.config.connect_timeout;
+        let watched = session.clone();
+        let joined = joined_any.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => {
+                    if !joined.load(Ordering::Acquire) {
+                        tracing::debug!(sid = %watched.sid(), "no namespace joined in time");
+                        watched.close(CloseReason::ProtocolViolation("connect timeout"));
+                    }
+                }
+                () = watched.closed() => {}
+            }
+        });
+        Client {
+            sockets: Mutex::new(HashMap::new()),
+            partial: Mutex::new(None),
+            joined_any,
+        }
+    }
+
+    fn on_message(&self, session: &Arc<Session>, client: &Client, message: Message) {
+        if let Err(err) = self.receive(session, client, message) {
+            tracing::debug!(sid = %session.sid(), %err, "invalid packet, closing the connection");
+            session.close(CloseReason::ParseError(err.to_string()));
+        }
+    }
+
+    fn on_close(&self, _session: &Arc<Session>, client: &Client, reason: &CloseReason) {
+        let sockets: Vec<SocketRef> = client
+            .sockets
+            .lock()
+            .map(|mut sockets| sockets.drain().map(|(_, s)| s).collect())
+            .unwrap_or_default();
+        let reason = DisconnectReason::from(reason);
+        for socket in sockets {
+            socket.leave_namespace(&reason);
+        }
+        if let Ok(mut partial) = client.partial.lock() {
+            partial.take();
+        }
+    }
+}
+
+impl IoHandler {
+    fn receive(
+        &self,
+        session: &Arc<Session>,
+        client: &Client,
+        message: Message,
+    ) -> Result<(), PacketError> {
+        let max_attachments = self.inner.config.max_attachments;
+        let mut pending = client
+            .partial
+            .lock()
+            .map_err(|_| PacketError::AttachmentsPending)?;
+        let packet = match message {
+            Message::Text(text) => {
+                if pending.is_some() {
+                    return Err(PacketError::AttachmentsPending);
+                }
+                let partial = Packet::decode(&text, max_attachments)?;
+                if partial.is_complete() {
+                    partial.finish()?
+                } else {
+                    *pending = Some(partial);
+                    return Ok(());
+                }
+            }
+            Message::Binary(bytes) => {
+                let mut partial = pending.take().ok_or(PacketError::UnexpectedBinary)?;
+                if partial.attachment_bytes() + bytes.len() > self.inner.config.engine.max_payload {
+                    return Err(PacketError::AttachmentsTooLarge);
+                }
+                partial.push(bytes);
+                if partial.is_complete() {
+                    partial.finish()?
+                } else {
+                    *pending = Some(partial);
+                    return Ok(());
+                }
+            }
+        };
+        drop(pending);
+        self.dispatch(session, client, packet);
+        Ok(())
+    }
+
+    fn dispatch(&self, session: &Arc<Session>, client: &Client, packet: Packet) {
+        match packet {
+            Packet::Connect { nsp, data } => self.connect(session, client, nsp, data),
+            Packet::Disconnect { nsp } => {
+                if let Some(socket) = client.take_socket(&nsp) {
+                    socket.leave_namespace(&DisconnectReason::ClientNamespaceDisconnect);
+                }
+            }
+            Packet::Event {
+                nsp,
+                event,
+                payload,
+                id,
+            } => {
+                if let Some(socket) = client.socket(&nsp) {
+                    socket.handle_event(&event, payload, id);
+                }
+            }
+            Packet::Ack { nsp, id, payload } => {
+                if let Some(socket) = client.socket(&nsp) {
+                    socket.handle_ack(id, payload);
+                }
+            }
+            // `Packet::decode` never yields these from a client.
+            Packet::ConnectError { .. } => {}
+        }
+    }
+
+    fn connect(
+        &self,
+        session: &Arc<Session>,
+        client: &Client,
+        nsp: String,
+        auth: Option<Box<RawValue>>,
+    ) {
+        let ns = self
+            .inner
+            .namespaces
+            .read()
+            .ok()
+            .and_then(|n| n.get(&nsp).cloned());
+        let Some(ns) = ns else {
+            let _ = session.send_all(
+                Packet::ConnectError {
+                    nsp,
+                    message: "Invalid namespace".to_owned(),
+                }
+                .encode()
+                .into_iter(),
+            );
+            return;
+        };
+        if client.socket(&nsp).is_some() {
+            tracing::debug!(sid = %session.sid(), nsp, "already connected to namespace");
+            return;
+        }
+        let socket = Arc::new(Socket::new(ns.clone(), session.clone(), auth));
+        client.joined_any.store(true, Ordering::Release);
+        // Reserve the namespace slot at once so events that race the guard find the socket
+        // (they are ignored until it is connected).
+        if let Ok(mut sockets) = client.sockets.lock() {
+            sockets.insert(nsp.clone(), socket.clone());
+        }
+        match ns.guard_fn() {
+            None => accept(&socket),
+            Some(guard) => {
+                tokio::spawn(async move {
+                    match guard(socket.clone()).await {
+                        Ok(()) => {
+                            if !socket.session().is_closed() {
+                                accept(&socket);
+                            }
+                        }
+                        Err(refusal) => {
+                            socket.set_refused();
+                            let _ = socket.send_packet(&Packet::ConnectError {
+                                nsp: ns.name().to_owned(),
+                                message: refusal.message,
+                            });
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Accepts a socket: CONNECT reply, then the namespace's connect handler.
+fn accept(socket: &SocketRef) {
+    let data = RawValue::from_string(format!(r#"{{"sid":"{}"}}"#, socket.id())).ok();
+    if !socket.set_connected() {
+        return;
+    }
+    let sent = socket.send_packet(&Packet::Connect {
+        nsp: socket.ns().name().to_owned(),
+        data,
+    });
+    if sent.is_ok() {
+        socket.ns().connected(socket);
+    }
+}
+
+impl Client {
+    /// The connected socket on `nsp`; a slot whose socket has left is dropped.
+    fn socket(&self, nsp: &str) -> Option<SocketRef> {
+        let mut sockets = self.sockets.lock().ok()?;
+        let socket = sockets.get(nsp)?.clone();
+        if socket.connected() {
+            Some(socket)
+        } else if socket.is_pending() {
+            None
+        } else {
+            sockets.remove(nsp);
+            None
+        }
+    }
+
+    fn take_socket(&self, nsp: &str) -> Option<SocketRef> {
+        self.sockets.lock().ok()?.remove(nsp)
+    }
+}

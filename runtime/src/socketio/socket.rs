@@ -1,0 +1,425 @@
+//! A client's connection to one namespace: its event handlers, acks both ways, rooms and
+//! disconnect.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+use super::error::{AckError, EmitError};
+use super::namespace::Namespace;
+use super::packet::Packet;
+use super::payload::Payload;
+use crate::engineio::{CloseReason, Handshake, Session, Sid, TransportKind};
+
+/// A shared handle to a [`Socket`]; what every handler receives.
+pub type SocketRef = Arc<Socket>;
+
+type EventHandler = Arc<dyn Fn(SocketRef, Payload, Option<AckSender>) + Send + Sync>;
+type DisconnectHandler = Box<dyn FnOnce(SocketRef, &DisconnectReason) + Send>;
+
+/// Events that only Socket.IO itself may emit.
+const RESERVED_EVENTS: [&str; 6] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// Why a socket left its namespace; the texts are the official server's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The client left the namespace (`socket.disconnect()` on the client).
+    #[error("client namespace disconnect")]
+    ClientNamespaceDisconnect,
+    /// The server disconnected the socket ([`Socket::disconnect`]).
+    #[error("server namespace disconnect")]
+    ServerNamespaceDisconnect,
+    /// The client closed the connection.
+    #[error("transport close")]
+    TransportClose,
+    /// The connection failed.
+    #[error("transport error")]
+    TransportError,
+    /// The client stopped answering pings.
+    #[error("ping timeout")]
+    PingTimeout,
+    /// The client sent something invalid.
+    #[error("parse error")]
+    ParseError,
+    /// The client did not keep up with what was sent to it.
+    #[error("slow consumer")]
+    SlowConsumer,
+    /// The server is shutting down.
+    #[error("server shutting down")]
+    ServerShutdown,
+    /// The connection was closed by the server.
+    #[error("forced close")]
+    ForcedClose,
+}
+
+impl From<&CloseReason> for DisconnectReason {
+    fn from(reason: &CloseReason) -> Self {
+        match reason {
+            CloseReason::TransportClose => DisconnectReason::TransportClose,
+            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+            CloseReason::ParseError(_)
+            | CloseReason::ProtocolViolation(_)
+            | CloseReason::PayloadTooLarge => DisconnectReason::ParseError,
+            CloseReason::QueueFull => DisconnectReason::SlowConsumer,
+            CloseReason::ServerShutdown => DisconnectReason::ServerShutdown,
+            CloseReason::ForcedClose => DisconnectReason::ForcedClose,
+            _ => DisconnectReason::TransportError,
+        }
+    }
+}
+
+/// Answers an event that asked for an ack; dropping it unanswered sends nothing.
+#[derive(Debug)]
+pub struct AckSender {
+    socket: SocketRef,
+    id: u64,
+}
+
+impl AckSender {
+    /// Sends the ack with these arguments.
+    ///
+    /// # Errors
+    /// [`EmitError`] when the socket is gone or its queue is full.
+    pub fn send(self, payload: Payload) -> Result<(), EmitError> {
+        self.socket.send_packet(&Packet::Ack {
+            nsp: self.socket.ns.name().to_owned(),
+            id: self.id,
+            payload,
+        })
+    }
+
+    /// Sends the ack with one JSON argument.
+    ///
+    /// # Errors
+    /// [`EmitError`] when the value does not serialize or the socket is gone.
+    pub fn send_value<T: Serialize + ?Sized>(self, value: &T) -> Result<(), EmitError> {
+        let payload = Payload::from_value(value)?;
+        self.send(payload)
+    }
+}
+
+/// One client's connection to one namespace.
+pub struct Socket {
+    id: Sid,
+    ns: Arc<Namespace>,
+    session: Arc<Session>,
+    auth: Option<Box<RawValue>>,
+    handlers: RwLock<HashMap<String, EventHandler>>,
+    on_disconnect: Mutex<Vec<DisconnectHandler>>,
+    acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
+    next_ack: AtomicU64,
+    rooms: Mutex<HashSet<String>>,
+    state: AtomicU8,
+}
+
+const PENDING: u8 = 0;
+const CONNECTED: u8 = 1;
+const LEFT: u8 = 2;
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("ns", &self.ns.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Socket {
+    pub(crate) fn new(
+        ns: Arc<Namespace>,
+        session: Arc<Session>,
+        auth: Option<Box<RawValue>>,
+    ) -> Self {
+        Socket {
+            id: Sid::random(),
+            ns,
+            session,
+            auth,
+            handlers: RwLock::new(HashMap::new()),
+            on_disconnect: Mutex::new(Vec::new()),
+            acks: Mutex::new(HashMap::new()),
+            next_ack: AtomicU64::new(0),
+            rooms: Mutex::new(HashSet::new()),
+            state: AtomicU8::new(PENDING),
+        }
+    }
+
+    /// The socket id (distinct from the Engine.IO session id).
+    pub fn id(&self) -> Sid {
+        self.id
+    }
+
+    /// The namespace this socket belongs to.
+    pub fn ns(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+
+    /// The Engine.IO session carrying this socket.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// The handshake of the underlying connection (headers, query).
+    pub fn handshake(&self) -> &Handshake {
+        self.session.handshake()
+    }
+
+    /// The transport in use now.
+    pub fn transport(&self) -> TransportKind {
+        self.session.transport()
+    }
+
+    /// The auth payload the client sent with CONNECT, as raw JSON (always an object).
+    pub fn auth(&self) -> Option<&RawValue> {
+        self.auth.as_deref()
+    }
+
+    /// Whether the socket is still connected.
+    pub fn connected(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CONNECTED
+    }
+
+    pub(crate) fn is_pending(&self) -> bool {
+        self.state.load(Ordering::Acquire) == PENDING
+    }
+
+    /// Registers the handler of `event`, replacing any earlier one.
+    ///
+    /// Handlers run in the order events arrive; spawn a task for slow work. The ack sender is
+    /// `Some` when the client asked for an ack.
+    pub fn on<F>(&self, event: impl Into<String>, handler: F)
+    where
+        F: Fn(SocketRef, Payload, Option<AckSender>) + Send + Sync + 'static,
+    {
+        if let Ok(mut handlers) = self.handlers.write() {
+            handlers.insert(event.into(), Arc::new(handler));
+        }
+    }
+
+    /// Registers a handler called once when the socket leaves the namespace.
+    pub fn on_disconnect<F>(&self, handler: F)
+    where
+        F: FnOnce(SocketRef, &DisconnectReason) + Send + 'static,
+    {
+        if let Ok(mut handlers) = self.on_disconnect.lock() {
+            handlers.push(Box::new(handler));
+        }
+    }
+
+    /// Emits `event` to this client with one JSON argument (`&()` sends none).
+    ///
+    /// # Errors
+    /// [`EmitError`] when the name is reserved, the value does not serialize, or the socket is
+    /// gone or too slow.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, value: &T) -> Result<(), EmitError> {
+        let payload = Payload::from_value(value)?;
+        let payload = if payload.arg(0).is_some_and(|raw| raw.get() == "null") {
+            Payload::new()
+        } else {
+            payload
+        };
+        self.emit_payload(event, payload)
+    }
+
+    /// Emits `event` to this client with these arguments.
+    ///
+    /// # Errors
+    /// [`EmitError`] when the name is reserved or the socket is gone or too slow.
+    pub fn emit_payload(&self, event: &str, payload: Payload) -> Result<(), EmitError> {
+        check_event(event)?;
+        self.send_packet(&Packet::Event {
+            nsp: self.ns.name().to_owned(),
+            event: event.to_owned(),
+            payload,
+            id: None,
+        })
+    }
+
+    /// Emits `event` and waits at most `timeout` for the client's ack.
+    ///
+    /// # Errors
+    /// [`AckError::Timeout`] without an answer in time, [`AckError::Disconnected`] when the
+    /// socket leaves first, [`AckError::Emit`] when the emit itself fails.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        payload: Payload,
+        timeout: Duration,
+    ) -> Result<Payload, AckError> {
+        check_event(event)?;
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.insert(id, tx);
+        }
+        let sent = self.send_packet(&Packet::Event {
+            nsp: self.ns.name().to_owned(),
+            event: event.to_owned(),
+            payload,
+            id: Some(id),
+        });
+        if let Err(err) = sent {
+            self.forget_ack(id);
+            return Err(err.into());
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(payload)) => Ok(payload),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => {
+                self.forget_ack(id);
+                Err(AckError::Timeout)
+            }
+        }
+    }
+
+    fn forget_ack(&self, id: u64) {
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.remove(&id);
+        }
+    }
+
+    /// Joins `room` in this namespace.
+    pub fn join(self: &Arc<Self>, room: impl Into<String>) {
+        let room = room.into();
+        if let Ok(mut rooms) = self.rooms.lock() {
+            rooms.insert(room.clone());
+        }
+        self.ns.add_to_room(room, self.clone());
+    }
+
+    /// Leaves `room`.
+    pub fn leave(&self, room: &str) {
+        if let Ok(mut rooms) = self.rooms.lock() {
+            rooms.remove(room);
+        }
+        self.ns.remove_from_room(room, self.id);
+    }
+
+    /// The rooms this socket is in.
+    pub fn rooms(&self) -> Vec<String> {
+        self.rooms
+            .lock()
+            .map(|rooms| rooms.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Disconnects the socket from its namespace; the client sees `io server disconnect`.
+    /// The underlying connection stays open for its other namespaces.
+    pub fn disconnect(self: &Arc<Self>) {
+        if !self.connected() {
+            return;
+        }
+        let _ = self.send_packet(&Packet::Disconnect {
+            nsp: self.ns.name().to_owned(),
+        });
+        self.leave_namespace(&DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Closes the whole underlying connection (every namespace of this client).
+    pub fn close_connection(&self) {
+        self.session.close(CloseReason::ForcedClose);
+    }
+
+    pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
+        let frames = packet.encode();
+        if frames.len() == 1 {
+            let frame = frames
+                .into_iter()
+                .next()
+                .ok_or(crate::engineio::SendError::Closed)?;
+            self.session.send(frame)?;
+        } else {
+            self.session.send_all(frames.into_iter())?;
+        }
+        Ok(())
+    }
+
+    /// Pending -> connected; false when the socket already left.
+    pub(crate) fn set_connected(&self) -> bool {
+        self.state
+            .compare_exchange(PENDING, CONNECTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Marks a socket that never connected (refused by its guard) as gone.
+    pub(crate) fn set_refused(&self) {
+        self.state.store(LEFT, Ordering::Release);
+    }
+
+    pub(crate) fn handle_event(self: &Arc<Self>, event: &str, payload: Payload, id: Option<u64>) {
+        let handler = self
+            .handlers
+            .read()
+            .ok()
+            .and_then(|handlers| handlers.get(event).cloned());
+        let Some(handler) = handler else {
+            tracing::trace!(socket = %self.id, event, "no handler for event");
+            return;
+        };
+        let ack = id.map(|id| AckSender {
+            socket: self.clone(),
+            id,
+        });
+        handler(self.clone(), payload, ack);
+    }
+
+    pub(crate) fn handle_ack(&self, id: u64, payload: Payload) {
+        let sender = self.acks.lock().ok().and_then(|mut acks| acks.remove(&id));
+        if let Some(sender) = sender {
+            let _ = sender.send(payload);
+        }
+    }
+
+    /// Leaves every room and the namespace, fails pending acks, and runs the disconnect
+    /// handlers. Runs once.
+    pub(crate) fn leave_namespace(self: &Arc<Self>, reason: &DisconnectReason) {
+        if self.state.swap(LEFT, Ordering::AcqRel) != CONNECTED {
+            return;
+        }
+        let rooms: Vec<String> = self
+            .rooms
+            .lock()
+            .map(|mut rooms| rooms.drain().collect())
+            .unwrap_or_default();
+        for room in &rooms {
+            self.ns.remove_from_room(room, self.id);
+        }
+        self.ns.remove_socket(self.id);
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.clear();
+        }
+        let handlers: Vec<DisconnectHandler> = self
+            .on_disconnect
+            .lock()
+            .map(|mut handlers| handlers.drain(..).collect())
+            .unwrap_or_default();
+        if let Ok(mut events) = self.handlers.write() {
+            events.clear();
+        }
+        tracing::debug!(socket = %self.id, ns = self.ns.name(), %reason, "socket disconnected");
+        for handler in handlers {
+            handler(self.clone(), reason);
+        }
+    }
+}
+
+fn check_event(event: &str) -> Result<(), EmitError> {
+    if RESERVED_EVENTS.contains(&event) {
+        return Err(EmitError::ReservedEvent(event.to_owned()));
+    }
+    Ok(())
+}

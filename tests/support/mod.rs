@@ -1,0 +1,167 @@
+//! Shared fixture of the integration tests: start an example server on a free loopback port,
+//! and run a Node script from `tests/js/` against it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An example server running in its own process; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Server {
+    /// Starts `target/<profile>/examples/<name> --port 0 <args>` and waits for its
+    /// `listening on http://127.0.0.1:PORT` line.
+    pub fn start(name: &str, args: &[&str]) -> Server {
+        let binary = example_binary(name);
+        let mut child = Command::new(&binary)
+            .args(["--port", "0"])
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdout = child.stdout.take().expect("stdout piped");
+        let mut stderr = child.stderr.take().expect("stderr piped");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(port) = line
+                    .strip_prefix("listening on http://127.0.0.1:")
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{name} did not print its port within 20 s");
+            }
+        };
+        Server {
+            child,
+            port,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the process is still running (it must never crash on peer input).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the server and returns what it logged.
+    pub fn stop(mut self) -> String {
+        self.kill()
+    }
+
+    fn kill(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let log = self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{log}");
+        }
+    }
+}
+
+fn example_binary(name: &str) -> PathBuf {
+    // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples,
+    // built by `cargo test` before the tests run.
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let binary = profile_dir.join("examples").join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds the examples",
+        binary.display()
+    );
+    binary
+}
+
+/// Runs `node tests/js/<script> <scenario>` against `url` with extra `env`, failing the test
+/// with the script's output when it does not exit 0 within `limit`.
+pub fn run_node(script: &str, scenario: &str, url: &str, env: &[(&str, &str)], limit: Duration) {
+    let root = root();
+    assert!(
+        root.join("node_modules/socket.io-client").exists(),
+        "node_modules missing: run scripts/test (it runs `npm ci`)"
+    );
+    let mut child = Command::new("node")
+        .arg(root.join("tests/js").join(script))
+        .arg(scenario)
+        .current_dir(&root)
+        .env("TIDINGS_URL", url)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is installed");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    match status {
+        Some(status) if status.success() => {}
+        Some(status) => panic!("{script} {scenario} failed ({status}):\n{out}\n{err}"),
+        None => panic!("{script} {scenario} did not finish within {limit:?}:\n{out}\n{err}"),
+    }
+}
