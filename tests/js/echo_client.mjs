@@ -339,10 +339,8 @@ async function binaryScenario(transport) {
 // (a bug in this script, a network error) prints its stack too.
 function describeError(err) {
   if (err instanceof assert.AssertionError) return err.message;
-  if (err?.constructor === Error) {
-    return err.cause ? `${err.message} (cause: ${err.cause.message ?? err.cause})` : err.message;
-  }
-  return err?.stack ?? String(err);
+  const text = err?.constructor === Error ? err.message : (err?.stack ?? String(err));
+  return err?.cause ? `${text}\ncause: ${err.cause.message ?? err.cause}` : text;
 }
 
 async function main() {
