@@ -1,3 +1,19 @@
 #![doc = include_str!("../README.md")]
 
-pub use tidings_runtime::{engineio, socketio};
+pub use tidings_macros::channel;
+pub use tidings_runtime::channels::{
+    Authorizer, ChannelContext, ChannelLimits, EmitError, Handshake, JoinContext, LeaveReason,
+    Reply,
+};
+pub use tidings_runtime::socketio::ConnectRefusal;
+pub use tidings_runtime::{
+    Binary, BuildError, EmitTo, Payload, SocketEmitter, Tidings, TidingsBuilder, channels,
+    engineio, socketio,
+};
+
+/// What generated code refers to; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+    pub use tidings_runtime::channels::ChannelRegistration;
+}

@@ -1,7 +1,20 @@
-//! The runtime of tidings: Engine.IO v4 and Socket.IO v5 servers on actix-web.
+//! The runtime of tidings: channels with authorizers, served over Socket.IO (Engine.IO v4,
+//! Socket.IO v5) on actix-web.
 //!
 //! Layers, each using only the ones before it: [`engineio`] (transports, sessions,
-//! heartbeat), [`socketio`] (packets, namespaces, sockets, acks, rooms).
+//! heartbeat), [`socketio`] (packets, namespaces, sockets, acks, rooms), [`channels`]
+//! (registry, authorization, subscriptions; no wire protocol), the gateways binding a
+//! protocol to the channels, then [`SocketEmitter`] and [`Tidings`].
 
+mod builder;
+pub mod channels;
+mod emitter;
 pub mod engineio;
+mod gateway;
+mod payload;
 pub mod socketio;
+
+pub use builder::{BuildError, Tidings, TidingsBuilder};
+pub use emitter::{EmitTo, MissingEmitter, SocketEmitter};
+
+pub use payload::{Binary, Payload, PayloadError};

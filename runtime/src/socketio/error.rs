@@ -1,5 +1,7 @@
 //! Errors of the Socket.IO layer.
 
+pub use crate::payload::PayloadError;
+
 /// A packet from a client could not be decoded; the connection that sent it is closed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -37,27 +39,6 @@ pub enum PacketError {
     /// The attachments of one packet exceeded the allowed total.
     #[error("attachments too large")]
     AttachmentsTooLarge,
-}
-
-/// A problem with the arguments of an event or ack.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PayloadError {
-    /// A value could not be serialized to JSON.
-    #[error("cannot serialize argument: {0}")]
-    Serialize(#[source] serde_json::Error),
-    /// An argument could not be deserialized into the requested type.
-    #[error("cannot deserialize argument: {0}")]
-    Deserialize(#[source] serde_json::Error),
-    /// There is no argument at this index.
-    #[error("no argument at index {0}")]
-    MissingArgument(usize),
-    /// A binary placeholder is malformed or points past the attachments.
-    #[error("invalid binary placeholder")]
-    BadPlaceholder,
-    /// An attachment no placeholder points at.
-    #[error("unused attachment")]
-    UnusedAttachment,
 }
 
 /// An emit could not be queued.

@@ -7,13 +7,12 @@
 mod error;
 mod namespace;
 mod packet;
-mod payload;
 mod server;
 mod socket;
 
+pub use crate::payload::Payload;
 pub use error::{AckError, EmitError, PacketError, PayloadError};
 pub use namespace::{ConnectRefusal, Namespace};
 pub use packet::{Packet, PacketType, Partial};
-pub use payload::Payload;
 pub use server::{Client, IoConfig, IoHandler, SocketIo, SocketIoBuilder};
 pub use socket::{AckSender, DisconnectReason, Socket, SocketRef};

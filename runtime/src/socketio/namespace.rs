@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::error::EmitError;
 use super::packet::Packet;
-use super::payload::Payload;
 use super::socket::SocketRef;
 use crate::engineio::{Frame, Sid};
+use crate::payload::Payload;
 
 type ConnectHandler = Box<dyn Fn(SocketRef) + Send + Sync>;
 type GuardFuture = Pin<Box<dyn Future<Output = Result<(), ConnectRefusal>> + Send>>;

@@ -5,8 +5,8 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::error::PacketError;
-use super::payload::Payload;
 use crate::engineio::Frame;
+use crate::payload::Payload;
 
 /// The type of a Socket.IO packet, with its wire digit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,14 +13,15 @@ use tokio::sync::oneshot;
 use super::error::{AckError, EmitError};
 use super::namespace::Namespace;
 use super::packet::Packet;
-use super::payload::Payload;
 use crate::engineio::{CloseReason, Handshake, Session, Sid, TransportKind};
+use crate::payload::Payload;
 
 /// A shared handle to a [`Socket`]; what every handler receives.
 pub type SocketRef = Arc<Socket>;
 
 type EventHandler = Arc<dyn Fn(SocketRef, Payload, Option<AckSender>) + Send + Sync>;
 type DisconnectHandler = Box<dyn FnOnce(SocketRef, &DisconnectReason) + Send>;
+type FallbackHandler = Arc<dyn Fn(SocketRef, &str, Payload, Option<AckSender>) + Send + Sync>;
 
 /// Events that only Socket.IO itself may emit.
 const RESERVED_EVENTS: [&str; 6] = [
@@ -118,6 +119,8 @@ pub struct Socket {
     session: Arc<Session>,
     auth: Option<Box<RawValue>>,
     handlers: RwLock<HashMap<String, EventHandler>>,
+    fallback: RwLock<Option<FallbackHandler>>,
+    extensions: Mutex<HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
     on_disconnect: Mutex<Vec<DisconnectHandler>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
     next_ack: AtomicU64,
@@ -150,6 +153,8 @@ impl Socket {
             session,
             auth,
             handlers: RwLock::new(HashMap::new()),
+            fallback: RwLock::new(None),
+            extensions: Mutex::new(HashMap::new()),
             on_disconnect: Mutex::new(Vec::new()),
             acks: Mutex::new(HashMap::new()),
             next_ack: AtomicU64::new(0),
@@ -208,6 +213,42 @@ impl Socket {
         if let Ok(mut handlers) = self.handlers.write() {
             handlers.insert(event.into(), Arc::new(handler));
         }
+    }
+
+    /// Registers the handler of every event that has no handler of its own; it gets the
+    /// event name too.
+    pub fn on_fallback<F>(&self, handler: F)
+    where
+        F: Fn(SocketRef, &str, Payload, Option<AckSender>) + Send + Sync + 'static,
+    {
+        if let Ok(mut slot) = self.fallback.write() {
+            *slot = Some(Arc::new(handler));
+        }
+    }
+
+    /// Attaches a value of type `T` to this socket (replacing any earlier `T`).
+    ///
+    /// ```
+    /// # fn demo(socket: tidings_runtime::socketio::SocketRef) {
+    /// socket.insert_extension(42u32);
+    /// assert_eq!(socket.extension::<u32>().as_deref(), Some(&42));
+    /// # }
+    /// ```
+    pub fn insert_extension<T: std::any::Any + Send + Sync>(&self, value: T) {
+        if let Ok(mut extensions) = self.extensions.lock() {
+            extensions.insert(std::any::TypeId::of::<T>(), Arc::new(value));
+        }
+    }
+
+    /// The value of type `T` attached to this socket.
+    pub fn extension<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let value = self
+            .extensions
+            .lock()
+            .ok()?
+            .get(&std::any::TypeId::of::<T>())?
+            .clone();
+        value.downcast().ok()
     }
 
     /// Registers a handler called once when the socket leaves the namespace.
@@ -366,15 +407,19 @@ impl Socket {
             .read()
             .ok()
             .and_then(|handlers| handlers.get(event).cloned());
-        let Some(handler) = handler else {
-            tracing::trace!(socket = %self.id, event, "no handler for event");
-            return;
-        };
         let ack = id.map(|id| AckSender {
             socket: self.clone(),
             id,
         });
-        handler(self.clone(), payload, ack);
+        if let Some(handler) = handler {
+            handler(self.clone(), payload, ack);
+            return;
+        }
+        let fallback = self.fallback.read().ok().and_then(|f| f.clone());
+        match fallback {
+            Some(fallback) => fallback(self.clone(), event, payload, ack),
+            None => tracing::trace!(socket = %self.id, event, "no handler for event"),
+        }
     }
 
     pub(crate) fn handle_ack(&self, id: u64, payload: Payload) {
@@ -409,6 +454,9 @@ impl Socket {
             .unwrap_or_default();
         if let Ok(mut events) = self.handlers.write() {
             events.clear();
+        }
+        if let Ok(mut fallback) = self.fallback.write() {
+            fallback.take();
         }
         tracing::debug!(socket = %self.id, ns = self.ns.name(), %reason, "socket disconnected");
         for handler in handlers {

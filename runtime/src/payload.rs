@@ -1,11 +1,9 @@
-//! The arguments of an event or an ack: JSON values kept as the raw text the peer sent (so
+//! Event arguments shared by every layer: JSON values kept as the raw text the peer sent (so
 //! they pass through byte for byte), plus binary attachments.
 
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::value::RawValue;
-
-use super::error::PayloadError;
 
 /// The arguments of an event or ack, with their binary attachments.
 ///
@@ -13,7 +11,7 @@ use super::error::PayloadError;
 /// `{"_placeholder":true,"num":N}` pointing into [`Payload::attachments`], as on the wire.
 ///
 /// ```
-/// use tidings_runtime::socketio::Payload;
+/// use tidings_runtime::Payload;
 /// let mut payload = Payload::new();
 /// payload.push(&serde_json::json!({"b": 1, "a": 2})).unwrap();
 /// payload.push_binary(vec![1u8, 2, 3]);
@@ -96,7 +94,7 @@ impl Payload {
     /// When there is no such argument or it does not fit `T`.
     ///
     /// ```
-    /// use tidings_runtime::socketio::Payload;
+    /// use tidings_runtime::Payload;
     /// let payload = Payload::from_value(&42u32).unwrap();
     /// assert_eq!(payload.get::<u32>(0).unwrap(), 42);
     /// assert!(payload.get::<u32>(1).is_err());
@@ -185,5 +183,96 @@ fn mark_placeholders(value: &serde_json::Value, used: &mut [bool]) -> Result<(),
 impl Payload {
     pub(crate) fn push_attachment(&mut self, bytes: Bytes) {
         self.attachments.push(bytes);
+    }
+}
+
+/// A problem with the arguments of an event or ack.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// A value could not be serialized to JSON.
+    #[error("cannot serialize argument: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// An argument could not be deserialized into the requested type.
+    #[error("cannot deserialize argument: {0}")]
+    Deserialize(#[source] serde_json::Error),
+    /// There is no argument at this index.
+    #[error("no argument at index {0}")]
+    MissingArgument(usize),
+    /// A binary placeholder is malformed or points past the attachments.
+    #[error("invalid binary placeholder")]
+    BadPlaceholder,
+    /// An attachment no placeholder points at.
+    #[error("unused attachment")]
+    UnusedAttachment,
+}
+
+thread_local! {
+    /// Attachments collected while [`Payload::from_serialize`] runs on this thread.
+    static COLLECTOR: std::cell::RefCell<Option<Vec<Bytes>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Bytes that travel as a binary attachment when part of an emitted payload, at any depth.
+///
+/// Outside an emit it serializes as plain bytes.
+///
+/// ```
+/// use tidings_runtime::{Binary, Payload};
+/// #[derive(serde::Serialize)]
+/// struct Upload { name: &'static str, file: Binary }
+/// let payload = Payload::from_serialize(&Upload { name: "a.png", file: Binary::from(vec![1u8, 2]) }).unwrap();
+/// assert_eq!(payload.arg(0).unwrap().get(), r#"{"name":"a.png","file":{"_placeholder":true,"num":0}}"#);
+/// assert_eq!(payload.attachments()[0].as_ref(), &[1, 2]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Binary(pub Bytes);
+
+impl<T: Into<Bytes>> From<T> for Binary {
+    fn from(bytes: T) -> Self {
+        Binary(bytes.into())
+    }
+}
+
+impl Serialize for Binary {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let num = COLLECTOR.with(|c| {
+            c.borrow_mut().as_mut().map(|attachments| {
+                attachments.push(self.0.clone());
+                attachments.len() - 1
+            })
+        });
+        match num {
+            Some(num) => {
+                use serde::ser::SerializeStruct as _;
+                let mut s = serializer.serialize_struct("Placeholder", 2)?;
+                s.serialize_field("_placeholder", &true)?;
+                s.serialize_field("num", &num)?;
+                s.end()
+            }
+            None => serializer.serialize_bytes(&self.0),
+        }
+    }
+}
+
+impl Payload {
+    /// One argument from any `Serialize` value; every [`Binary`] inside it becomes a binary
+    /// attachment.
+    ///
+    /// # Errors
+    /// When `value` cannot be serialized to JSON.
+    pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, PayloadError> {
+        let previous = COLLECTOR.with(|c| c.borrow_mut().replace(Vec::new()));
+        let raw = serde_json::value::to_raw_value(value);
+        let attachments = COLLECTOR.with(|c| {
+            let mut slot = c.borrow_mut();
+            let collected = slot.take().unwrap_or_default();
+            *slot = previous;
+            collected
+        });
+        let raw = raw.map_err(PayloadError::Serialize)?;
+        Ok(Payload {
+            args: vec![raw],
+            attachments,
+        })
     }
 }

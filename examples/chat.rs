@@ -1,0 +1,217 @@
+//! The Northle chat app, ported: a page with a message form; `POST /chat` emits `message` to
+//! `chats/1` and every open page shows it live. A second, private room (`private/vip`) only
+//! lets in connections that presented the VIP token, so the page shows authorization refusing
+//! someone.
+//!
+//! Run: `cargo run --example chat` and open <http://127.0.0.1:8080/chat> in two tabs; add
+//! `?token=northle-vip` to the address of one of them to get into the private room.
+//!
+//! Flags: `--port P`, `--host H`, `--vip-token T`.
+
+#[path = "support/args.rs"]
+mod args;
+
+use std::path::PathBuf;
+
+use actix_multipart::Multipart;
+use actix_web::http::header::{self, ContentType};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, get, post, web};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tidings::{
+    Authorizer, ChannelContext, ConnectRefusal, Handshake, JoinContext, Payload, Reply,
+    SocketEmitter, Tidings, channel,
+};
+
+/// The public rooms: anyone may join `chats/<number>`.
+#[channel("chats/:id")]
+#[derive(Default)]
+pub struct ChatChannel;
+
+impl Authorizer for ChatChannel {
+    async fn pass(&self, join: &JoinContext<'_>) -> bool {
+        join.param_as::<u64>("id").is_some()
+    }
+}
+
+/// The private rooms: only VIP visitors may join, and members talk through the socket.
+#[channel("private/:room")]
+#[derive(Default)]
+pub struct PrivateChannel;
+
+impl Authorizer for PrivateChannel {
+    async fn pass(&self, join: &JoinContext<'_>) -> bool {
+        join.identity::<Visitor>()
+            .is_some_and(|visitor| visitor.vip)
+    }
+
+    async fn handle_in(&self, event: &str, payload: Payload, ctx: &ChannelContext<'_>) -> Reply {
+        match event {
+            "message" => match ctx.broadcast("message", payload) {
+                Ok(_) => Reply::Ok,
+                Err(err) => Reply::error(err.to_string()),
+            },
+            _ => Reply::error("unknown_event"),
+        }
+    }
+}
+
+/// Who is connected, as the connect hook found out from the handshake.
+#[derive(Debug, Clone)]
+struct Visitor {
+    vip: bool,
+}
+
+/// A chat message as it goes out to the pages.
+#[derive(Debug, Serialize, Deserialize)]
+struct NewMessage {
+    message: String,
+}
+
+const PAGE: &str = include_str!("chat/index.html");
+
+#[get("/chat")]
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::html())
+        .body(PAGE)
+}
+
+#[get("/")]
+async fn home() -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, "/chat"))
+        .finish()
+}
+
+/// Takes a message the way a browser posts a form (urlencoded or multipart) or as JSON,
+/// and emits it to `chats/1`.
+#[post("/chat")]
+async fn store(
+    emitter: SocketEmitter,
+    req: HttpRequest,
+    body: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let Some(message) = read_message(&req, body).await? else {
+        return Ok(HttpResponse::BadRequest().body("expected a non-empty `message` field"));
+    };
+    emitter.emit("message", "chats/1", &NewMessage { message })?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The `message` field of the request body, whatever its encoding.
+async fn read_message(req: &HttpRequest, body: web::Payload) -> actix_web::Result<Option<String>> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let message = if content_type.starts_with("multipart/form-data") {
+        let mut form = Multipart::new(req.headers(), body);
+        let mut message = None;
+        while let Some(field) = form.next().await {
+            let mut field = field?;
+            let is_message = field.name() == Some("message");
+            let bytes = field
+                .bytes(64 * 1024)
+                .await
+                .map_err(actix_web::error::ErrorPayloadTooLarge)??;
+            if is_message {
+                message = Some(String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+        message
+    } else {
+        let bytes = body
+            .to_bytes_limited(64 * 1024)
+            .await
+            .map_err(actix_web::error::ErrorPayloadTooLarge)??;
+        if content_type.starts_with("application/json") {
+            serde_json::from_slice::<NewMessage>(&bytes)
+                .map_err(actix_web::error::ErrorBadRequest)?
+                .message
+                .into()
+        } else {
+            serde_urlencoded::from_bytes::<NewMessage>(&bytes)
+                .map_err(actix_web::error::ErrorBadRequest)?
+                .message
+                .into()
+        }
+    };
+    Ok(message.filter(|m| !m.trim().is_empty()))
+}
+
+/// The socket.io client, served from the npm package (installed with `npm ci` when missing).
+fn client_script() -> Option<web::Bytes> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("node_modules/socket.io-client/dist/socket.io.min.js");
+    if !script.exists() {
+        tracing::info!("socket.io-client is not installed yet; running `npm ci`");
+        let installed = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&root)
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed {
+            tracing::error!("`npm ci` failed: the chat page will not connect (is npm installed?)");
+        }
+    }
+    std::fs::read(&script).ok().map(web::Bytes::from)
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    args::init_tracing();
+    let args = args::Args::parse(8080);
+    let vip_token = args
+        .rest
+        .iter()
+        .find_map(|(flag, value)| (flag == "--vip-token").then(|| value.clone()))
+        .unwrap_or_else(|| "northle-vip".to_owned());
+    let script = client_script().unwrap_or_default();
+
+    let tidings = Tidings::builder()
+        .authenticate(move |handshake: Handshake| {
+            let token = handshake
+                .auth::<serde_json::Value>()
+                .and_then(|auth| auth.get("token")?.as_str().map(str::to_owned))
+                .or_else(|| handshake.query_param("token"))
+                .filter(|token| !token.is_empty());
+            let vip_token = vip_token.clone();
+            async move {
+                match token {
+                    None => Ok(Visitor { vip: false }),
+                    Some(token) if token == vip_token => Ok(Visitor { vip: true }),
+                    Some(_) => Err(ConnectRefusal::new("invalid token")),
+                }
+            }
+        })
+        .build()?;
+
+    let server = HttpServer::new(move || {
+        let script = script.clone();
+        App::new()
+            .configure(tidings.configure())
+            .service(home)
+            .service(page)
+            .service(store)
+            .route(
+                "/assets/socket.io.min.js",
+                web::get().to(move || {
+                    let script = script.clone();
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("application/javascript; charset=utf-8")
+                            .body(script)
+                    }
+                }),
+            )
+    })
+    .bind((args.host.as_str(), args.port))?;
+    for addr in server.addrs() {
+        println!("listening on http://{addr}");
+        tracing::info!("open http://{addr}/chat");
+    }
+    server.run().await
+}

@@ -1,0 +1,446 @@
+//! The channel pattern language, parsed at compile time.
+//!
+//! A pattern is a list of segments separated by `/`:
+//!
+//! - a literal (`chats`, `room:lobby`; `:` and `*` are literal text when not first),
+//! - `:name`, a parameter matching one segment,
+//! - `*name`, a catch-all matching the rest of the name (only as the last segment).
+//!
+//! Names look like Rust identifiers: `[A-Za-z_][A-Za-z0-9_]*`.
+//!
+//! This module is pure: it knows nothing of spans or tokens, so it can be tested on its own.
+//! [`Pattern::route`] translates a valid pattern into `matchit` 0.8 syntax.
+
+use std::fmt;
+
+/// One segment of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Segment {
+    /// Text matched as is.
+    Literal(String),
+    /// `:name`: exactly one segment of the channel name.
+    Param(String),
+    /// `*name`: the rest of the channel name (one or more segments).
+    CatchAll(String),
+}
+
+/// A valid pattern: at least one segment, every name valid and unique, a catch-all only last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pattern {
+    segments: Vec<Segment>,
+}
+
+/// What is wrong with a pattern; several can be reported for one pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PatternError {
+    /// The pattern is `""`.
+    Empty,
+    /// The pattern starts with `/`.
+    LeadingSlash,
+    /// The pattern ends with `/`.
+    TrailingSlash,
+    /// Two or more `/` in a row; holds the text before them (`chats` for `chats//:id`).
+    DoubleSlash {
+        /// The pattern up to the first of the slashes.
+        before: String,
+    },
+    /// `:` or `*` followed by something that is not a valid name (or nothing).
+    InvalidName {
+        /// The whole segment, sigil included.
+        segment: String,
+    },
+    /// A name used by two segments.
+    DuplicateName {
+        /// The repeated name.
+        name: String,
+    },
+    /// A catch-all followed by more segments.
+    CatchAllNotLast {
+        /// The catch-all segment, `*` included.
+        segment: String,
+    },
+}
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PatternError::Empty => f.write_str(
+                "empty channel pattern: write segments separated by '/', like \"chats/:id\"",
+            ),
+            PatternError::LeadingSlash => f.write_str(
+                "empty segment: the pattern starts with '/'; remove it, the leading '/' is implied",
+            ),
+            PatternError::TrailingSlash => {
+                f.write_str("empty segment: the pattern ends with '/'; remove the trailing '/'")
+            }
+            PatternError::DoubleSlash { before } => write!(
+                f,
+                "empty segment after `{before}/`: separate segments with a single '/'"
+            ),
+            PatternError::InvalidName { segment } => {
+                let (kind, sigil) = match segment.chars().next() {
+                    Some('*') => ("catch-all", '*'),
+                    _ => ("parameter", ':'),
+                };
+                if segment.len() == 1 {
+                    write!(
+                        f,
+                        "{kind} segment `{segment}` has no name: write `{sigil}name`"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "invalid {kind} name in segment `{segment}`: a name starts with a letter \
+                         or '_' and has only letters, digits and '_'"
+                    )
+                }
+            }
+            PatternError::DuplicateName { name } => write!(
+                f,
+                "duplicate parameter name `{name}`: each parameter needs its own name"
+            ),
+            PatternError::CatchAllNotLast { segment } => write!(
+                f,
+                "catch-all segment `{segment}` must be the last segment of the pattern"
+            ),
+        }
+    }
+}
+
+/// Whether `name` matches `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Pattern {
+    /// Parses a pattern, reporting every problem found (in pattern order).
+    pub(crate) fn parse(source: &str) -> Result<Pattern, Vec<PatternError>> {
+        if source.is_empty() {
+            return Err(vec![PatternError::Empty]);
+        }
+        let raw: Vec<&str> = source.split('/').collect();
+        let last = raw.len() - 1;
+        let mut errors = Vec::new();
+        let mut segments = Vec::with_capacity(raw.len());
+        let mut offset = 0;
+        for (index, &text) in raw.iter().enumerate() {
+            let start = offset;
+            offset += text.len() + 1;
+            if text.is_empty() {
+                // One error per run of slashes: skip empties that follow another empty.
+                let follows_empty = index > 0 && raw[index - 1].is_empty();
+                if index == 0 {
+                    errors.push(PatternError::LeadingSlash);
+                } else if follows_empty {
+                    // Already reported with the segment before it.
+                } else if index == last {
+                    errors.push(PatternError::TrailingSlash);
+                } else {
+                    errors.push(PatternError::DoubleSlash {
+                        before: source[..start - 1].to_owned(),
+                    });
+                }
+                continue;
+            }
+            let segment = match (text.strip_prefix(':'), text.strip_prefix('*')) {
+                (Some(name), _) if is_valid_name(name) => Segment::Param(name.to_owned()),
+                (_, Some(name)) if is_valid_name(name) => Segment::CatchAll(name.to_owned()),
+                (Some(_), _) | (_, Some(_)) => {
+                    errors.push(PatternError::InvalidName {
+                        segment: text.to_owned(),
+                    });
+                    continue;
+                }
+                (None, None) => Segment::Literal(text.to_owned()),
+            };
+            if let Segment::CatchAll(_) = segment
+                && index != last
+            {
+                errors.push(PatternError::CatchAllNotLast {
+                    segment: text.to_owned(),
+                });
+            }
+            if let Segment::Param(name) | Segment::CatchAll(name) = &segment {
+                let taken = segments.iter().any(|s: &Segment| s.name() == Some(name));
+                let reported = errors
+                    .iter()
+                    .any(|e| matches!(e, PatternError::DuplicateName { name: n } if n == name));
+                if taken && !reported {
+                    errors.push(PatternError::DuplicateName { name: name.clone() });
+                }
+            }
+            segments.push(segment);
+        }
+        if errors.is_empty() {
+            Ok(Pattern { segments })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The segments, in order.
+    #[cfg(test)]
+    pub(crate) fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// The pattern in `matchit` 0.8 syntax, without the leading `/` (the runtime adds it):
+    /// `:id` becomes `{id}`, `*rest` becomes `{*rest}`, and literal braces are doubled.
+    pub(crate) fn route(&self) -> String {
+        let mut route = String::new();
+        for (index, segment) in self.segments.iter().enumerate() {
+            if index > 0 {
+                route.push('/');
+            }
+            match segment {
+                Segment::Literal(text) => {
+                    route.push_str(&text.replace('{', "{{").replace('}', "}}"));
+                }
+                Segment::Param(name) => {
+                    route.push('{');
+                    route.push_str(name);
+                    route.push('}');
+                }
+                Segment::CatchAll(name) => {
+                    route.push_str("{*");
+                    route.push_str(name);
+                    route.push('}');
+                }
+            }
+        }
+        route
+    }
+}
+
+impl Segment {
+    /// The parameter's name, for `:name` and `*name`.
+    fn name(&self) -> Option<&str> {
+        match self {
+            Segment::Literal(_) => None,
+            Segment::Param(name) | Segment::CatchAll(name) => Some(name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a pattern should parse to: its route and parameter names, or its error messages.
+    enum Expected {
+        Parses(&'static str, &'static [&'static str]),
+        Fails(&'static [&'static str]),
+    }
+    use Expected::{Fails, Parses};
+
+    const NAME_RULE: &str =
+        "a name starts with a letter or '_' and has only letters, digits and '_'";
+
+    fn cases() -> Vec<(&'static str, Expected)> {
+        vec![
+            // Valid patterns.
+            ("chats", Parses("chats", &[])),
+            ("chats/lobby", Parses("chats/lobby", &[])),
+            ("chats/:id", Parses("chats/{id}", &["id"])),
+            (":id", Parses("{id}", &["id"])),
+            ("a/:x/b/:y", Parses("a/{x}/b/{y}", &["x", "y"])),
+            ("files/*path", Parses("files/{*path}", &["path"])),
+            ("*all", Parses("{*all}", &["all"])),
+            (
+                "users/:id/*rest",
+                Parses("users/{id}/{*rest}", &["id", "rest"]),
+            ),
+            ("room:lobby", Parses("room:lobby", &[])),
+            ("room:*", Parses("room:*", &[])),
+            ("a*b/c:d", Parses("a*b/c:d", &[])),
+            ("x/:_", Parses("x/{_}", &["_"])),
+            ("x/:_a1/:B_2", Parses("x/{_a1}/{B_2}", &["_a1", "B_2"])),
+            ("{literal}", Parses("{{literal}}", &[])),
+            ("a}b{c/:id", Parses("a}}b{{c/{id}", &["id"])),
+            ("héllo/:id", Parses("héllo/{id}", &["id"])),
+            ("été/:id", Parses("été/{id}", &["id"])),
+            // Empty pattern and empty segments.
+            (
+                "",
+                Fails(&[
+                    "empty channel pattern: write segments separated by '/', like \"chats/:id\"",
+                ]),
+            ),
+            (
+                "/chats",
+                Fails(&[
+                    "empty segment: the pattern starts with '/'; remove it, the leading '/' is implied",
+                ]),
+            ),
+            (
+                "chats/",
+                Fails(&["empty segment: the pattern ends with '/'; remove the trailing '/'"]),
+            ),
+            (
+                "chats//:id",
+                Fails(&["empty segment after `chats/`: separate segments with a single '/'"]),
+            ),
+            (
+                "a/b///c",
+                Fails(&["empty segment after `a/b/`: separate segments with a single '/'"]),
+            ),
+            (
+                "a//",
+                Fails(&["empty segment after `a/`: separate segments with a single '/'"]),
+            ),
+            (
+                "/",
+                Fails(&[
+                    "empty segment: the pattern starts with '/'; remove it, the leading '/' is implied",
+                ]),
+            ),
+            (
+                "/a/",
+                Fails(&[
+                    "empty segment: the pattern starts with '/'; remove it, the leading '/' is implied",
+                    "empty segment: the pattern ends with '/'; remove the trailing '/'",
+                ]),
+            ),
+            // Names.
+            (
+                ":",
+                Fails(&["parameter segment `:` has no name: write `:name`"]),
+            ),
+            (
+                "files/*",
+                Fails(&["catch-all segment `*` has no name: write `*name`"]),
+            ),
+            (
+                "a/:1x",
+                Fails(&[
+                    "invalid parameter name in segment `:1x`: a name starts with a letter or '_' and has only letters, digits and '_'",
+                ]),
+            ),
+            (
+                "a/:a-b",
+                Fails(&[
+                    "invalid parameter name in segment `:a-b`: a name starts with a letter or '_' and has only letters, digits and '_'",
+                ]),
+            ),
+            (
+                "a/*a.b",
+                Fails(&[
+                    "invalid catch-all name in segment `*a.b`: a name starts with a letter or '_' and has only letters, digits and '_'",
+                ]),
+            ),
+            (
+                "a/::x",
+                Fails(&[
+                    "invalid parameter name in segment `::x`: a name starts with a letter or '_' and has only letters, digits and '_'",
+                ]),
+            ),
+            (
+                "a/:é",
+                Fails(&[
+                    "invalid parameter name in segment `:é`: a name starts with a letter or '_' and has only letters, digits and '_'",
+                ]),
+            ),
+            (
+                "a/:x y",
+                Fails(&[
+                    "invalid parameter name in segment `:x y`: a name starts with a letter or '_' and has only letters, digits and '_'",
+                ]),
+            ),
+            // Duplicates, reported once per name.
+            (
+                "a/:id/b/:id",
+                Fails(&["duplicate parameter name `id`: each parameter needs its own name"]),
+            ),
+            (
+                "a/:id/:id/:id",
+                Fails(&["duplicate parameter name `id`: each parameter needs its own name"]),
+            ),
+            (
+                "a/:id/*id",
+                Fails(&["duplicate parameter name `id`: each parameter needs its own name"]),
+            ),
+            // Catch-all placement.
+            (
+                "files/*path/x",
+                Fails(&["catch-all segment `*path` must be the last segment of the pattern"]),
+            ),
+            (
+                "*a/*b",
+                Fails(&["catch-all segment `*a` must be the last segment of the pattern"]),
+            ),
+            // Several problems at once, in pattern order.
+            (
+                "/:1//:a/:a/*r/",
+                Fails(&[
+                    "empty segment: the pattern starts with '/'; remove it, the leading '/' is implied",
+                    "invalid parameter name in segment `:1`: a name starts with a letter or '_' and has only letters, digits and '_'",
+                    "empty segment after `/:1/`: separate segments with a single '/'",
+                    "duplicate parameter name `a`: each parameter needs its own name",
+                    "catch-all segment `*r` must be the last segment of the pattern",
+                    "empty segment: the pattern ends with '/'; remove the trailing '/'",
+                ]),
+            ),
+        ]
+    }
+
+    fn params(pattern: &Pattern) -> Vec<&str> {
+        pattern
+            .segments()
+            .iter()
+            .filter_map(Segment::name)
+            .collect()
+    }
+
+    #[test]
+    fn table() {
+        for (source, expected) in cases() {
+            let parsed = Pattern::parse(source);
+            match (expected, &parsed) {
+                (Parses(route, names), Ok(pattern)) => {
+                    assert_eq!(pattern.route(), route, "route of {source:?}");
+                    assert_eq!(params(pattern), names, "params of {source:?}");
+                }
+                (Fails(messages), Err(errors)) => {
+                    let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    assert_eq!(got, messages, "errors of {source:?}");
+                }
+                (Parses(..), Err(errors)) => panic!("{source:?} should parse, got {errors:?}"),
+                (Fails(..), Ok(pattern)) => panic!("{source:?} should fail, got {pattern:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn name_messages_state_the_rule() {
+        let errors = Pattern::parse(":1x").err().unwrap_or_default();
+        assert!(errors.iter().all(|e| e.to_string().contains(NAME_RULE)));
+        assert_eq!(errors.len(), 1);
+    }
+
+    #[test]
+    fn segments_keep_the_written_text() {
+        let pattern = Pattern::parse("room:lobby/:id/*rest").map_err(|e| format!("{e:?}"));
+        assert_eq!(
+            pattern.map(|p| p.segments().to_vec()),
+            Ok(vec![
+                Segment::Literal("room:lobby".into()),
+                Segment::Param("id".into()),
+                Segment::CatchAll("rest".into()),
+            ])
+        );
+    }
+
+    #[test]
+    fn valid_names() {
+        for name in ["a", "_", "_1", "Z9", "snake_case", "camelCase"] {
+            assert!(is_valid_name(name), "{name}");
+        }
+        for name in ["", "1", "1a", "a-b", "a.b", "é", "a b", ":a"] {
+            assert!(!is_valid_name(name), "{name}");
+        }
+    }
+}

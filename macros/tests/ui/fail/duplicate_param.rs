@@ -1,0 +1,13 @@
+use tidings::{Authorizer, JoinContext, channel};
+
+#[channel("users/:id/posts/:id")]
+#[derive(Default)]
+struct ChatChannel;
+
+impl Authorizer for ChatChannel {
+    async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+        true
+    }
+}
+
+fn main() {}

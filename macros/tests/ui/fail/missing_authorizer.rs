@@ -1,0 +1,7 @@
+use tidings::channel;
+
+#[channel("chats/:id")]
+#[derive(Default)]
+pub struct ChatChannel;
+
+fn main() {}

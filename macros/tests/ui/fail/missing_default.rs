@@ -1,0 +1,12 @@
+use tidings::{Authorizer, JoinContext, channel};
+
+#[channel("chats/:id")]
+pub struct ChatChannel;
+
+impl Authorizer for ChatChannel {
+    async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+        true
+    }
+}
+
+fn main() {}

@@ -1,0 +1,233 @@
+//! [`Tidings`]: collects the channels, sets up Socket.IO, and mounts everything on an actix
+//! app in one call.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::channels::{
+    AppData, ChannelConfigError, ChannelLimits, ChannelRegistration, Handshake, Hub, Identity,
+    Registry,
+};
+use crate::emitter::SocketEmitter;
+use crate::gateway;
+use crate::socketio::{ConnectRefusal, SocketIo, SocketIoBuilder};
+
+type ConnectHook = Arc<
+    dyn Fn(Handshake) -> Pin<Box<dyn Future<Output = Result<Identity, ConnectRefusal>> + Send>>
+        + Send
+        + Sync,
+>;
+type Mount = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// A configuration mistake found by [`TidingsBuilder::build`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Two channels conflict, or a pattern is invalid.
+    #[error(transparent)]
+    Channels(#[from] ChannelConfigError),
+}
+
+impl From<BuildError> for std::io::Error {
+    fn from(err: BuildError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, err)
+    }
+}
+
+/// Builds [`Tidings`]; see [`Tidings::builder`].
+pub struct TidingsBuilder {
+    io: SocketIoBuilder,
+    namespace: String,
+    connect: Option<ConnectHook>,
+    data: AppData,
+    mounts: Vec<Mount>,
+    limits: ChannelLimits,
+    registrations: Option<Vec<&'static ChannelRegistration>>,
+}
+
+impl std::fmt::Debug for TidingsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TidingsBuilder")
+            .field("namespace", &self.namespace)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TidingsBuilder {
+    /// Adjusts the Socket.IO server (ping interval and timeout, max payload, path ...).
+    pub fn socketio(mut self, configure: impl FnOnce(SocketIoBuilder) -> SocketIoBuilder) -> Self {
+        self.io = configure(self.io);
+        self
+    }
+
+    /// The Socket.IO namespace the channels live in (default `/`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Authenticates every connection from its handshake (a token in `auth` or the query, a
+    /// cookie ...). `Ok(identity)` stores the identity for `JoinContext::identity`;
+    /// `Err(refusal)` reaches the client as a `connect_error` with the refusal's message.
+    pub fn authenticate<F, Fut, I>(mut self, hook: F) -> Self
+    where
+        F: Fn(Handshake) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<I, ConnectRefusal>> + Send + 'static,
+        I: Any + Send + Sync,
+    {
+        let hook = Arc::new(hook);
+        self.connect = Some(Arc::new(move |handshake| {
+            let hook = hook.clone();
+            Box::pin(async move { hook(handshake).await.map(Identity::new) })
+        }));
+        self
+    }
+
+    /// Shares actix app data with the app (like `App::app_data`) and with every authorizer
+    /// (`JoinContext::app_data::<T>()`).
+    pub fn app_data<T: Any + Send + Sync>(mut self, data: web::Data<T>) -> Self {
+        self.data.insert(data.clone());
+        self.mounts
+            .push(Arc::new(move |cfg: &mut web::ServiceConfig| {
+                cfg.app_data(data.clone());
+            }));
+        self
+    }
+
+    /// Limits on subscriptions and names (defaults in [`ChannelLimits`]).
+    pub fn limits(mut self, limits: ChannelLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Uses exactly these channels instead of every `#[channel]` in the binary.
+    pub fn channels(mut self, registrations: Vec<&'static ChannelRegistration>) -> Self {
+        self.registrations = Some(registrations);
+        self
+    }
+
+    /// Collects the channels into one router and sets up the server.
+    ///
+    /// # Errors
+    /// [`BuildError::Channels`] when two channel patterns conflict (naming both types).
+    pub fn build(self) -> Result<Tidings, BuildError> {
+        let registry = match self.registrations {
+            Some(registrations) => Registry::from_registrations(registrations)?,
+            None => Registry::from_inventory()?,
+        };
+        if registry.is_empty() {
+            tracing::warn!(
+                "no #[channel] registered: channel types in a library crate that this binary never references are not linked in"
+            );
+        } else {
+            tracing::info!(
+                count = registry.len(),
+                patterns = ?registry.patterns().map(|(_, p)| p).collect::<Vec<_>>(),
+                "channels registered"
+            );
+        }
+        let hub = Arc::new(Hub::new(registry, self.data, self.limits));
+        let io = self.io.build();
+        let attach_hub = hub.clone();
+        let ns = io.ns(self.namespace, move |socket| {
+            gateway::socketio::attach(&attach_hub, &socket)
+        });
+        if let Some(hook) = self.connect {
+            ns.guard(move |socket| {
+                let hook = hook.clone();
+                async move {
+                    let identity = hook(gateway::socketio::handshake(&socket)).await?;
+                    socket.insert_extension(identity);
+                    Ok(())
+                }
+            });
+        }
+        let emitter = SocketEmitter::new(hub.clone());
+        Ok(Tidings {
+            io,
+            hub,
+            emitter,
+            mounts: self.mounts,
+        })
+    }
+}
+
+/// Real-time channels on an actix app: the registry of `#[channel]` types, the Socket.IO
+/// server, and the [`SocketEmitter`]. Cheap to clone; mount with [`Tidings::configure`].
+///
+/// ```no_run
+/// use actix_web::{App, HttpServer};
+/// use tidings_runtime::Tidings;
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let tidings = Tidings::builder().build()?;
+/// HttpServer::new(move || App::new().configure(tidings.configure()))
+///     .bind(("127.0.0.1", 8080))?
+///     .run()
+///     .await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Tidings {
+    io: SocketIo,
+    hub: Arc<Hub>,
+    emitter: SocketEmitter,
+    mounts: Vec<Mount>,
+}
+
+impl std::fmt::Debug for Tidings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tidings")
+            .field("hub", &self.hub)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tidings {
+    /// A builder that will collect every `#[channel]` of the binary.
+    pub fn builder() -> TidingsBuilder {
+        TidingsBuilder {
+            io: SocketIo::builder(),
+            namespace: "/".to_owned(),
+            connect: None,
+            data: AppData::default(),
+            mounts: Vec::new(),
+            limits: ChannelLimits::default(),
+            registrations: None,
+        }
+    }
+
+    /// Mounts the Socket.IO endpoint, the [`SocketEmitter`] and the app data on an actix app.
+    pub fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+        let io = self.io.configure();
+        let emitter = web::Data::new(self.emitter.clone());
+        let mounts = self.mounts.clone();
+        move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(emitter.clone());
+            for mount in &mounts {
+                mount(cfg);
+            }
+            io(cfg);
+        }
+    }
+
+    /// The emitter, for background tasks.
+    pub fn emitter(&self) -> SocketEmitter {
+        self.emitter.clone()
+    }
+
+    /// The Socket.IO server underneath (to add raw namespaces).
+    pub fn io(&self) -> &SocketIo {
+        &self.io
+    }
+
+    /// The channel layer (counts for tests and metrics).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+}

@@ -1,0 +1,300 @@
+//! What a channel's authorizer and hooks get to see: the channel, its params, the member's
+//! connection (identity, handshake), the join payload and the application's data.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use actix_web::http::header::HeaderMap;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use super::error::EmitError;
+use super::hub::{Hub, Peer};
+use super::registry::Params;
+use crate::engineio::Sid;
+use crate::payload::Payload;
+
+/// What a client sent when it connected: headers, query string, auth payload.
+#[derive(Debug, Clone, Default)]
+pub struct Handshake {
+    /// Request headers of the connection (cookies, user agent, authorization ...).
+    pub headers: HeaderMap,
+    /// The raw query string.
+    pub query: String,
+    /// The auth payload (Socket.IO's `auth` option), as raw JSON.
+    pub auth: Option<Box<RawValue>>,
+    /// The peer's address, when known.
+    pub remote_addr: Option<std::net::SocketAddr>,
+}
+
+impl Handshake {
+    /// A header's value, when present and valid text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// One query parameter, percent-decoded.
+    ///
+    /// ```
+    /// use tidings_runtime::channels::Handshake;
+    /// let handshake = Handshake { query: "EIO=4&token=t%201".into(), ..Default::default() };
+    /// assert_eq!(handshake.query_param("token").as_deref(), Some("t 1"));
+    /// ```
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&self.query)
+            .ok()?
+            .into_iter()
+            .find_map(|(key, value)| (key == name).then_some(value))
+    }
+
+    /// One cookie's value.
+    ///
+    /// ```
+    /// use actix_web::http::header::{HeaderValue, COOKIE};
+    /// use tidings_runtime::channels::Handshake;
+    /// let mut handshake = Handshake::default();
+    /// handshake.headers.insert(COOKIE, HeaderValue::from_static("a=1; session=xyz"));
+    /// assert_eq!(handshake.cookie("session"), Some("xyz"));
+    /// ```
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get_all(actix_web::http::header::COOKIE)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find_map(|(key, value)| (key == name).then_some(value))
+    }
+
+    /// The auth payload deserialized into `T`.
+    pub fn auth<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(self.auth.as_deref()?.get()).ok()
+    }
+}
+
+/// The identity a connect hook produced for a connection, type-erased.
+#[derive(Clone)]
+pub struct Identity(pub(crate) Arc<dyn Any + Send + Sync>);
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Identity(..)")
+    }
+}
+
+impl Identity {
+    /// Wraps any value.
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Identity(Arc::new(value))
+    }
+
+    /// The value, when it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+/// Application data handed to authorizers (a database pool, a config), by type.
+#[derive(Clone, Default)]
+pub struct AppData(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl std::fmt::Debug for AppData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AppData({} values)", self.0.len())
+    }
+}
+
+impl AppData {
+    /// Adds actix app data, replacing any of the same type.
+    ///
+    /// ```
+    /// use actix_web::web;
+    /// use tidings_runtime::channels::AppData;
+    /// let mut data = AppData::default();
+    /// data.insert(web::Data::new(7u8));
+    /// assert_eq!(data.get::<u8>(), Some(&7));
+    /// ```
+    pub fn insert<T: Any + Send + Sync>(&mut self, value: actix_web::web::Data<T>) {
+        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// The value of type `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0
+            .get(&TypeId::of::<T>())?
+            .downcast_ref::<actix_web::web::Data<T>>()
+            .map(|data| data.get_ref())
+    }
+}
+
+/// Why a member left a channel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeaveReason {
+    /// The client unsubscribed.
+    #[error("unsubscribed")]
+    Unsubscribed,
+    /// The connection ended (the text says how: `transport close`, `ping timeout` ...).
+    #[error("disconnected: {0}")]
+    Disconnected(String),
+}
+
+/// Everything `pass` may look at for one join.
+pub struct JoinContext<'a> {
+    pub(crate) channel: &'a str,
+    pub(crate) params: &'a Params,
+    pub(crate) payload: Option<&'a RawValue>,
+    pub(crate) peer: &'a Peer,
+    pub(crate) hub: &'a Hub,
+}
+
+impl std::fmt::Debug for JoinContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinContext")
+            .field("channel", &self.channel)
+            .field("params", &self.params)
+            .field("member", &self.peer.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> JoinContext<'a> {
+    /// The concrete channel name (`chats/1`).
+    pub fn channel(&self) -> &'a str {
+        self.channel
+    }
+
+    /// A param of the pattern (`id` in `chats/:id`), as text.
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        param(self.params, name)
+    }
+
+    /// A param parsed into `T` (`join.param_as::<u64>("id")`); `None` when missing or not a `T`.
+    pub fn param_as<T: FromStr>(&self, name: &str) -> Option<T> {
+        self.param(name)?.parse().ok()
+    }
+
+    /// All params, in pattern order.
+    pub fn params(&self) -> &'a [(String, String)] {
+        self.params
+    }
+
+    /// The join payload the client sent, as raw JSON.
+    pub fn payload_raw(&self) -> Option<&'a RawValue> {
+        self.payload
+    }
+
+    /// The join payload deserialized into `T`.
+    pub fn payload<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(self.payload?.get()).ok()
+    }
+
+    /// The identity the connect hook produced, when it is a `T`.
+    pub fn identity<T: Any>(&self) -> Option<&'a T> {
+        self.peer.identity.as_ref()?.get()
+    }
+
+    /// The connection's handshake.
+    pub fn handshake(&self) -> &'a Handshake {
+        &self.peer.handshake
+    }
+
+    /// The id of the joining connection.
+    pub fn member_id(&self) -> Sid {
+        self.peer.id()
+    }
+
+    /// Application data of type `T` (added with `Tidings::builder().app_data(...)`).
+    pub fn app_data<T: Any>(&self) -> Option<&'a T> {
+        self.hub.data.get()
+    }
+}
+
+fn param<'p>(params: &'p Params, name: &str) -> Option<&'p str> {
+    params
+        .iter()
+        .find_map(|(key, value)| (key == name).then_some(value.as_str()))
+}
+
+/// A member of a channel, as the `joined`, `left` and `handle_in` hooks see it; it can
+/// broadcast to the channel.
+pub struct ChannelContext<'a> {
+    pub(crate) channel: &'a str,
+    pub(crate) params: &'a Params,
+    pub(crate) peer: &'a Peer,
+    pub(crate) hub: &'a Hub,
+}
+
+impl std::fmt::Debug for ChannelContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelContext")
+            .field("channel", &self.channel)
+            .field("member", &self.peer.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ChannelContext<'a> {
+    /// The concrete channel name.
+    pub fn channel(&self) -> &'a str {
+        self.channel
+    }
+
+    /// A param of the pattern, as text.
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        param(self.params, name)
+    }
+
+    /// A param parsed into `T`.
+    pub fn param_as<T: FromStr>(&self, name: &str) -> Option<T> {
+        self.param(name)?.parse().ok()
+    }
+
+    /// The member's connection id.
+    pub fn member_id(&self) -> Sid {
+        self.peer.id()
+    }
+
+    /// The member's identity, when it is a `T`.
+    pub fn identity<T: Any>(&self) -> Option<&'a T> {
+        self.peer.identity.as_ref()?.get()
+    }
+
+    /// The member's handshake.
+    pub fn handshake(&self) -> &'a Handshake {
+        &self.peer.handshake
+    }
+
+    /// Application data of type `T`.
+    pub fn app_data<T: Any>(&self) -> Option<&'a T> {
+        self.hub.data.get()
+    }
+
+    /// Sends `<channel>/<event>` to every member of the channel, this one included.
+    ///
+    /// # Errors
+    /// [`EmitError`] for an invalid event name.
+    pub fn broadcast(&self, event: &str, payload: Payload) -> Result<usize, EmitError> {
+        self.hub.broadcast(self.channel, event, payload, None)
+    }
+
+    /// Sends `<channel>/<event>` to every member but this one.
+    ///
+    /// # Errors
+    /// [`EmitError`] for an invalid event name.
+    pub fn broadcast_from(&self, event: &str, payload: Payload) -> Result<usize, EmitError> {
+        self.hub
+            .broadcast(self.channel, event, payload, Some(self.peer.id()))
+    }
+
+    /// Sends `<channel>/<event>` to this member only.
+    ///
+    /// # Errors
+    /// [`EmitError`] for an invalid event name.
+    pub fn push(&self, event: &str, payload: Payload) -> Result<(), EmitError> {
+        let message = self.hub.outgoing(self.channel, event, payload)?;
+        self.peer.sink.deliver(&message);
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! [`SocketEmitter`]: the handle request handlers and background tasks use to push events
+//! into channels.
+
+use std::future::{Ready, ready};
+use std::sync::Arc;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload as HttpPayload, web};
+use serde::Serialize;
+
+use crate::channels::{EmitError, Hub};
+use crate::engineio::Sid;
+use crate::payload::Payload;
+
+/// Pushes events to the members of channels. Take it as a handler argument, or clone it into
+/// a background task; it never blocks on a slow client.
+///
+/// ```no_run
+/// use actix_web::{post, web, HttpResponse};
+/// use tidings_runtime::SocketEmitter;
+///
+/// #[post("/chat")]
+/// async fn store(emitter: SocketEmitter, body: web::Json<String>) -> actix_web::Result<HttpResponse> {
+///     emitter.emit("message", "chats/1", &body.into_inner())?; // clients get "chats/1/message"
+///     Ok(HttpResponse::NoContent().finish())
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SocketEmitter {
+    hub: Arc<Hub>,
+}
+
+impl SocketEmitter {
+    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+        SocketEmitter { hub }
+    }
+
+    /// Emits `event` to every member of `channel`: they receive `<channel>/<event>` with
+    /// `payload` (any `Serialize`; [`crate::Binary`] values inside go as binary attachments).
+    /// Returns how many connections on this node it was queued for.
+    ///
+    /// # Errors
+    /// [`EmitError::UnknownChannel`] when no `#[channel]` pattern matches `channel`,
+    /// [`EmitError::InvalidEvent`] for an empty event name or one with `/`,
+    /// [`EmitError::Payload`] when `payload` does not serialize.
+    pub fn emit<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        channel: &str,
+        payload: &T,
+    ) -> Result<usize, EmitError> {
+        self.to(channel).emit(event, payload)
+    }
+
+    /// Targets `channel`, for options such as [`EmitTo::except`].
+    pub fn to<'a>(&'a self, channel: &'a str) -> EmitTo<'a> {
+        EmitTo {
+            emitter: self,
+            channel,
+            except: None,
+        }
+    }
+
+    /// The channel layer behind this emitter (counts, registry).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+}
+
+/// An emit to one channel, with options.
+#[derive(Debug)]
+#[must_use = "an EmitTo does nothing until .emit() is called"]
+pub struct EmitTo<'a> {
+    emitter: &'a SocketEmitter,
+    channel: &'a str,
+    except: Option<Sid>,
+}
+
+impl EmitTo<'_> {
+    /// Leaves out the connection with this socket id (the sender, usually: the client's
+    /// `socket.id`). An id that cannot exist leaves out nobody.
+    pub fn except(mut self, socket_id: &str) -> Self {
+        self.except = Sid::parse(socket_id);
+        self
+    }
+
+    /// Emits `event` with `payload`; see [`SocketEmitter::emit`].
+    ///
+    /// # Errors
+    /// As [`SocketEmitter::emit`].
+    pub fn emit<T: Serialize + ?Sized>(self, event: &str, payload: &T) -> Result<usize, EmitError> {
+        let payload = Payload::from_serialize(payload)?;
+        self.emitter
+            .hub
+            .broadcast(self.channel, event, payload, self.except)
+    }
+}
+
+/// The reason an emitter could not be extracted: `Tidings::configure` was not mounted.
+#[derive(Debug, thiserror::Error)]
+#[error("no SocketEmitter in this app: mount tidings with App::configure(tidings.configure())")]
+pub struct MissingEmitter;
+
+impl actix_web::ResponseError for MissingEmitter {}
+
+impl FromRequest for SocketEmitter {
+    type Error = MissingEmitter;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut HttpPayload) -> Self::Future {
+        ready(
+            req.app_data::<web::Data<SocketEmitter>>()
+                .map(|data| data.get_ref().clone())
+                .ok_or(MissingEmitter),
+        )
+    }
+}

@@ -1,0 +1,207 @@
+//! The channel protocol over Socket.IO, in one namespace:
+//!
+//! | client sends | meaning | ack |
+//! | --- | --- | --- |
+//! | `subscribe`, channel[, payload] | join; runs `pass` | `{"status":"ok"}` or `{"status":"error","reason":R}` |
+//! | `unsubscribe`, channel | leave | `{"status":"ok"}` |
+//! | `<channel>/<event>`, payload | into the channel's `handle_in` | the reply, or `not_subscribed` |
+//!
+//! Server to client: `<channel>/<event>` with the payload. Each connection's channel
+//! operations run one after another, in arrival order, on a task of their own.
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::channels::{Handshake, Hub, Identity, Outgoing, Peer, Sink};
+use crate::engineio::{Frame, Session};
+use crate::payload::Payload;
+use crate::socketio::{AckSender, Packet, SocketRef};
+
+/// The encoding slot of Socket.IO frames in [`Outgoing`].
+const SLOT: usize = 0;
+
+/// How many channel operations may wait per connection before it counts as abusive.
+const MAX_PENDING_OPS: usize = 64;
+
+/// Delivers channel events to one Socket.IO socket.
+struct SocketIoSink {
+    session: Arc<Session>,
+    nsp: Arc<str>,
+}
+
+fn encode(message: &Outgoing, nsp: &str) -> Vec<Frame> {
+    Packet::Event {
+        nsp: nsp.to_owned(),
+        event: format!("{}/{}", message.channel(), message.event()),
+        payload: message.payload().clone(),
+        id: None,
+    }
+    .encode()
+}
+
+impl Sink for SocketIoSink {
+    fn deliver(&self, message: &Outgoing) -> bool {
+        let owned;
+        let frames = match message.cached(SLOT, |m| encode(m, &self.nsp)) {
+            Some(frames) => frames,
+            None => {
+                owned = encode(message, &self.nsp);
+                &owned
+            }
+        };
+        match frames.as_slice() {
+            [frame] => self.session.send(frame.clone()).is_ok(),
+            frames => self.session.send_all(frames.iter().cloned()).is_ok(),
+        }
+    }
+}
+
+enum Op {
+    Join {
+        channel: String,
+        payload: Option<Box<RawValue>>,
+        ack: Option<AckSender>,
+    },
+    Leave {
+        channel: String,
+        ack: Option<AckSender>,
+    },
+    Event {
+        channel: String,
+        event: String,
+        payload: Payload,
+        ack: Option<AckSender>,
+    },
+}
+
+/// The handshake of a socket, as the channel layer sees it.
+pub(crate) fn handshake(socket: &SocketRef) -> Handshake {
+    let engine = socket.handshake();
+    Handshake {
+        headers: engine.headers.clone(),
+        query: engine.query.clone(),
+        auth: socket.auth().map(ToOwned::to_owned),
+        remote_addr: engine.remote_addr,
+    }
+}
+
+/// Wires a freshly connected socket to the hub.
+pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
+    let identity = socket.extension::<Identity>().map(|i| (*i).clone());
+    let sink = Arc::new(SocketIoSink {
+        session: socket.session().clone(),
+        nsp: Arc::from(socket.ns().name()),
+    });
+    let peer = Arc::new(Peer::new(socket.id(), handshake(socket), identity, sink));
+    let (ops_tx, ops_rx) = mpsc::channel::<Op>(MAX_PENDING_OPS);
+    let (left_tx, left_rx) = oneshot::channel::<String>();
+    tokio::spawn(run(hub.clone(), peer, ops_rx, left_rx));
+
+    let tx = ops_tx.clone();
+    socket.on("subscribe", move |socket, payload, ack| {
+        let op = match payload.get::<String>(0) {
+            Ok(channel) => Op::Join {
+                channel,
+                payload: payload.arg(1).map(ToOwned::to_owned),
+                ack,
+            },
+            Err(_) => return reply_error(ack, "invalid"),
+        };
+        queue(&socket, &tx, op);
+    });
+    let tx = ops_tx.clone();
+    socket.on("unsubscribe", move |socket, payload, ack| {
+        let op = match payload.get::<String>(0) {
+            Ok(channel) => Op::Leave { channel, ack },
+            Err(_) => return reply_error(ack, "invalid"),
+        };
+        queue(&socket, &tx, op);
+    });
+    socket.on_fallback(move |socket, name, payload, ack| {
+        let Some((channel, event)) = name.rsplit_once('/') else {
+            return;
+        };
+        if channel.is_empty() || event.is_empty() {
+            return reply_error(ack, "invalid");
+        }
+        let op = Op::Event {
+            channel: channel.to_owned(),
+            event: event.to_owned(),
+            payload,
+            ack,
+        };
+        queue(&socket, &ops_tx, op);
+    });
+    socket.on_disconnect(move |_, reason| {
+        let _ = left_tx.send(reason.to_string());
+    });
+}
+
+fn queue(socket: &SocketRef, ops: &mpsc::Sender<Op>, op: Op) {
+    if ops.try_send(op).is_err() {
+        tracing::warn!(socket = %socket.id(), "too many pending channel operations; closing");
+        socket.close_connection();
+    }
+}
+
+fn reply(ack: Option<AckSender>, value: &serde_json::Value) {
+    if let Some(ack) = ack {
+        let _ = ack.send_value(value);
+    }
+}
+
+fn reply_error(ack: Option<AckSender>, reason: &str) {
+    reply(
+        ack,
+        &serde_json::json!({"status": "error", "reason": reason}),
+    );
+}
+
+/// Runs one connection's channel operations in order, then leaves every channel when the
+/// socket goes.
+async fn run(
+    hub: Arc<Hub>,
+    peer: Arc<Peer>,
+    mut ops: mpsc::Receiver<Op>,
+    mut left: oneshot::Receiver<String>,
+) {
+    let reason = loop {
+        let op = tokio::select! {
+            biased;
+            reason = &mut left => break reason.unwrap_or_else(|_| "gone".to_owned()),
+            op = ops.recv() => match op {
+                Some(op) => op,
+                None => break "gone".to_owned(),
+            },
+        };
+        match op {
+            Op::Join {
+                channel,
+                payload,
+                ack,
+            } => match hub.join(&peer, &channel, payload.as_deref()).await {
+                Ok(()) => reply(ack, &serde_json::json!({"status": "ok"})),
+                Err(err) => {
+                    tracing::debug!(channel, member = %peer.id(), %err, "join refused");
+                    reply_error(ack, err.reason());
+                }
+            },
+            Op::Leave { channel, ack } => {
+                hub.leave(&peer, &channel).await;
+                reply(ack, &serde_json::json!({"status": "ok"}));
+            }
+            Op::Event {
+                channel,
+                event,
+                payload,
+                ack,
+            } => match hub.event(&peer, &channel, &event, payload).await {
+                Ok(answer) => reply(ack, &answer.to_json()),
+                Err(err) => reply_error(ack, err.reason()),
+            },
+        }
+    };
+    hub.disconnect(&peer, reason).await;
+}
