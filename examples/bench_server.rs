@@ -1,0 +1,68 @@
+//! The benchmark contract, served by tidings: clients `subscribe` to any `chats/...` channel
+//! (acked `{"status":"ok"}`), and `POST /emit` with `{channel, event, data}` sends
+//! `<channel>/<event>` with `data` to every subscriber, answering `{"delivered": n}`.
+//!
+//! Run: `cargo run --release --example bench_server -- --port 3000 [--workers N]`.
+
+#[path = "support/args.rs"]
+mod args;
+
+use actix_web::{App, HttpResponse, HttpServer, post, web};
+use serde::Deserialize;
+use tidings::{Authorizer, JoinContext, SocketEmitter, Tidings, channel};
+
+/// Every `chats/...` channel, open to all.
+#[channel("chats/*rest")]
+#[derive(Default)]
+pub struct BenchChannel;
+
+impl Authorizer for BenchChannel {
+    async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+        true
+    }
+}
+
+#[derive(Deserialize)]
+struct Emit {
+    channel: String,
+    event: String,
+    data: serde_json::Value,
+}
+
+#[post("/emit")]
+async fn emit(emitter: SocketEmitter, body: web::Json<Emit>) -> actix_web::Result<HttpResponse> {
+    let delivered = emitter.emit(&body.event, &body.channel, &body.data)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "delivered": delivered })))
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    args::init_tracing();
+    let args = args::Args::parse(3000);
+    let tidings = Tidings::builder()
+        .socketio(|io| {
+            let mut io = io;
+            if let Some(interval) = args.ping_interval {
+                io = io.ping_interval(interval);
+            }
+            if let Some(timeout) = args.ping_timeout {
+                io = io.ping_timeout(timeout);
+            }
+            io
+        })
+        .build()?;
+    let workers = args
+        .rest
+        .iter()
+        .find_map(|(flag, value)| (flag == "--workers").then(|| value.parse::<usize>().ok()))
+        .flatten()
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let server = HttpServer::new(move || App::new().configure(tidings.configure()).service(emit))
+        .workers(workers)
+        .backlog(4096)
+        .bind((args.host.as_str(), args.port))?;
+    for addr in server.addrs() {
+        println!("listening on http://{addr}");
+    }
+    server.run().await
+}
