@@ -9,8 +9,8 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::channels::{
-    AppData, ChannelConfigError, ChannelLimits, ChannelRegistration, Handshake, Hub, Identity,
-    Registry,
+    AppData, ChannelConfigError, ChannelLimits, ChannelRegistration, Fanout, Handshake, Hub,
+    Identity, Registry,
 };
 use crate::emitter::SocketEmitter;
 use crate::gateway;
@@ -47,6 +47,7 @@ pub struct TidingsBuilder {
     mounts: Vec<Mount>,
     limits: ChannelLimits,
     registrations: Option<Vec<&'static ChannelRegistration>>,
+    fanout: Option<Arc<dyn Fanout>>,
 }
 
 impl std::fmt::Debug for TidingsBuilder {
@@ -105,6 +106,13 @@ impl TidingsBuilder {
         self
     }
 
+    /// Fans emits out to other nodes through `fanout` (the Redis adapter, for instance); by
+    /// default one process needs nothing else.
+    pub fn fanout(mut self, fanout: Arc<dyn Fanout>) -> Self {
+        self.fanout = Some(fanout);
+        self
+    }
+
     /// Uses exactly these channels instead of every `#[channel]` in the binary.
     pub fn channels(mut self, registrations: Vec<&'static ChannelRegistration>) -> Self {
         self.registrations = Some(registrations);
@@ -131,7 +139,7 @@ impl TidingsBuilder {
                 "channels registered"
             );
         }
-        let hub = Arc::new(Hub::new(registry, self.data, self.limits));
+        let hub = Hub::new(registry, self.data, self.limits, self.fanout);
         let io = self.io.build();
         let attach_hub = hub.clone();
         let ns = io.ns(self.namespace, move |socket| {
@@ -199,6 +207,7 @@ impl Tidings {
             mounts: Vec::new(),
             limits: ChannelLimits::default(),
             registrations: None,
+            fanout: None,
         }
     }
 

@@ -89,9 +89,12 @@ pub enum EmitError {
     /// The payload could not be serialized.
     #[error(transparent)]
     Payload(#[from] crate::socketio::PayloadError),
-    /// The event name is empty or contains `/`.
-    #[error("invalid event name {0:?}: it must be non-empty and contain no '/'")]
+    /// The event name is empty, too long, or contains `/`.
+    #[error("invalid event name {0:?}: it must be non-empty, short, and contain no '/'")]
     InvalidEvent(String),
+    /// The event reached the members on this node, but not the other nodes.
+    #[error("delivered on this node only: {0}")]
+    Fanout(#[from] super::hub::FanoutError),
 }
 
 impl actix_web::ResponseError for EmitError {}

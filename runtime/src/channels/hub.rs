@@ -89,6 +89,34 @@ pub trait Sink: Send + Sync + 'static {
     fn deliver(&self, message: &Outgoing) -> bool;
 }
 
+/// Fan-out beyond this process: the seam the Redis adapter (and any other) plugs into.
+///
+/// The hub delivers every emit to its own members first, then hands it to the fan-out; the
+/// fan-out delivers what other nodes publish through [`Hub::deliver`] on the hub it was
+/// started with. It is told when a channel gets its first local member and loses its last, so
+/// a node only listens to channels it has members in.
+pub trait Fanout: Send + Sync + 'static {
+    /// Starts the fan-out for `hub` (called once, when the hub is built).
+    fn start(&self, hub: std::sync::Weak<Hub>);
+
+    /// Sends an emit made on this node to the other nodes.
+    ///
+    /// # Errors
+    /// [`FanoutError`] when the other nodes cannot be reached now.
+    fn publish(&self, message: &Outgoing, except: Option<Sid>) -> Result<(), FanoutError>;
+
+    /// `channel` got its first member on this node.
+    fn channel_opened(&self, channel: &str);
+
+    /// `channel` lost its last member on this node.
+    fn channel_closed(&self, channel: &str);
+}
+
+/// A fan-out could not reach the other nodes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("other nodes unreachable: {0}")]
+pub struct FanoutError(pub String);
+
 /// A connection as the hub sees it: an id, what it connected with, and its sink.
 pub struct Peer {
     id: Sid,
@@ -174,6 +202,7 @@ pub struct Hub {
     hasher: RandomState,
     pub(crate) data: AppData,
     limits: ChannelLimits,
+    fanout: Option<Arc<dyn Fanout>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -186,15 +215,25 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// A hub over these channels.
-    pub fn new(registry: Registry, data: AppData, limits: ChannelLimits) -> Self {
-        Hub {
+    /// A hub over these channels, fanning out through `fanout` when given (started here).
+    pub fn new(
+        registry: Registry,
+        data: AppData,
+        limits: ChannelLimits,
+        fanout: Option<Arc<dyn Fanout>>,
+    ) -> Arc<Self> {
+        let hub = Arc::new(Hub {
             registry,
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             data,
             limits,
+            fanout,
+        });
+        if let Some(fanout) = &hub.fanout {
+            fanout.start(Arc::downgrade(&hub));
         }
+        hub
     }
 
     /// The registered channel types.
@@ -280,10 +319,13 @@ impl Hub {
             joined.insert(channel.to_owned(), params.clone());
         }
         if let Ok(mut shard) = self.shard(channel).write() {
-            shard
-                .entry(channel.to_owned())
-                .or_default()
-                .insert(peer.id(), peer.clone());
+            let members = shard.entry(channel.to_owned()).or_default();
+            members.insert(peer.id(), peer.clone());
+            if members.len() == 1
+                && let Some(fanout) = &self.fanout
+            {
+                fanout.channel_opened(channel);
+            }
         }
         tracing::debug!(channel, member = %peer.id(), "joined");
         let ctx = ChannelContext {
@@ -325,6 +367,9 @@ impl Hub {
             members.remove(&peer.id());
             if members.is_empty() {
                 shard.remove(channel);
+                if let Some(fanout) = &self.fanout {
+                    fanout.channel_closed(channel);
+                }
             }
         }
         tracing::debug!(channel, member = %peer.id(), %reason, "left");
@@ -403,11 +448,13 @@ impl Hub {
         Ok(Outgoing::new(channel, event, payload))
     }
 
-    /// Sends `<channel>/<event>` to every member of `channel` on this node (but `except`);
-    /// returns how many it was queued for.
+    /// Sends `<channel>/<event>` to every member of `channel` (but `except`): on this node,
+    /// then on the others through the fan-out. Returns how many local connections it was
+    /// queued for.
     ///
     /// # Errors
-    /// See [`Hub::outgoing`].
+    /// See [`Hub::outgoing`]; [`EmitError::Fanout`] when the event reached this node's members
+    /// but not the other nodes.
     pub fn broadcast(
         &self,
         channel: &str,
@@ -416,7 +463,13 @@ impl Hub {
         except: Option<Sid>,
     ) -> Result<usize, EmitError> {
         let message = self.outgoing(channel, event, payload)?;
-        Ok(self.deliver(&message, except))
+        let delivered = self.deliver(&message, except);
+        if let Some(fanout) = &self.fanout {
+            fanout
+                .publish(&message, except)
+                .map_err(EmitError::Fanout)?;
+        }
+        Ok(delivered)
     }
 
     /// Hands an already built event to the members of its channel on this node.

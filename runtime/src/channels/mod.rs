@@ -14,5 +14,5 @@ mod registry;
 pub use authorizer::{Authorizer, Reply};
 pub use context::{AppData, ChannelContext, Handshake, Identity, JoinContext, LeaveReason};
 pub use error::{ChannelConfigError, EmitError, EventError, JoinError};
-pub use hub::{ChannelLimits, ENCODING_SLOTS, Hub, Outgoing, Peer, Sink};
+pub use hub::{ChannelLimits, ENCODING_SLOTS, Fanout, FanoutError, Hub, Outgoing, Peer, Sink};
 pub use registry::{ChannelRegistration, Params, Registry};
