@@ -189,10 +189,11 @@ async fn main() -> std::io::Result<()> {
         })
         .build()?;
 
+    let app = tidings.clone();
     let server = HttpServer::new(move || {
         let script = script.clone();
         App::new()
-            .configure(tidings.configure())
+            .configure(app.configure())
             .service(home)
             .service(page)
             .service(store)
@@ -208,10 +209,14 @@ async fn main() -> std::io::Result<()> {
                 }),
             )
     })
+    .disable_signals()
     .bind((args.host.as_str(), args.port))?;
     for addr in server.addrs() {
         println!("listening on http://{addr}");
         tracing::info!("open http://{addr}/chat");
     }
-    server.run().await
+    // On SIGINT / SIGTERM: close every connection properly, then stop.
+    tidings
+        .run_until_stopped(server.run(), std::time::Duration::from_secs(5))
+        .await
 }

@@ -225,6 +225,60 @@ impl Tidings {
         }
     }
 
+    /// Closes every connection properly: WebSocket clients get what was already queued and a
+    /// close frame (1001, `server shutting down`), polling clients a close packet.
+    pub fn shutdown(&self) {
+        self.io.close_all();
+    }
+
+    /// Runs `server` until SIGINT or SIGTERM, then [`Tidings::shutdown`]s every connection,
+    /// waits (at most `grace`) for them to go, and stops the server gracefully.
+    ///
+    /// Build the server with `.disable_signals()` so that this, not actix, handles the signals.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use actix_web::{App, HttpServer};
+    /// use tidings_runtime::Tidings;
+    ///
+    /// # async fn run() -> std::io::Result<()> {
+    /// let tidings = Tidings::builder().build()?;
+    /// let app = tidings.clone();
+    /// let server = HttpServer::new(move || App::new().configure(app.configure()))
+    ///     .disable_signals()
+    ///     .bind(("127.0.0.1", 8080))?
+    ///     .run();
+    /// tidings.run_until_stopped(server, Duration::from_secs(5)).await
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// What the server itself fails with.
+    pub async fn run_until_stopped(
+        &self,
+        server: actix_web::dev::Server,
+        grace: std::time::Duration,
+    ) -> std::io::Result<()> {
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            result = &mut server => return result,
+            () = shutdown_signal() => {}
+        }
+        tracing::info!(
+            connections = self.io.connection_count(),
+            "shutting down: closing every connection"
+        );
+        self.shutdown();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.io.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let stop = handle.stop(true);
+        let (result, ()) = tokio::join!(server, stop);
+        result
+    }
+
     /// The emitter, for background tasks.
     pub fn emitter(&self) -> SocketEmitter {
         self.emitter.clone()
@@ -238,5 +292,28 @@ impl Tidings {
     /// The channel layer (counts for tests and metrics).
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = actix_web::rt::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = actix_web::rt::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = actix_web::rt::signal::ctrl_c().await;
     }
 }

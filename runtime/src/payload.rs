@@ -145,7 +145,6 @@ fn placeholder(num: usize) -> Box<RawValue> {
 /// The attachment number when `raw` is exactly a placeholder object.
 fn placeholder_num(raw: &RawValue) -> Option<usize> {
     #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct Placeholder {
         _placeholder: bool,
         num: usize,

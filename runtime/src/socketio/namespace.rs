@@ -151,7 +151,7 @@ impl Namespace {
     }
 
     fn encode_event(&self, event: &str, payload: Payload) -> Result<Vec<Frame>, EmitError> {
-        if ["connect", "connect_error", "disconnect", "disconnecting"].contains(&event) {
+        if super::packet::RESERVED_EVENTS.contains(&event) {
             return Err(EmitError::ReservedEvent(event.to_owned()));
         }
         Ok(Packet::Event {

@@ -194,6 +194,9 @@ impl Packet {
                 let name = args.remove(0);
                 let event: String = serde_json::from_str(name.get())
                     .map_err(|_| PacketError::InvalidPayload("EVENT"))?;
+                if RESERVED_EVENTS.contains(&event.as_str()) {
+                    return Err(PacketError::InvalidPayload("reserved event name"));
+                }
                 Packet::Event {
                     nsp,
                     event,
@@ -351,6 +354,17 @@ impl Partial {
         Ok(self.packet)
     }
 }
+
+/// Event names only Socket.IO itself may use; a client sending one is closed, as by the
+/// official parser.
+pub(crate) const RESERVED_EVENTS: [&str; 6] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
 
 fn count_digits(bytes: &[u8]) -> usize {
     bytes.iter().take_while(|b| b.is_ascii_digit()).count()

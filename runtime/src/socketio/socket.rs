@@ -23,15 +23,7 @@ type EventHandler = Arc<dyn Fn(SocketRef, Payload, Option<AckSender>) + Send + S
 type DisconnectHandler = Box<dyn FnOnce(SocketRef, &DisconnectReason) + Send>;
 type FallbackHandler = Arc<dyn Fn(SocketRef, &str, Payload, Option<AckSender>) + Send + Sync>;
 
-/// Events that only Socket.IO itself may emit.
-const RESERVED_EVENTS: [&str; 6] = [
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
+use super::packet::RESERVED_EVENTS;
 
 /// Why a socket left its namespace; the texts are the official server's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,6 +12,9 @@ use crate::engineio::session::TransportKind;
 /// How many queued frames the writer takes in one go before looking at the reader again.
 const WRITE_BATCH: usize = 64;
 
+/// How long a closing connection may take to flush what was queued and its close frame.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Accepts a WebSocket: a new session when `entry` is `None`, else an upgrade of `entry`.
 pub(crate) fn open<H: EngineHandler>(
     engine: &Engine<H>,
@@ -144,16 +147,15 @@ async fn run<H: EngineHandler>(
             }
             frame = rx.recv() => {
                 let Some(frame) = frame else { break };
-                if write(&mut ws, frame).await.is_err() {
+                // A client that stops reading blocks the write; the session's close (queue
+                // full, ping timeout) must still end this task.
+                let written = tokio::select! {
+                    written = write_batch(&mut ws, frame, &mut rx) => written,
+                    () = session.closed() => break,
+                };
+                if written.is_err() {
                     session.close(CloseReason::TransportError);
                     break;
-                }
-                for _ in 1..WRITE_BATCH {
-                    let Ok(frame) = rx.try_recv() else { break };
-                    if write(&mut ws, frame).await.is_err() {
-                        session.close(CloseReason::TransportError);
-                        break;
-                    }
                 }
             }
             () = session.closed() => break,
@@ -162,22 +164,16 @@ async fn run<H: EngineHandler>(
             break;
         }
     }
-    // Deliver what was queued before the close, then say why we close.
+    // Deliver what was queued before the close, then say why we close; bounded in time, as
+    // the client may not be reading at all.
     let reason = session
         .close_reason()
         .cloned()
         .unwrap_or(CloseReason::TransportClose);
     let writable = !matches!(
         reason,
-        CloseReason::TransportClose | CloseReason::TransportError
+        CloseReason::TransportClose | CloseReason::TransportError | CloseReason::QueueFull
     );
-    if writable {
-        while let Ok(frame) = rx.try_recv() {
-            if write(&mut ws, frame).await.is_err() {
-                return;
-            }
-        }
-    }
     let code = match reason {
         CloseReason::PayloadTooLarge => CloseCode::Size,
         CloseReason::ParseError(_) | CloseReason::ProtocolViolation(_) => CloseCode::Protocol,
@@ -185,12 +181,36 @@ async fn run<H: EngineHandler>(
         CloseReason::ServerShutdown => CloseCode::Away,
         _ => CloseCode::Normal,
     };
-    let _ = ws
-        .close(Some(WsClose {
-            code,
-            description: Some(reason.to_string()),
-        }))
-        .await;
+    let farewell = async move {
+        if writable {
+            while let Ok(frame) = rx.try_recv() {
+                if write(&mut ws, frame).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = ws
+            .close(Some(WsClose {
+                code,
+                description: Some(reason.to_string()),
+            }))
+            .await;
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, farewell).await;
+}
+
+/// Writes `first` and then whatever else is queued, up to [`WRITE_BATCH`] frames.
+async fn write_batch(
+    ws: &mut actix_ws::Session,
+    first: Frame,
+    rx: &mut tokio::sync::mpsc::Receiver<Frame>,
+) -> Result<(), actix_ws::Closed> {
+    write(ws, first).await?;
+    for _ in 1..WRITE_BATCH {
+        let Ok(frame) = rx.try_recv() else { break };
+        write(ws, frame).await?;
+    }
+    Ok(())
 }
 
 async fn write(ws: &mut actix_ws::Session, frame: Frame) -> Result<(), actix_ws::Closed> {
