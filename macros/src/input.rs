@@ -88,8 +88,8 @@ impl Errors {
 /// Every problem found, combined into one [`syn::Error`].
 pub(crate) fn validate(input: Input) -> syn::Result<Channel> {
     let mut errors = Errors::default();
+    // In source order: the attribute, its pattern, then the item.
     let literal = pattern_literal(&input, &mut errors);
-    let ident = struct_ident(input.item, &mut errors);
     let pattern = literal.and_then(|literal| {
         let source = literal.value();
         match Pattern::parse(&source) {
@@ -102,6 +102,7 @@ pub(crate) fn validate(input: Input) -> syn::Result<Channel> {
             }
         }
     });
+    let ident = struct_ident(input.item, &mut errors);
     errors.finish()?;
     match (ident, pattern) {
         (Some(ident), Some((literal, source, pattern))) => Ok(Channel {

@@ -40,7 +40,7 @@
 //! The attribute goes on a struct without generic parameters, which must implement
 //! `tidings::Authorizer` and `Default` (the registry builds one instance with `Default`).
 //!
-//! ```compile_fail
+//! ```compile_fail,E0277
 //! #[tidings::channel("chats/:id")]
 //! #[derive(Default)]
 //! struct NoAuthorizer; // error: `NoAuthorizer` is a #[channel] but does not implement `tidings::Authorizer`

@@ -59,14 +59,22 @@ fn block_on<F: Future>(future: F) -> F::Output {
 
 fn join(hub: &Hub, name: &str) -> (Result<(), JoinError>, Vec<(String, String)>) {
     SEEN.lock().unwrap().clear();
-    let peer = Arc::new(Peer::new(Sid::random(), Handshake::default(), None, Arc::new(NoSink)));
+    let peer = Arc::new(Peer::new(
+        Sid::random(),
+        Handshake::default(),
+        None,
+        Arc::new(NoSink),
+    ));
     let result = block_on(hub.join(&peer, name, None));
     let seen = SEEN.lock().unwrap().clone();
     (result, seen)
 }
 
 fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect()
+    pairs
+        .iter()
+        .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 fn main() {
@@ -78,10 +86,22 @@ fn main() {
     assert!(registry.matches("files/a/b"));
     assert!(!registry.matches("files"));
 
-    let hub = Hub::new(registry, AppData::default(), ChannelLimits::default());
+    let hub = Hub::new(registry, AppData::default(), ChannelLimits::default(), None);
     assert_eq!(join(&hub, "chats/1"), (Ok(()), params(&[("id", "1")])));
-    assert_eq!(join(&hub, "chats/2"), (Err(JoinError::Unauthorized), params(&[("id", "2")])));
-    assert_eq!(join(&hub, "chats"), (Err(JoinError::UnknownChannel), vec![]));
-    assert_eq!(join(&hub, "chats/1/2"), (Err(JoinError::UnknownChannel), vec![]));
-    assert_eq!(join(&hub, "files/a/b"), (Ok(()), params(&[("path", "a/b")])));
+    assert_eq!(
+        join(&hub, "chats/2"),
+        (Err(JoinError::Unauthorized), params(&[("id", "2")]))
+    );
+    assert_eq!(
+        join(&hub, "chats"),
+        (Err(JoinError::UnknownChannel), vec![])
+    );
+    assert_eq!(
+        join(&hub, "chats/1/2"),
+        (Err(JoinError::UnknownChannel), vec![])
+    );
+    assert_eq!(
+        join(&hub, "files/a/b"),
+        (Ok(()), params(&[("path", "a/b")]))
+    );
 }
