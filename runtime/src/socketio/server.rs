@@ -212,6 +212,8 @@ pub struct IoHandler {
 pub struct Client {
     sockets: Mutex<HashMap<String, SocketRef>>,
     partial: Mutex<Option<Partial>>,
+    /// Bumped whenever a binary packet starts or ends, so a stale attachment timer knows.
+    partial_generation: Arc<std::sync::atomic::AtomicU64>,
     joined_any: Arc<AtomicBool>,
 }
 
@@ -237,6 +239,7 @@ impl EngineHandler for IoHandler {
         Client {
             sockets: Mutex::new(HashMap::new()),
             partial: Mutex::new(None),
+            partial_generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             joined_any,
         }
     }
@@ -286,6 +289,7 @@ impl IoHandler {
                     partial.finish()?
                 } else {
                     *pending = Some(partial);
+                    self.watch_attachments(session, client);
                     return Ok(());
                 }
             }
@@ -296,6 +300,7 @@ impl IoHandler {
                 }
                 partial.push(bytes);
                 if partial.is_complete() {
+                    client.partial_generation.fetch_add(1, Ordering::AcqRel);
                     partial.finish()?
                 } else {
                     *pending = Some(partial);
@@ -306,6 +311,28 @@ impl IoHandler {
         drop(pending);
         self.dispatch(session, client, packet);
         Ok(())
+    }
+
+    /// Closes the connection when the attachments of the binary packet just started do not
+    /// all arrive within the ping timeout.
+    fn watch_attachments(&self, session: &Arc<Session>, client: &Client) {
+        let generation = client.partial_generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let current = client.partial_generation.clone();
+        let session = session.clone();
+        let timeout = self.inner.config.engine.ping_timeout;
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => {
+                    if current.load(Ordering::Acquire) == generation {
+                        tracing::debug!(sid = %session.sid(), "binary attachments never arrived");
+                        session.close(CloseReason::ParseError(
+                            "binary attachments never arrived".to_owned(),
+                        ));
+                    }
+                }
+                () = session.closed() => {}
+            }
+        });
     }
 
     fn dispatch(&self, session: &Arc<Session>, client: &Client, packet: Packet) {
