@@ -1,0 +1,506 @@
+//! The channel layer against the official `socket.io-client`: subscribe / unsubscribe acks and
+//! their refusal reasons, identities and params reaching `pass`, join payloads, channel
+//! isolation, `SocketEmitter` from an HTTP route (except, binary), client events into
+//! `handle_in` (replies, broadcasts, panics), cleanup on disconnect, polling, and emits
+//! across the polling -> websocket upgrade.
+//!
+//! Every test starts its own in-process server (actix on 127.0.0.1:0) with the channels of
+//! this file, then runs one scenario of `tests/js/channels_client.mjs` against it. A few
+//! plain Rust tests check the registry and the emitter without a server.
+
+mod support;
+
+use std::sync::mpsc::RecvTimeoutError;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tidings::__private::ChannelRegistration;
+use tidings::channels::{ChannelConfigError, Registry};
+use tidings::{
+    Authorizer, Binary, ChannelContext, ConnectRefusal, EmitError, Handshake, JoinContext, Payload,
+    Reply, SocketEmitter, Tidings, channel,
+};
+
+// ---------------------------------------------------------------------------
+// Identity and connect hook
+
+/// Who a connection is, as the connect hook decides from `auth.token`.
+#[derive(Debug, Clone)]
+struct User {
+    name: String,
+    id: u64,
+    banned: bool,
+}
+
+impl User {
+    fn new(name: &str, id: u64) -> Self {
+        User {
+            name: name.to_owned(),
+            id,
+            banned: false,
+        }
+    }
+}
+
+/// `{token: "alice-token"}` -> alice (1), `"bob-token"` -> bob (2), `"banned-token"` ->
+/// mallory (3, banned), no token -> guest (0), anything else is refused with `invalid token`.
+async fn authenticate(handshake: Handshake) -> Result<User, ConnectRefusal> {
+    let token = handshake
+        .auth::<Value>()
+        .and_then(|auth| auth.get("token").cloned());
+    match token {
+        None | Some(Value::Null) => Ok(User::new("guest", 0)),
+        Some(Value::String(token)) => match token.as_str() {
+            "alice-token" => Ok(User::new("alice", 1)),
+            "bob-token" => Ok(User::new("bob", 2)),
+            "banned-token" => Ok(User {
+                banned: true,
+                ..User::new("mallory", 3)
+            }),
+            _ => Err(ConnectRefusal::new("invalid token")),
+        },
+        Some(_) => Err(ConnectRefusal::new("invalid token")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Channels
+
+/// `chats/:id`: numeric ids, no banned users; echo / shout / everyone / panic events.
+#[channel("chats/:id")]
+#[derive(Default)]
+struct ChatChannel;
+
+impl Authorizer for ChatChannel {
+    async fn pass(&self, join: &JoinContext<'_>) -> bool {
+        join.param_as::<u64>("id").is_some() && !join.identity::<User>().is_some_and(|u| u.banned)
+    }
+
+    async fn handle_in(&self, event: &str, payload: Payload, ctx: &ChannelContext<'_>) -> Reply {
+        match event {
+            "echo" => match payload.get::<Value>(0) {
+                Ok(value) => Reply::ok_with(&value),
+                Err(_) => Reply::error("no_argument"),
+            },
+            "shout" => match ctx.broadcast_from("shout", payload) {
+                Ok(_) => Reply::Ok,
+                Err(err) => Reply::error(err.to_string()),
+            },
+            "everyone" => match ctx.broadcast("everyone", payload) {
+                Ok(_) => Reply::Ok,
+                Err(err) => Reply::error(err.to_string()),
+            },
+            "panic" => panic!("handle_in panics on purpose"),
+            _ => Reply::error("unknown_event"),
+        }
+    }
+}
+
+/// `private/:owner`: only the user named `owner`.
+#[channel("private/:owner")]
+#[derive(Default)]
+struct PrivateChannel;
+
+impl Authorizer for PrivateChannel {
+    async fn pass(&self, join: &JoinContext<'_>) -> bool {
+        join.identity::<User>()
+            .is_some_and(|u| join.param("owner") == Some(u.name.as_str()))
+    }
+}
+
+/// `orders/:user_id/items/:item`: only the user whose id is `user_id`.
+#[channel("orders/:user_id/items/:item")]
+#[derive(Default)]
+struct OrderItemChannel;
+
+impl Authorizer for OrderItemChannel {
+    async fn pass(&self, join: &JoinContext<'_>) -> bool {
+        join.identity::<User>()
+            .is_some_and(|u| join.param_as::<u64>("user_id") == Some(u.id))
+    }
+}
+
+/// `vault/:name`: only with the join payload `{"key": "open-sesame"}`.
+#[channel("vault/:name")]
+#[derive(Default)]
+struct VaultChannel;
+
+impl Authorizer for VaultChannel {
+    async fn pass(&self, join: &JoinContext<'_>) -> bool {
+        join.payload::<Value>()
+            .is_some_and(|p| p.get("key").and_then(Value::as_str) == Some("open-sesame"))
+    }
+}
+
+/// `boom/:x`: `pass` panics.
+#[channel("boom/:x")]
+#[derive(Default)]
+struct BoomChannel;
+
+impl Authorizer for BoomChannel {
+    async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+        panic!("pass panics on purpose")
+    }
+}
+
+/// `files/*path`: only paths under `public/`.
+#[channel("files/*path")]
+#[derive(Default)]
+struct FilesChannel;
+
+impl Authorizer for FilesChannel {
+    async fn pass(&self, join: &JoinContext<'_>) -> bool {
+        join.param("path").is_some_and(|p| p.starts_with("public/"))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP routes
+
+#[derive(Deserialize)]
+struct EmitRequest {
+    channel: String,
+    event: String,
+    data: Value,
+    except: Option<String>,
+    #[serde(default)]
+    binary: bool,
+}
+
+/// POST /emit: `{channel, event, data, except?, binary?}` -> `{"delivered": n}`, or 400
+/// `{"error": ...}` when the emitter refuses.
+async fn emit_route(emitter: SocketEmitter, body: web::Json<EmitRequest>) -> HttpResponse {
+    let request = body.into_inner();
+    let mut to = emitter.to(&request.channel);
+    if let Some(except) = &request.except {
+        to = to.except(except);
+    }
+    let result = if request.binary {
+        let Some(text) = request.data.as_str() else {
+            return HttpResponse::BadRequest()
+                .json(json!({"error": "binary data must be a string"}));
+        };
+        to.emit(&request.event, &Binary::from(text.as_bytes().to_vec()))
+    } else {
+        to.emit(&request.event, &request.data)
+    };
+    match result {
+        Ok(delivered) => HttpResponse::Ok().json(json!({ "delivered": delivered })),
+        Err(err) => HttpResponse::BadRequest().json(json!({ "error": err.to_string() })),
+    }
+}
+
+/// GET /stats: subscription, channel and connection counts.
+async fn stats_route(tidings: web::Data<Tidings>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "subscriptions": tidings.hub().subscription_count(),
+        "channels": tidings.hub().channel_count(),
+        "connections": tidings.io().connection_count(),
+    }))
+}
+
+// ---------------------------------------------------------------------------
+// In-process server
+
+/// An actix server on a free loopback port, in a thread of its own; stopped when dropped.
+struct TestServer {
+    port: u16,
+    tidings: Tidings,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    fn start() -> TestServer {
+        // Server logs go to the test's captured output (shown when it fails); RUST_LOG
+        // adjusts them (errors only by default: a panicking `pass` or `handle_in` logs one).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+        let tidings = Tidings::builder()
+            .authenticate(authenticate)
+            .build()
+            .expect("the channels of this file do not conflict");
+        let app_tidings = tidings.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .configure(app_tidings.configure())
+                        .app_data(web::Data::new(app_tidings.clone()))
+                        .route("/emit", web::post().to(emit_route))
+                        .route("/stats", web::get().to(stats_route))
+                })
+                .workers(2)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .bind(("127.0.0.1", 0))?;
+                let port = server
+                    .addrs()
+                    .first()
+                    .map(std::net::SocketAddr::port)
+                    .expect("bound to one address");
+                let server = server.run();
+                let _ = tx.send((port, server.handle()));
+                server.await
+            })
+        });
+        let (port, handle) = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(started) => started,
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("the test server did not start: {:?}", thread.join())
+            }
+            Err(RecvTimeoutError::Timeout) => panic!("the test server did not start within 20 s"),
+        };
+        TestServer {
+            port,
+            tidings,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.tidings.io().close_all();
+        actix_web::rt::System::new().block_on(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs one scenario of `channels_client.mjs` against a fresh server.
+fn scenario(name: &str) {
+    let server = TestServer::start();
+    support::run_node(
+        "channels_client.mjs",
+        name,
+        &server.url(),
+        &[],
+        Duration::from_secs(30),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios against socket.io-client
+
+#[test]
+fn subscribe_is_acked_and_idempotent() {
+    scenario("subscribe");
+}
+
+#[test]
+fn refusals_carry_their_reason() {
+    scenario("reasons");
+}
+
+#[test]
+fn identity_and_params_reach_pass() {
+    scenario("identity-params");
+}
+
+#[test]
+fn join_payload_reaches_pass() {
+    scenario("join-payload");
+}
+
+#[test]
+fn connect_hook_refusal_reaches_the_client() {
+    scenario("refused-connect");
+}
+
+#[test]
+fn emits_reach_only_the_channel_members() {
+    scenario("isolation");
+}
+
+#[test]
+fn emits_to_unknown_channels_or_bad_events_fail() {
+    scenario("unknown-emit");
+}
+
+#[test]
+fn client_events_reach_handle_in() {
+    scenario("handle-in");
+}
+
+#[test]
+fn broadcast_from_skips_the_sender() {
+    scenario("broadcast-from");
+}
+
+#[test]
+fn emit_except_skips_one_socket() {
+    scenario("except");
+}
+
+#[test]
+fn binary_payloads_arrive_as_binary() {
+    scenario("binary");
+}
+
+#[test]
+fn unsubscribe_stops_delivery() {
+    scenario("unsubscribe");
+}
+
+#[test]
+fn disconnects_clean_up_subscriptions() {
+    scenario("cleanup");
+}
+
+#[test]
+fn panics_in_hooks_are_contained() {
+    scenario("panics");
+}
+
+#[test]
+fn emits_survive_the_upgrade_in_order() {
+    scenario("upgrade");
+}
+
+#[test]
+fn channel_protocol_over_polling() {
+    scenario("polling");
+}
+
+// ---------------------------------------------------------------------------
+// Without a server
+
+/// A second chat channel whose pattern conflicts with `ChatChannel`'s (another param name).
+#[derive(Default)]
+struct ChatByNameChannel;
+
+impl Authorizer for ChatByNameChannel {
+    async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+        true
+    }
+}
+
+static CHAT_BY_ID: ChannelRegistration =
+    ChannelRegistration::new::<ChatChannel>("chats/{id}", "chats/:id", "ChatChannel");
+static CHAT_BY_NAME: ChannelRegistration = ChannelRegistration::new::<ChatByNameChannel>(
+    "chats/{name}",
+    "chats/:name",
+    "ChatByNameChannel",
+);
+
+fn assert_conflict(err: &ChannelConfigError) {
+    let ChannelConfigError::ChannelConflict {
+        first,
+        first_pattern,
+        second,
+        second_pattern,
+    } = err
+    else {
+        panic!("expected ChannelConflict, got {err:?}");
+    };
+    let mut types = [*first, *second];
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        ["ChatByNameChannel", "ChatChannel"],
+        "the conflict must name both types: {err}"
+    );
+    let mut patterns = [*first_pattern, *second_pattern];
+    patterns.sort_unstable();
+    assert_eq!(patterns, ["chats/:id", "chats/:name"], "{err}");
+    let text = err.to_string();
+    for name in [
+        "ChatChannel",
+        "ChatByNameChannel",
+        "chats/:id",
+        "chats/:name",
+    ] {
+        assert!(
+            text.contains(name),
+            "error text {text:?} must mention {name}"
+        );
+    }
+}
+
+#[test]
+fn conflicting_registrations_name_both_types() {
+    // Each one alone is fine, so the error below is about the pair.
+    for alone in [&CHAT_BY_ID, &CHAT_BY_NAME] {
+        let registry = Registry::from_registrations([alone]).expect("one registration");
+        assert!(registry.matches("chats/1"));
+    }
+
+    let err = Registry::from_registrations([&CHAT_BY_ID, &CHAT_BY_NAME])
+        .expect_err("chats/{id} and chats/{name} conflict");
+    assert_conflict(&err);
+    // Same answer whatever the registration order.
+    let reversed = Registry::from_registrations([&CHAT_BY_NAME, &CHAT_BY_ID])
+        .expect_err("chats/{name} and chats/{id} conflict");
+    assert_eq!(reversed, err, "the error must not depend on the order");
+
+    // The builder reports it too.
+    let built = Tidings::builder()
+        .channels(vec![&CHAT_BY_ID, &CHAT_BY_NAME])
+        .build();
+    match built {
+        Err(tidings::BuildError::Channels(err)) => assert_conflict(&err),
+        Err(other) => panic!("expected a channel conflict, got {other:?}"),
+        Ok(_) => panic!("a conflicting pair of channels must not build"),
+    }
+}
+
+#[test]
+fn emitter_refuses_unknown_channels_and_bad_events() {
+    let tidings = Tidings::builder()
+        .build()
+        .expect("the channels of this file do not conflict");
+    let emitter = tidings.emitter();
+
+    match emitter.emit("message", "nope/1", &json!({"text": "hi"})) {
+        Err(EmitError::UnknownChannel(channel)) => assert_eq!(channel, "nope/1"),
+        other => panic!("expected UnknownChannel(\"nope/1\"), got {other:?}"),
+    }
+    for channel in ["chats", "chats/1/2", ""] {
+        assert!(
+            matches!(
+                emitter.emit("message", channel, &1),
+                Err(EmitError::UnknownChannel(_))
+            ),
+            "{channel:?} matches no pattern"
+        );
+    }
+    for event in ["", "a/b"] {
+        assert!(
+            matches!(
+                emitter.emit(event, "chats/1", &1),
+                Err(EmitError::InvalidEvent(_))
+            ),
+            "event {event:?} is invalid"
+        );
+    }
+    // A known channel without members is fine and reaches nobody.
+    assert_eq!(
+        emitter
+            .emit("message", "chats/1", &1)
+            .expect("known channel"),
+        0
+    );
+    assert_eq!(
+        emitter
+            .to("files/public/a")
+            .except("not-a-socket-id")
+            .emit("message", &1)
+            .expect("known channel"),
+        0
+    );
+}
