@@ -139,6 +139,9 @@ async fn run<H: EngineHandler>(
                     Ok(AggregatedMessage::Pong(_)) => {}
                     Ok(AggregatedMessage::Close(_)) => session.close(CloseReason::TransportClose),
                     Err(actix_ws::ProtocolError::Overflow) => session.close(CloseReason::PayloadTooLarge),
+                    Err(actix_ws::ProtocolError::Io(err)) if err.kind() == std::io::ErrorKind::InvalidData => {
+                        session.close(CloseReason::ParseError("invalid UTF-8 in a text frame".to_owned()));
+                    }
                     Err(err) => {
                         tracing::debug!(sid = %session.sid(), %err, "websocket error");
                         session.close(CloseReason::TransportError);
@@ -174,8 +177,9 @@ async fn run<H: EngineHandler>(
         reason,
         CloseReason::TransportClose | CloseReason::TransportError | CloseReason::QueueFull
     );
-    let code = match reason {
+    let code = match &reason {
         CloseReason::PayloadTooLarge => CloseCode::Size,
+        CloseReason::ParseError(reason) if reason.contains("UTF-8") => CloseCode::Invalid,
         CloseReason::ParseError(_) | CloseReason::ProtocolViolation(_) => CloseCode::Protocol,
         CloseReason::QueueFull => CloseCode::Policy,
         CloseReason::ServerShutdown => CloseCode::Away,

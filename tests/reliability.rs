@@ -1,0 +1,367 @@
+//! Reliability under load and abuse: a client that stops reading is cut off without hurting the
+//! others or the memory, thousands of connections that end in every way leave nothing behind,
+//! protocol garbage closes only the offending connection, and the limits hold.
+//!
+//! Every test starts its own in-process server (actix on 127.0.0.1:0) with the channel
+//! `chats/:id`, a `POST /flood` route (many emits in a loop) and a `GET /stats` route (counts,
+//! `left` hook log, RSS), then runs one scenario of `tests/js/reliability_client.mjs` against
+//! it. The script writes what it measured to a JSON file, which the test prints and checks.
+//!
+//! The tests take a lock so that they run one at a time: they measure the RSS of this process.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tidings::socketio::SocketIoBuilder;
+use tidings::{Authorizer, ChannelContext, JoinContext, LeaveReason, SocketEmitter, Tidings};
+
+// ---------------------------------------------------------------------------
+// Channel
+
+/// `(member id, channel, reason)` of every `left` hook call of one server.
+#[derive(Debug, Default)]
+struct LeftLog(Mutex<Vec<(String, String, String)>>);
+
+impl LeftLog {
+    fn entries(&self) -> Vec<(String, String, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// `chats/:id`: anyone may join; every leave is logged.
+#[tidings::channel("chats/:id")]
+#[derive(Default)]
+struct ChatChannel;
+
+impl Authorizer for ChatChannel {
+    async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+        true
+    }
+
+    async fn left(&self, ctx: &ChannelContext<'_>, reason: &LeaveReason) {
+        if let Some(log) = ctx.app_data::<LeftLog>() {
+            log.0.lock().unwrap_or_else(PoisonError::into_inner).push((
+                ctx.member_id().to_string(),
+                ctx.channel().to_owned(),
+                reason.to_string(),
+            ));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP routes
+
+#[derive(Deserialize)]
+struct FloodRequest {
+    channel: String,
+    from: u64,
+    count: u64,
+    /// The event name (default `message`).
+    event: Option<String>,
+    /// When given, every message also carries `"pad": "xxx..."` of this many bytes.
+    pad: Option<usize>,
+}
+
+/// POST /flood `{channel, from, count, event?, pad?}`: emits `{"i": from..from+count}` (with
+/// `"pad"` when asked) one by one, answers `{"queued_total": n}` (the sum of the delivered
+/// counts), or 400 `{"error": ...}`.
+async fn flood_route(emitter: SocketEmitter, body: web::Json<FloodRequest>) -> HttpResponse {
+    let request = body.into_inner();
+    let event = request.event.as_deref().unwrap_or("message");
+    let pad = request.pad.map(|bytes| "x".repeat(bytes));
+    let mut total = 0;
+    for i in request.from..request.from + request.count {
+        let message = match &pad {
+            Some(pad) => json!({ "i": i, "pad": pad }),
+            None => json!({ "i": i }),
+        };
+        match emitter.emit(event, &request.channel, &message) {
+            Ok(delivered) => total += delivered,
+            Err(err) => {
+                return HttpResponse::BadRequest().json(json!({ "error": err.to_string() }));
+            }
+        }
+    }
+    HttpResponse::Ok().json(json!({ "queued_total": total }))
+}
+
+#[derive(Deserialize)]
+struct StatsQuery {
+    /// `1` leaves the `left` list out (only its length), for frequent sampling.
+    summary: Option<u8>,
+}
+
+/// GET /stats: connection, subscription and channel counts, the `left` log and the RSS.
+async fn stats_route(
+    tidings: web::Data<Tidings>,
+    log: web::Data<LeftLog>,
+    query: web::Query<StatsQuery>,
+) -> HttpResponse {
+    let left = log.entries();
+    let mut stats = json!({
+        "connections": tidings.io().connection_count(),
+        "subscriptions": tidings.hub().subscription_count(),
+        "channels": tidings.hub().channel_count(),
+        "left_count": left.len(),
+        "rss_kib": rss_kib(),
+    });
+    if query.summary != Some(1) {
+        stats["left"] = json!(left);
+    }
+    HttpResponse::Ok().json(stats)
+}
+
+/// VmRSS of this process, in KiB (0 when unknown).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// In-process server
+
+/// An actix server on a free loopback port, in a thread of its own; stopped when dropped.
+struct TestServer {
+    port: u16,
+    tidings: Tidings,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    fn start(configure: impl FnOnce(SocketIoBuilder) -> SocketIoBuilder) -> TestServer {
+        let tidings = Tidings::builder()
+            .socketio(configure)
+            .app_data(web::Data::new(LeftLog::default()))
+            .build()
+            .expect("one channel cannot conflict");
+        let app_tidings = tidings.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .configure(app_tidings.configure())
+                        .app_data(web::Data::new(app_tidings.clone()))
+                        .route("/flood", web::post().to(flood_route))
+                        .route("/stats", web::get().to(stats_route))
+                })
+                .workers(2)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .bind(("127.0.0.1", 0))?;
+                let port = server
+                    .addrs()
+                    .first()
+                    .map(std::net::SocketAddr::port)
+                    .expect("bound to one address");
+                let server = server.run();
+                let _ = tx.send((port, server.handle()));
+                server.await
+            })
+        });
+        let (port, handle) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the test server did not start within 20 s");
+        TestServer {
+            port,
+            tidings,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the server thread is still running (it must never die on peer input).
+    fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.tidings.io().close_all();
+        actix_web::rt::System::new().block_on(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Harness
+
+/// One test at a time: they measure the RSS of this process and load the machine.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `scenario` of `reliability_client.mjs` against `server` and returns what it measured
+/// (printed to stdout).
+fn run_scenario(server: &TestServer, scenario: &str, limit: Duration) -> Value {
+    let path: PathBuf = std::env::temp_dir().join(format!(
+        "tidings-reliability-{}-{scenario}.json",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let path_text = path.to_string_lossy().into_owned();
+    support::run_node(
+        "reliability_client.mjs",
+        scenario,
+        &server.url(),
+        &[("TIDINGS_RESULTS", path_text.as_str())],
+        limit,
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{scenario}: no results in {}: {e}", path.display()));
+    let _ = std::fs::remove_file(&path);
+    let results: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{scenario}: results are not JSON ({e}): {text}"));
+    println!(
+        "--- reliability {scenario} ---\n{}",
+        serde_json::to_string_pretty(&results).unwrap_or_default()
+    );
+    results
+}
+
+/// A number from the results, failing the test when it is missing.
+fn number(results: &Value, key: &str) -> f64 {
+    results
+        .get(key)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("results have no number {key:?}: {results}"))
+}
+
+const MIB: f64 = 1024.0;
+
+// ---------------------------------------------------------------------------
+// Scenarios
+
+/// Two clients that read and one that stops reading get 100,000 emits: the readers get every
+/// one once and in order, the stalled one is disconnected as a slow consumer (default queue of
+/// 4096 frames), and the memory stays bounded.
+#[test]
+fn slow_consumer_is_cut_off_and_memory_stays_bounded() {
+    let _serial = serial();
+    let server = TestServer::start(|io| io);
+    let results = run_scenario(&server, "slow-consumer", Duration::from_secs(90));
+    let baseline = number(&results, "rss_baseline_kib");
+    let peak = number(&results, "rss_peak_kib");
+    let last = number(&results, "rss_final_kib");
+    println!(
+        "slow-consumer RSS: baseline {:.1} MiB, peak {:.1} MiB, final {:.1} MiB (peak - baseline {:.1} MiB)",
+        baseline / MIB,
+        peak / MIB,
+        last / MIB,
+        (peak - baseline) / MIB
+    );
+    assert!(
+        peak - baseline < 200.0 * MIB,
+        "RSS grew by {:.1} MiB during the flood (limit 200 MiB)",
+        (peak - baseline) / MIB
+    );
+    assert!(server.is_running(), "the server thread ended");
+}
+
+/// 10,000 connect / subscribe / disconnect cycles ending cleanly, by a dropped TCP connection
+/// or by a ping timeout: the server forgets every connection, subscription and channel, and
+/// the memory comes back.
+#[test]
+fn churn_leaves_nothing_behind() {
+    let _serial = serial();
+    let server = TestServer::start(|io| {
+        io.ping_interval(Duration::from_millis(200))
+            .ping_timeout(Duration::from_millis(200))
+    });
+    let results = run_scenario(&server, "churn", Duration::from_secs(90));
+    let before = number(&results, "rss_before_kib");
+    let peak = number(&results, "rss_peak_kib");
+    let after = number(&results, "rss_after_kib");
+    println!(
+        "churn RSS: before {:.1} MiB, peak {:.1} MiB, after {:.1} MiB (after - before {:.1} MiB)",
+        before / MIB,
+        peak / MIB,
+        after / MIB,
+        (after - before) / MIB
+    );
+    assert!(
+        after - before < 64.0 * MIB,
+        "RSS after the churn is {:.1} MiB above the start (limit 64 MiB)",
+        (after - before) / MIB
+    );
+    assert_eq!(
+        server.tidings.io().connection_count(),
+        0,
+        "connections left"
+    );
+    assert_eq!(
+        server.tidings.hub().subscription_count(),
+        0,
+        "subscriptions left"
+    );
+    assert_eq!(server.tidings.hub().channel_count(), 0, "channels left");
+    assert!(server.is_running(), "the server thread ended");
+}
+
+/// Protocol garbage from 39 connections while five clients receive a steady stream: each
+/// attacker is closed quickly, the stream reaches the good clients whole and in order.
+#[test]
+fn attackers_are_closed_and_good_clients_unharmed() {
+    let _serial = serial();
+    let server = TestServer::start(|io| {
+        io.ping_interval(Duration::from_millis(500))
+            .ping_timeout(Duration::from_millis(500))
+            .max_payload(10_000)
+    });
+    let results = run_scenario(&server, "attackers", Duration::from_secs(60));
+    let slowest = number(&results, "slowest_close_ms");
+    let silent = number(&results, "silent_attachments_close_ms_max");
+    println!(
+        "attackers: slowest close {slowest:.0} ms, silent attachments closed after {silent:.0} ms at most"
+    );
+    assert!(slowest <= 2_000.0, "an attacker took {slowest} ms to close");
+    assert!(
+        silent <= 2_000.0,
+        "silent attachments closed after {silent} ms (limit ping interval + timeout + 1 s)"
+    );
+    assert!(server.is_running(), "the server thread ended");
+}
+
+/// The subscription limit, the channel and event name limits, and the connect timeout.
+#[test]
+fn limits_hold() {
+    let _serial = serial();
+    let server = TestServer::start(|io| io.connect_timeout(Duration::from_millis(500)));
+    let results = run_scenario(&server, "limits", Duration::from_secs(30));
+    let closed = number(&results, "connect_timeout_close_ms");
+    println!("limits: a connection without `40` was closed after {closed:.0} ms (timeout 500 ms)");
+    assert!(
+        (400.0..=2_000.0).contains(&closed),
+        "connect timeout of 500 ms closed the connection after {closed} ms"
+    );
+    assert!(server.is_running(), "the server thread ended");
+}
