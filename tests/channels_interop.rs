@@ -10,12 +10,9 @@
 
 mod support;
 
-use std::sync::mpsc::RecvTimeoutError;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tidings::__private::ChannelRegistration;
@@ -206,85 +203,28 @@ async fn stats_route(tidings: web::Data<Tidings>) -> HttpResponse {
 // ---------------------------------------------------------------------------
 // In-process server
 
-/// An actix server on a free loopback port, in a thread of its own; stopped when dropped.
-struct TestServer {
-    port: u16,
-    tidings: Tidings,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<std::io::Result<()>>>,
-}
-
-impl TestServer {
-    fn start() -> TestServer {
-        // Server logs go to the test's captured output (shown when it fails); RUST_LOG
-        // adjusts them (errors only by default: a panicking `pass` or `handle_in` logs one).
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .with_ansi(false)
-            .try_init();
-        let tidings = Tidings::builder()
-            .authenticate(authenticate)
-            .build()
-            .expect("the channels of this file do not conflict");
-        let app_tidings = tidings.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .configure(app_tidings.configure())
-                        .app_data(web::Data::new(app_tidings.clone()))
-                        .route("/emit", web::post().to(emit_route))
-                        .route("/stats", web::get().to(stats_route))
-                })
-                .workers(2)
-                .disable_signals()
-                .shutdown_timeout(1)
-                .bind(("127.0.0.1", 0))?;
-                let port = server
-                    .addrs()
-                    .first()
-                    .map(std::net::SocketAddr::port)
-                    .expect("bound to one address");
-                let server = server.run();
-                let _ = tx.send((port, server.handle()));
-                server.await
-            })
-        });
-        let (port, handle) = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(started) => started,
-            Err(RecvTimeoutError::Disconnected) => {
-                panic!("the test server did not start: {:?}", thread.join())
-            }
-            Err(RecvTimeoutError::Timeout) => panic!("the test server did not start within 20 s"),
-        };
-        TestServer {
-            port,
-            tidings,
-            handle,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.tidings.io().close_all();
-        actix_web::rt::System::new().block_on(self.handle.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// A fresh in-process server with this file's channels, connect hook and routes.
+fn start_server() -> support::InProcess {
+    // Server logs go to the test's captured output (shown when it fails); RUST_LOG
+    // adjusts them (errors only by default: a panicking `pass` or `handle_in` logs one).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
+    let tidings = Tidings::builder()
+        .authenticate(authenticate)
+        .build()
+        .expect("the channels of this file do not conflict");
+    support::InProcess::start(tidings, |cfg| {
+        cfg.route("/emit", web::post().to(emit_route))
+            .route("/stats", web::get().to(stats_route));
+    })
 }
 
 /// Runs one scenario of `channels_client.mjs` against a fresh server.
 fn scenario(name: &str) {
-    let server = TestServer::start();
+    let server = start_server();
     support::run_node(
         "channels_client.mjs",
         name,

@@ -11,13 +11,13 @@
 
 mod support;
 
+use support::InProcess;
+
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tidings::socketio::SocketIoBuilder;
@@ -139,75 +139,17 @@ fn rss_kib() -> u64 {
 // ---------------------------------------------------------------------------
 // In-process server
 
-/// An actix server on a free loopback port, in a thread of its own; stopped when dropped.
-struct TestServer {
-    port: u16,
-    tidings: Tidings,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<std::io::Result<()>>>,
-}
-
-impl TestServer {
-    fn start(configure: impl FnOnce(SocketIoBuilder) -> SocketIoBuilder) -> TestServer {
-        let tidings = Tidings::builder()
-            .socketio(configure)
-            .app_data(web::Data::new(LeftLog::default()))
-            .build()
-            .expect("one channel cannot conflict");
-        let app_tidings = tidings.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .configure(app_tidings.configure())
-                        .app_data(web::Data::new(app_tidings.clone()))
-                        .route("/flood", web::post().to(flood_route))
-                        .route("/stats", web::get().to(stats_route))
-                })
-                .workers(2)
-                .disable_signals()
-                .shutdown_timeout(1)
-                .bind(("127.0.0.1", 0))?;
-                let port = server
-                    .addrs()
-                    .first()
-                    .map(std::net::SocketAddr::port)
-                    .expect("bound to one address");
-                let server = server.run();
-                let _ = tx.send((port, server.handle()));
-                server.await
-            })
-        });
-        let (port, handle) = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the test server did not start within 20 s");
-        TestServer {
-            port,
-            tidings,
-            handle,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Whether the server thread is still running (it must never die on peer input).
-    fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.tidings.io().close_all();
-        actix_web::rt::System::new().block_on(self.handle.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// A fresh in-process server with this file's channel and routes.
+fn start_server(configure: impl FnOnce(SocketIoBuilder) -> SocketIoBuilder) -> InProcess {
+    let tidings = Tidings::builder()
+        .socketio(configure)
+        .app_data(web::Data::new(LeftLog::default()))
+        .build()
+        .expect("one channel cannot conflict");
+    InProcess::start(tidings, |cfg| {
+        cfg.route("/flood", web::post().to(flood_route))
+            .route("/stats", web::get().to(stats_route));
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -222,7 +164,7 @@ fn serial() -> MutexGuard<'static, ()> {
 
 /// Runs `scenario` of `reliability_client.mjs` against `server` and returns what it measured
 /// (printed to stdout).
-fn run_scenario(server: &TestServer, scenario: &str, limit: Duration) -> Value {
+fn run_scenario(server: &InProcess, scenario: &str, limit: Duration) -> Value {
     let path: PathBuf = std::env::temp_dir().join(format!(
         "tidings-reliability-{}-{scenario}.json",
         std::process::id()
@@ -267,7 +209,7 @@ const MIB: f64 = 1024.0;
 #[test]
 fn slow_consumer_is_cut_off_and_memory_stays_bounded() {
     let _serial = serial();
-    let server = TestServer::start(|io| io);
+    let server = start_server(|io| io);
     let results = run_scenario(&server, "slow-consumer", Duration::from_secs(90));
     let baseline = number(&results, "rss_baseline_kib");
     let peak = number(&results, "rss_peak_kib");
@@ -293,9 +235,10 @@ fn slow_consumer_is_cut_off_and_memory_stays_bounded() {
 #[test]
 fn churn_leaves_nothing_behind() {
     let _serial = serial();
-    let server = TestServer::start(|io| {
-        io.ping_interval(Duration::from_millis(200))
-            .ping_timeout(Duration::from_millis(200))
+    // Keep in step with the churn scenario of reliability_client.mjs.
+    let server = start_server(|io| {
+        io.ping_interval(Duration::from_millis(250))
+            .ping_timeout(Duration::from_millis(1000))
     });
     let results = run_scenario(&server, "churn", Duration::from_secs(90));
     let before = number(&results, "rss_before_kib");
@@ -332,7 +275,7 @@ fn churn_leaves_nothing_behind() {
 #[test]
 fn attackers_are_closed_and_good_clients_unharmed() {
     let _serial = serial();
-    let server = TestServer::start(|io| {
+    let server = start_server(|io| {
         io.ping_interval(Duration::from_millis(500))
             .ping_timeout(Duration::from_millis(500))
             .max_payload(10_000)
@@ -355,7 +298,7 @@ fn attackers_are_closed_and_good_clients_unharmed() {
 #[test]
 fn limits_hold() {
     let _serial = serial();
-    let server = TestServer::start(|io| io.connect_timeout(Duration::from_millis(500)));
+    let server = start_server(|io| io.connect_timeout(Duration::from_millis(500)));
     let results = run_scenario(&server, "limits", Duration::from_secs(30));
     let closed = number(&results, "connect_timeout_close_ms");
     println!("limits: a connection without `40` was closed after {closed:.0} ms (timeout 500 ms)");

@@ -413,8 +413,10 @@ const scenarios = {
     const CYCLES = Number(process.env.TIDINGS_CHURN_CYCLES ?? 10_000);
     const CONCURRENCY = 100;
     const CHANNELS = 20;
-    const PING_INTERVAL = 200;
-    const PING_TIMEOUT = 200;
+    // Must match the server of this test (tests/reliability.rs); the timeout leaves busy
+    // machines room to answer pings in time.
+    const PING_INTERVAL = 250;
+    const PING_TIMEOUT = 1000;
     const KINDS = ["clean", "drop", "ping-timeout"];
 
     step("RSS before");

@@ -186,3 +186,84 @@ pub fn run_node(script: &str, scenario: &str, url: &str, env: &[(&str, &str)], l
         None => panic!("{script} {scenario} did not finish within {limit:?}:\n{out}\n{err}"),
     }
 }
+
+/// A tidings app served in this process, on a free loopback port, in a thread of its own;
+/// every connection is closed and the server stopped when it is dropped.
+pub struct InProcess {
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    /// The app's tidings handle (counts, emitter, Socket.IO server).
+    pub tidings: tidings::Tidings,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl InProcess {
+    /// Serves `tidings` (mounted, and also shared as `web::Data<Tidings>`) plus whatever
+    /// `routes` adds, with two workers.
+    pub fn start<F>(tidings: tidings::Tidings, routes: F) -> InProcess
+    where
+        F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+    {
+        use actix_web::{App, HttpServer, web};
+        let app_tidings = tidings.clone();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .configure(app_tidings.configure())
+                        .app_data(web::Data::new(app_tidings.clone()))
+                        .configure(routes.clone())
+                })
+                .workers(2)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .bind(("127.0.0.1", 0))?;
+                let port = server
+                    .addrs()
+                    .first()
+                    .map(std::net::SocketAddr::port)
+                    .expect("bound to one address");
+                let server = server.run();
+                let _ = tx.send((port, server.handle()));
+                server.await
+            })
+        });
+        let (port, handle) = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(started) => started,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the test server did not start: {:?}", thread.join())
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the test server did not start within 20 s")
+            }
+        };
+        InProcess {
+            port,
+            tidings,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the server thread is still running (it must never die on peer input).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.tidings.shutdown();
+        actix_web::rt::System::new().block_on(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
