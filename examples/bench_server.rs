@@ -2,14 +2,20 @@
 //! (acked `{"status":"ok"}`), and `POST /emit` with `{channel, event, data}` sends
 //! `<channel>/<event>` with `data` to every subscriber, answering `{"delivered": n}`.
 //!
-//! Run: `cargo run --release --example bench_server -- --port 3000 [--workers N]`.
+//! Run: `cargo run --release --example bench_server -- --port 3000 [--workers N]
+//! [--redis redis://127.0.0.1:6379]`.
+//!
+//! With `--redis URL`, several of them form one cluster: an emit on any node reaches the
+//! subscribers of every node. `/emit` also takes an optional `except` socket id, and answers
+//! `503 {"error": ..., "delivered": "local"}` when the event reached this node's subscribers
+//! but not the other nodes (Redis unreachable).
 
 #[path = "support/args.rs"]
 mod args;
 
 use actix_web::{App, HttpResponse, HttpServer, post, web};
 use serde::Deserialize;
-use tidings::{Authorizer, JoinContext, SocketEmitter, Tidings, channel};
+use tidings::{Authorizer, EmitError, JoinContext, SocketEmitter, Tidings, channel};
 
 /// Every `chats/...` channel, open to all.
 #[channel("chats/*rest")]
@@ -27,19 +33,37 @@ struct Emit {
     channel: String,
     event: String,
     data: serde_json::Value,
+    #[serde(default)]
+    except: Option<String>,
 }
 
 #[post("/emit")]
 async fn emit(emitter: SocketEmitter, body: web::Json<Emit>) -> actix_web::Result<HttpResponse> {
-    let delivered = emitter.emit(&body.event, &body.channel, &body.data)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "delivered": delivered })))
+    let mut to = emitter.to(&body.channel);
+    if let Some(except) = &body.except {
+        to = to.except(except);
+    }
+    match to.emit(&body.event, &body.data) {
+        Ok(delivered) => Ok(HttpResponse::Ok().json(serde_json::json!({ "delivered": delivered }))),
+        Err(err @ EmitError::Fanout(_)) => Ok(HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "error": err.to_string(), "delivered": "local" }))),
+        Err(err) => Err(err.into()),
+    }
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     args::init_tracing();
     let args = args::Args::parse(3000);
-    let tidings = Tidings::builder()
+    let mut builder = Tidings::builder();
+    if let Some(url) = args
+        .rest
+        .iter()
+        .find_map(|(f, v)| (f == "--redis").then_some(v))
+    {
+        builder = builder.redis(url)?;
+    }
+    let tidings = builder
         .socketio(|io| {
             let mut io = io;
             if let Some(interval) = args.ping_interval {

@@ -6,7 +6,8 @@
 //! Run: `cargo run --example chat` and open <http://127.0.0.1:8080/chat> in two tabs; add
 //! `?token=northle-vip` to the address of one of them to get into the private room.
 //!
-//! Flags: `--port P`, `--host H`, `--vip-token T`.
+//! Flags: `--port P`, `--host H`, `--vip-token T`, `--redis URL` (run several nodes as one
+//! cluster through Redis: a message posted on any node shows on the pages of every node).
 
 #[path = "support/args.rs"]
 mod args;
@@ -171,7 +172,15 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "northle-vip".to_owned());
     let script = client_script().unwrap_or_default();
 
-    let tidings = Tidings::builder()
+    let mut builder = Tidings::builder();
+    if let Some(url) = args
+        .rest
+        .iter()
+        .find_map(|(f, v)| (f == "--redis").then_some(v))
+    {
+        builder = builder.redis(url)?;
+    }
+    let tidings = builder
         .authenticate(move |handshake: Handshake| {
             let token = handshake
                 .auth::<serde_json::Value>()

@@ -17,3 +17,7 @@ pub mod __private {
     pub use inventory;
     pub use tidings_runtime::channels::ChannelRegistration;
 }
+
+/// Fan-out across nodes (the Redis adapter, with the `redis` feature).
+#[cfg(feature = "redis")]
+pub use tidings_runtime::adapter;

@@ -113,6 +113,37 @@ impl TidingsBuilder {
         self
     }
 
+    /// Scales out through Redis: an emit on any node reaches the channel's members on every
+    /// node connected to the Redis server at `url` (`redis://host:port`, with an optional
+    /// `:password@` and `/db`). Needs the cargo feature `redis`.
+    ///
+    /// The node starts even when Redis is down and connects in the background. While Redis is
+    /// unreachable, emits still reach this node's members and return
+    /// [`EmitError::Fanout`](crate::channels::EmitError::Fanout); the adapter reconnects by
+    /// itself. Call it after [`TidingsBuilder::namespace`] (it encodes for that namespace).
+    /// For a custom channel prefix, give a [`RedisFanout`](crate::adapter::RedisFanout) to
+    /// [`TidingsBuilder::fanout`] instead.
+    ///
+    /// ```no_run
+    /// use tidings_runtime::Tidings;
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let tidings = Tidings::builder()
+    ///     .redis("redis://127.0.0.1:6379")?
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`RedisFanoutError::InvalidUrl`](crate::adapter::RedisFanoutError::InvalidUrl) when
+    /// `url` is not a Redis URL (it converts into `std::io::Error` for `?`).
+    #[cfg(feature = "redis")]
+    pub fn redis(self, url: &str) -> Result<Self, crate::adapter::RedisFanoutError> {
+        let fanout = crate::adapter::RedisFanout::new(url)?.namespace(self.namespace.clone());
+        Ok(self.fanout(Arc::new(fanout)))
+    }
+
     /// Uses exactly these channels instead of every `#[channel]` in the binary.
     pub fn channels(mut self, registrations: Vec<&'static ChannelRegistration>) -> Self {
         self.registrations = Some(registrations);

@@ -6,6 +6,7 @@
 //! (registry, authorization, subscriptions; no wire protocol), the gateways binding a
 //! protocol to the channels, then [`SocketEmitter`] and [`Tidings`].
 
+pub mod adapter;
 mod builder;
 pub mod channels;
 mod emitter;

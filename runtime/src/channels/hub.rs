@@ -68,6 +68,25 @@ impl Outgoing {
         &self.payload
     }
 
+    /// The same event with `slot` already holding `value`, so no transport encodes it again
+    /// (the Redis adapter hands over the Socket.IO frames another node encoded). Does nothing
+    /// when `slot` is out of range.
+    ///
+    /// ```
+    /// use tidings_runtime::Payload;
+    /// use tidings_runtime::channels::Outgoing;
+    ///
+    /// let message = Outgoing::new("chats/1", "message", Payload::new()).with_cached(1, 7u32);
+    /// assert_eq!(message.cached(1, |_| 0u32), Some(&7));
+    /// ```
+    #[must_use]
+    pub fn with_cached<T: Any + Send + Sync>(self, slot: usize, value: T) -> Self {
+        if let Some(cell) = self.cache.get(slot) {
+            let _ = cell.set(Box::new(value));
+        }
+        self
+    }
+
     /// The encoding in `slot`, computed by `encode` the first time it is asked for.
     /// `None` only when `slot` is out of range or was filled with another type.
     pub fn cached<T: Any + Send + Sync>(

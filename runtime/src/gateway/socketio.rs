@@ -20,10 +20,11 @@ use crate::payload::Payload;
 use crate::socketio::{AckSender, Packet, SocketRef};
 
 /// The encoding slot of Socket.IO frames in [`Outgoing`].
-const SLOT: usize = 0;
+pub(crate) const SLOT: usize = 0;
 
-/// How many channel operations may wait per connection before it counts as abusive.
-const MAX_PENDING_OPS: usize = 64;
+/// How many channel operations may wait per connection before it counts as abusive (above the
+/// default subscription limit, so a page subscribing to all its channels at once is fine).
+const MAX_PENDING_OPS: usize = 256;
 
 /// Delivers channel events to one Socket.IO socket.
 struct SocketIoSink {
@@ -31,7 +32,21 @@ struct SocketIoSink {
     nsp: Arc<str>,
 }
 
-fn encode(message: &Outgoing, nsp: &str) -> Vec<Frame> {
+/// The Socket.IO frames of `message` in namespace `nsp`: the ones already cached in [`SLOT`]
+/// (by a local delivery or another node), else encoded now and cached. `None` when the slot
+/// holds something else.
+#[cfg(feature = "redis")]
+pub(crate) fn cached_frames<'a>(message: &'a Outgoing, nsp: &str) -> Option<&'a Vec<Frame>> {
+    message.cached(SLOT, |m| encode(m, nsp))
+}
+
+/// `message` with its Socket.IO frames already in [`SLOT`], so no connection encodes it again.
+#[cfg(feature = "redis")]
+pub(crate) fn with_frames(message: Outgoing, frames: Vec<Frame>) -> Outgoing {
+    message.with_cached(SLOT, frames)
+}
+
+pub(crate) fn encode(message: &Outgoing, nsp: &str) -> Vec<Frame> {
     Packet::Event {
         nsp: nsp.to_owned(),
         event: format!("{}/{}", message.channel(), message.event()),
@@ -121,7 +136,8 @@ pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
     });
     socket.on_fallback(move |socket, name, payload, ack| {
         let Some((channel, event)) = name.rsplit_once('/') else {
-            return;
+            // Not a channel event and not a control event of ours.
+            return reply_error(ack, "unknown_event");
         };
         if channel.is_empty() || event.is_empty() {
             return reply_error(ack, "invalid");

@@ -1,0 +1,633 @@
+//! The runner behind `scripts/bench`: starts each peer fresh per scenario on core 0, runs the
+//! load generator on core 1, kills the peer by its PID, repeats for several rounds in
+//! alternating peer order, and prints a markdown table (median and min-max over rounds, and the
+//! ratio tidings/peer) followed by the targets.
+//!
+//! Flags: `--root DIR` (the repository; default: two levels above this binary's directory),
+//! `--quick` (smaller N, one round), `--rounds N`, `--peers a,b`, `--scenarios a,b`,
+//! `--base-port P`, `--no-pin` (do not use taskset), `--out FILE` (also write the table there).
+//! Raw results go to `target/bench/<unix time>/results.jsonl` beside the peers' logs.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tidings_bench::{Flags, RunResult, fail, raise_fd_limit};
+
+const PEERS: [&str; 4] = ["tidings", "node", "socketioxide", "baseline"];
+/// How long a peer may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one load-generator run may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+struct Scenario {
+    name: &'static str,
+    args: Vec<String>,
+}
+
+fn scenarios(quick: bool) -> Vec<Scenario> {
+    let scenario = |name, args: &[&str]| Scenario {
+        name,
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+    };
+    if quick {
+        vec![
+            scenario(
+                "fanout-1k",
+                &["--scenario", "fanout", "--conns", "1000", "--emits", "50"],
+            ),
+            scenario(
+                "fanout-10k",
+                &["--scenario", "fanout", "--conns", "2000", "--emits", "20"],
+            ),
+            scenario(
+                "channels-1k",
+                &["--scenario", "channels", "--conns", "500", "--rounds", "2"],
+            ),
+            scenario("connect-10k", &["--scenario", "connect", "--conns", "2000"]),
+        ]
+    } else {
+        vec![
+            scenario(
+                "fanout-1k",
+                &["--scenario", "fanout", "--conns", "1000", "--emits", "200"],
+            ),
+            scenario(
+                "fanout-10k",
+                &["--scenario", "fanout", "--conns", "10000", "--emits", "100"],
+            ),
+            scenario(
+                "channels-1k",
+                &["--scenario", "channels", "--conns", "1000", "--rounds", "5"],
+            ),
+            scenario(
+                "connect-10k",
+                &["--scenario", "connect", "--conns", "10000"],
+            ),
+        ]
+    }
+}
+
+struct Paths {
+    root: PathBuf,
+    release: PathBuf,
+    logs: PathBuf,
+}
+
+fn peer_command(paths: &Paths, peer: &str, port: u16) -> Vec<String> {
+    let bin = |name: &str| paths.release.join(name).display().to_string();
+    let port = port.to_string();
+    match peer {
+        "tidings" => vec![
+            bin("examples/bench_server"),
+            "--port".into(),
+            port,
+            "--workers".into(),
+            "1".into(),
+        ],
+        "node" => vec![
+            "node".into(),
+            paths
+                .root
+                .join("bench/node/server.mjs")
+                .display()
+                .to_string(),
+            "--port".into(),
+            port,
+        ],
+        "socketioxide" => vec![bin("peer-socketioxide"), "--port".into(), port],
+        "baseline" => vec![bin("peer-baseline"), "--port".into(), port],
+        other => fail(&format!("unknown peer {other:?}")),
+    }
+}
+
+/// `taskset -c <core> <command>`: taskset execs the command, so the child's PID is the
+/// command's.
+fn pinned(core: Option<u32>, command: &[String]) -> Command {
+    let mut cmd = match core {
+        Some(core) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(core.to_string()).args(command);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(&command[0]);
+            cmd.args(&command[1..]);
+            cmd
+        }
+    };
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn wait_listening(child: &mut Child, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited before listening: {status}"));
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err("did not listen in time".to_owned())
+}
+
+/// Waits for `child` up to `timeout`; kills it (by its PID) when it takes longer.
+fn wait_bounded(child: &mut Child, timeout: Duration) -> Result<std::process::ExitStatus, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("timed out; killed".to_owned());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The first port after `port` that can be bound on 127.0.0.1, wrapping within 20000..32000.
+fn next_free_port(mut port: u16) -> u16 {
+    for _ in 0..12_000 {
+        port = if (20_000..31_999).contains(&port) {
+            port + 1
+        } else {
+            20_000
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    fail("no free port in 20000..32000")
+}
+
+/// The 1-minute load average: other work on the machine shows here.
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// One peer, one scenario: fresh server, one load-generator run, server killed.
+fn run_once(
+    paths: &Paths,
+    pin: bool,
+    peer: &str,
+    scenario: &Scenario,
+    port: u16,
+    tag: &str,
+) -> Result<RunResult, String> {
+    let server_log = paths.logs.join(format!("{tag}-server.log"));
+    let log = File::create(&server_log).map_err(|e| e.to_string())?;
+    let mut server = pinned(pin.then_some(0), &peer_command(paths, peer, port));
+    server
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    let mut server = server
+        .spawn()
+        .map_err(|e| format!("{peer}: cannot start: {e}"))?;
+    let result = (|| {
+        wait_listening(&mut server, port).map_err(|e| format!("{peer}: {e}"))?;
+        std::thread::sleep(Duration::from_millis(300));
+        let out_path = paths.logs.join(format!("{tag}-loadgen.json"));
+        let err_path = paths.logs.join(format!("{tag}-loadgen.log"));
+        let mut command = vec![
+            paths.release.join("loadgen").display().to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--pid".into(),
+            server.id().to_string(),
+        ];
+        command.extend(scenario.args.iter().cloned());
+        let mut loadgen = pinned(pin.then_some(1), &command)
+            .stdout(File::create(&out_path).map_err(|e| e.to_string())?)
+            .stderr(File::create(&err_path).map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| format!("loadgen: cannot start: {e}"))?;
+        let status = wait_bounded(&mut loadgen, RUN_TIMEOUT)?;
+        let out = std::fs::read_to_string(&out_path).map_err(|e| e.to_string())?;
+        if !status.success() {
+            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+            return Err(format!("loadgen failed ({status}): {}", err.trim()));
+        }
+        serde_json::from_str::<RunResult>(out.trim()).map_err(|e| format!("loadgen output: {e}"))
+    })();
+    stop(&mut server);
+    result
+}
+
+#[derive(Clone, Copy)]
+enum Unit {
+    Rate,
+    Micros,
+    Count,
+    KiB,
+}
+
+struct Metric {
+    scenario: &'static str,
+    label: &'static str,
+    unit: Unit,
+    higher_is_better: bool,
+    get: fn(&RunResult) -> f64,
+}
+
+fn metrics() -> Vec<Metric> {
+    let mut list = Vec::new();
+    for scenario in ["fanout-1k", "fanout-10k", "channels-1k"] {
+        list.extend([
+            Metric {
+                scenario,
+                label: "deliveries/s",
+                unit: Unit::Rate,
+                higher_is_better: true,
+                get: |r| r.deliveries_per_sec,
+            },
+            Metric {
+                scenario,
+                label: "deliveries per server CPU-s",
+                unit: Unit::Rate,
+                higher_is_better: true,
+                get: |r| r.deliveries_per_cpu_sec,
+            },
+            Metric {
+                scenario,
+                label: "latency p50",
+                unit: Unit::Micros,
+                higher_is_better: false,
+                get: |r| r.p50_us,
+            },
+            Metric {
+                scenario,
+                label: "latency p99",
+                unit: Unit::Micros,
+                higher_is_better: false,
+                get: |r| r.p99_us,
+            },
+            Metric {
+                scenario,
+                label: "latency max",
+                unit: Unit::Micros,
+                higher_is_better: false,
+                get: |r| r.max_us,
+            },
+            Metric {
+                scenario,
+                label: "loss",
+                unit: Unit::Count,
+                higher_is_better: false,
+                get: |r| r.loss as f64,
+            },
+        ]);
+    }
+    list.extend([
+        Metric {
+            scenario: "connect-10k",
+            label: "connect+subscribe/s",
+            unit: Unit::Rate,
+            higher_is_better: true,
+            get: |r| r.connect_per_sec,
+        },
+        Metric {
+            scenario: "connect-10k",
+            label: "connects per server CPU-s",
+            unit: Unit::Rate,
+            higher_is_better: true,
+            get: |r| r.connects_per_cpu_sec,
+        },
+        Metric {
+            scenario: "connect-10k",
+            label: "idle RSS KiB/conn",
+            unit: Unit::KiB,
+            higher_is_better: false,
+            get: |r| r.kib_per_conn,
+        },
+    ]);
+    list
+}
+
+fn format_value(unit: Unit, value: f64) -> String {
+    match unit {
+        Unit::Rate if value >= 1e6 => format!("{:.2}M", value / 1e6),
+        Unit::Rate if value >= 1e3 => format!("{:.1}k", value / 1e3),
+        Unit::Rate => format!("{value:.0}"),
+        Unit::Micros if value >= 1e3 => format!("{:.1} ms", value / 1e3),
+        Unit::Micros => format!("{value:.0} µs"),
+        Unit::Count => format!("{value:.0}"),
+        Unit::KiB => format!("{value:.1}"),
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+type Results = HashMap<(String, String), Vec<RunResult>>;
+
+fn cell_values(results: &Results, scenario: &str, peer: &str, metric: &Metric) -> Vec<f64> {
+    results
+        .get(&(scenario.to_owned(), peer.to_owned()))
+        .map(|runs| runs.iter().map(metric.get).collect())
+        .unwrap_or_default()
+}
+
+fn table(results: &Results, peers: &[String], rounds: usize) -> String {
+    let mut out = String::new();
+    let others: Vec<&String> = peers.iter().filter(|p| *p != "tidings").collect();
+    let has_tidings = peers.iter().any(|p| p == "tidings");
+    let _ = write!(out, "| scenario | metric |");
+    for peer in peers {
+        let _ = write!(out, " {peer} |");
+    }
+    if has_tidings {
+        for peer in &others {
+            let _ = write!(out, " tidings/{peer} |");
+        }
+    }
+    out.push('\n');
+    let columns = 2 + peers.len() + if has_tidings { others.len() } else { 0 };
+    out.push_str(&"| --- ".repeat(columns));
+    out.push_str("|\n");
+    for metric in metrics() {
+        if !results.keys().any(|(s, _)| s == metric.scenario) {
+            continue;
+        }
+        let arrow = if metric.higher_is_better {
+            "↑"
+        } else {
+            "↓"
+        };
+        let _ = write!(out, "| {} | {} {arrow} |", metric.scenario, metric.label);
+        let mut medians = HashMap::new();
+        for peer in peers {
+            let mut values = cell_values(results, metric.scenario, peer, &metric);
+            if values.is_empty() {
+                out.push_str(" – |");
+                continue;
+            }
+            let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mid = median(&mut values);
+            medians.insert(peer.as_str(), mid);
+            if rounds > 1 {
+                let _ = write!(
+                    out,
+                    " {} ({}–{}) |",
+                    format_value(metric.unit, mid),
+                    format_value(metric.unit, min),
+                    format_value(metric.unit, max)
+                );
+            } else {
+                let _ = write!(out, " {} |", format_value(metric.unit, mid));
+            }
+        }
+        if has_tidings {
+            for peer in &others {
+                match (medians.get("tidings"), medians.get(peer.as_str())) {
+                    (Some(t), Some(p)) if *p != 0.0 && !matches!(metric.unit, Unit::Count) => {
+                        let _ = write!(out, " {:.2} |", t / p);
+                    }
+                    _ => out.push_str(" – |"),
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn targets(results: &Results) -> String {
+    let med = |scenario: &str, peer: &str, get: fn(&RunResult) -> f64| {
+        let mut values: Vec<f64> = results
+            .get(&(scenario.to_owned(), peer.to_owned()))
+            .map(|runs| runs.iter().map(get).collect())
+            .unwrap_or_default();
+        (!values.is_empty()).then(|| median(&mut values))
+    };
+    let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+    let mut out = String::from("\nTargets (medians):\n\n");
+    if let (Some(t), Some(b)) = (
+        med("fanout-10k", "tidings", |r| r.deliveries_per_sec),
+        med("fanout-10k", "baseline", |r| r.deliveries_per_sec),
+    ) {
+        let _ = writeln!(
+            out,
+            "- fan-out 10k deliveries/s >= 75% of baseline: {:.0}% ({})",
+            100.0 * t / b,
+            mark(t >= 0.75 * b)
+        );
+    }
+    if let (Some(t), Some(s)) = (
+        med("fanout-10k", "tidings", |r| r.p99_us),
+        med("fanout-10k", "socketioxide", |r| r.p99_us),
+    ) {
+        let _ = writeln!(
+            out,
+            "- fan-out 10k p99 <= half of socketioxide's: {} vs {} ({:.2}x; {})",
+            format_value(Unit::Micros, t),
+            format_value(Unit::Micros, s),
+            t / s,
+            mark(t <= 0.5 * s)
+        );
+    }
+    if let Some(k) = med("connect-10k", "tidings", |r| r.kib_per_conn) {
+        let _ = writeln!(
+            out,
+            "- idle RSS <= 12 KiB per subscribed connection: {k:.1} KiB ({})",
+            mark(k <= 12.0)
+        );
+    }
+    if let (Some(t), Some(s)) = (
+        med("connect-10k", "tidings", |r| r.connect_per_sec),
+        med("connect-10k", "socketioxide", |r| r.connect_per_sec),
+    ) {
+        let _ = writeln!(
+            out,
+            "- connect+subscribe rate >= 1.5x socketioxide: {:.2}x ({})",
+            t / s,
+            mark(t >= 1.5 * s)
+        );
+    }
+    let tidings_runs: Vec<&RunResult> = results
+        .iter()
+        .filter(|((_, peer), _)| peer == "tidings")
+        .flat_map(|(_, runs)| runs)
+        .collect();
+    if !tidings_runs.is_empty() {
+        let lost: i64 = tidings_runs.iter().map(|r| r.loss.max(0)).sum();
+        let errors: u64 = tidings_runs
+            .iter()
+            .map(|r| r.conn_errors + r.emit_errors)
+            .sum();
+        let _ = writeln!(
+            out,
+            "- zero loss: {lost} lost, {errors} connection/emit errors over {} tidings runs ({})",
+            tidings_runs.len(),
+            mark(lost == 0 && errors == 0)
+        );
+    }
+    out
+}
+
+fn main() {
+    raise_fd_limit();
+    let flags = Flags::from_env();
+    let quick = flags.has("quick");
+    let rounds: usize = flags.num("rounds", if quick { 1 } else { 3 });
+    let peers: Vec<String> = flags.get("peers").map_or_else(
+        || PEERS.iter().map(|p| (*p).to_owned()).collect(),
+        |p| p.split(',').map(str::to_owned).collect(),
+    );
+    let wanted: Option<Vec<&str>> = flags.get("scenarios").map(|s| s.split(',').collect());
+    let scenarios: Vec<Scenario> = scenarios(quick)
+        .into_iter()
+        .filter(|s| wanted.as_ref().is_none_or(|w| w.contains(&s.name)))
+        .collect();
+    let pin = !flags.has("no-pin");
+    let exe = std::env::current_exe().unwrap_or_else(|e| fail(&format!("current_exe: {e}")));
+    let release = exe
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| fail("no directory for this binary"));
+    let root = flags
+        .get("root")
+        .map_or_else(|| release.join("../.."), PathBuf::from);
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let logs = root.join(format!("target/bench/{stamp}"));
+    std::fs::create_dir_all(&logs).unwrap_or_else(|e| fail(&format!("{}: {e}", logs.display())));
+    let paths = Paths {
+        root,
+        release,
+        logs,
+    };
+    let mut port: u16 = flags.num("base-port", 21000);
+    let mut results = Results::new();
+    let mut failures = Vec::new();
+    let mut raw = String::new();
+    let mut loads = Vec::new();
+    eprintln!(
+        "bench: {} round(s), peers {}, logs in {}",
+        rounds,
+        peers.join(","),
+        paths.logs.display()
+    );
+    for round in 0..rounds {
+        let mut order = peers.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for scenario in &scenarios {
+            for peer in &order {
+                // A fresh free port per run, below the ephemeral range (32768+) the load
+                // generator's own sockets take theirs from: nothing of a previous run in the way.
+                port = next_free_port(port);
+                let tag = format!("r{round}-{}-{peer}", scenario.name);
+                let started = Instant::now();
+                loads.push(loadavg());
+                match run_once(&paths, pin, peer, scenario, port, &tag) {
+                    Ok(result) => {
+                        eprintln!(
+                            "{tag}: {:.1}s deliveries/s={:.0} p50={:.0}us p99={:.0}us loss={} connect/s={:.0} KiB/conn={:.1} errors={} server-cpu={:.2}s loadgen-cpu={:.2}s",
+                            started.elapsed().as_secs_f64(),
+                            result.deliveries_per_sec,
+                            result.p50_us,
+                            result.p99_us,
+                            result.loss,
+                            result.connect_per_sec,
+                            result.kib_per_conn,
+                            result.conn_errors + result.emit_errors,
+                            result.server_cpu_secs,
+                            result.loadgen_cpu_secs
+                        );
+                        if let Ok(line) = serde_json::to_string(&result) {
+                            let _ = writeln!(
+                                raw,
+                                "{{\"round\":{round},\"peer\":\"{peer}\",\"name\":\"{}\",\"result\":{line}}}",
+                                scenario.name
+                            );
+                        }
+                        results
+                            .entry((scenario.name.to_owned(), peer.clone()))
+                            .or_default()
+                            .push(result);
+                    }
+                    Err(error) => {
+                        eprintln!("{tag}: FAILED: {error}");
+                        failures.push(format!("{tag}: {error}"));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    let _ = std::fs::write(paths.logs.join("results.jsonl"), raw);
+    let mut report = table(&results, &peers, rounds);
+    report.push_str("\nScenarios (load generator flags):\n\n");
+    for scenario in &scenarios {
+        let _ = writeln!(report, "- {}: `{}`", scenario.name, scenario.args.join(" "));
+    }
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(&paths.root)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let _ = writeln!(
+        report,
+        "\nSource: commit {}{}.",
+        git(&["rev-parse", "--short", "HEAD"]),
+        if dirty {
+            " with uncommitted changes"
+        } else {
+            ""
+        }
+    );
+    let low = loads.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = loads.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let _ = writeln!(
+        report,
+        "\n1-minute load average before each run: {low:.2} to {high:.2} (the bench itself adds up to 2)."
+    );
+    report.push_str(&targets(&results));
+    if !failures.is_empty() {
+        report.push_str("\nFailed runs:\n\n");
+        for failure in &failures {
+            let _ = writeln!(report, "- {failure}");
+        }
+    }
+    println!("{report}");
+    let _ = std::fs::write(paths.logs.join("table.md"), &report);
+    if let Some(out) = flags.get("out") {
+        let _ = std::fs::write(out, &report);
+    }
+}

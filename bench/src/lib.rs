@@ -1,0 +1,217 @@
+//! Shared pieces of the tidings benchmark: flags, the result record the load generator prints
+//! and the runner reads, percentiles, the server's RSS and the fd limit.
+//!
+//! The binaries: `loadgen` (the load generator), `peer-socketioxide` and `peer-baseline` (two
+//! of the servers under test; tidings is `examples/bench_server.rs`, Node is
+//! `bench/node/server.mjs`) and `bench` (the runner behind `scripts/bench`).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Command-line flags as `--name value` pairs, and bare `--name` switches.
+#[derive(Debug, Default)]
+pub struct Flags {
+    values: HashMap<String, String>,
+    switches: Vec<String>,
+}
+
+impl Flags {
+    /// Parses `std::env::args()`. A flag followed by another flag (or nothing) is a switch.
+    pub fn from_env() -> Flags {
+        Flags::parse(std::env::args().skip(1))
+    }
+
+    /// Parses these arguments.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Flags {
+        let mut flags = Flags::default();
+        let mut args = args.into_iter().peekable();
+        while let Some(arg) = args.next() {
+            let Some(name) = arg.strip_prefix("--") else {
+                fail(&format!("unexpected argument {arg:?}"));
+            };
+            match args.peek() {
+                Some(next) if !next.starts_with("--") => {
+                    let value = args.next().unwrap_or_default();
+                    flags.values.insert(name.to_owned(), value);
+                }
+                _ => flags.switches.push(name.to_owned()),
+            }
+        }
+        flags
+    }
+
+    /// The value of `--name`, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// The value of `--name` parsed, or `default`; exits on a value that does not parse.
+    pub fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        match self.get(name) {
+            None => default,
+            Some(value) => value
+                .parse()
+                .unwrap_or_else(|_| fail(&format!("--{name} expects a number, got {value:?}"))),
+        }
+    }
+
+    /// Whether the switch `--name` was given.
+    pub fn has(&self, name: &str) -> bool {
+        self.switches.iter().any(|s| s == name)
+    }
+}
+
+/// Prints `message` and exits with status 2.
+pub fn fail(message: &str) -> ! {
+    eprintln!("{message}");
+    std::process::exit(2)
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the limit now in force.
+/// Children started afterwards inherit it.
+pub fn raise_fd_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            eprintln!("could not raise the fd limit: {err}");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft)
+        }
+    }
+}
+
+/// The resident set size of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vm_rss(&status)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time (user + system, all threads) process `pid` has used, in seconds, from
+/// `/proc/<pid>/stat` (clock ticks of 1/100 s, Linux's USER_HZ).
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat).map(|ticks| ticks as f64 / 100.0)
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // Fields after the command (which may hold spaces and parentheses): state is the first,
+    // utime the 12th and stime the 13th.
+    let mut fields = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The `q` quantile (0..=1) of sorted samples, by the nearest-rank method.
+pub fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// What one load-generator run measured; the fields that do not apply to its scenario are
+/// absent. Printed as one JSON line on the load generator's stdout.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunResult {
+    /// `fanout`, `channels` or `connect`.
+    pub scenario: String,
+    /// Connections asked for.
+    pub conns: u64,
+    /// Connections that connected and got their subscribe ack.
+    pub subscribed: u64,
+    /// Connections that failed (connect, handshake or subscribe) or closed early.
+    pub conn_errors: u64,
+    /// Seconds from the first connect to the last subscribe ack.
+    pub connect_secs: f64,
+    /// Connections + subscribes per second.
+    pub connect_per_sec: f64,
+    /// Emits sent (`POST /emit`).
+    pub emits: u64,
+    /// Emits the server did not answer with 200.
+    pub emit_errors: u64,
+    /// Deliveries expected (each emit times its channel's subscribers).
+    pub expected: u64,
+    /// Deliveries received.
+    pub received: u64,
+    /// `expected - received` (negative: duplicates).
+    pub loss: i64,
+    /// Seconds from the first emit to the last delivery.
+    pub deliver_secs: f64,
+    /// Deliveries per second over `deliver_secs`.
+    pub deliveries_per_sec: f64,
+    /// End-to-end latency percentiles and maximum, in microseconds.
+    pub p50_us: f64,
+    /// The 99th percentile.
+    pub p99_us: f64,
+    /// The maximum.
+    pub max_us: f64,
+    /// Server CPU seconds (user + system) over the measured phase: the connects for
+    /// `connect`, the emits and deliveries otherwise.
+    pub server_cpu_secs: f64,
+    /// Load generator CPU seconds over the same phase (near the phase's wall time: the load
+    /// generator, not the server, was the limit).
+    pub loadgen_cpu_secs: f64,
+    /// Deliveries per server CPU second (less sensitive to other load on the machine).
+    pub deliveries_per_cpu_sec: f64,
+    /// Connects + subscribes per server CPU second.
+    pub connects_per_cpu_sec: f64,
+    /// Server RSS before any connection, KiB.
+    pub rss_before_kib: u64,
+    /// Server RSS with every connection subscribed and idle, settled, KiB.
+    pub rss_after_kib: u64,
+    /// `(after - before) / subscribed`, KiB.
+    pub kib_per_conn: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let samples: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&samples, 0.5), Some(50));
+        assert_eq!(percentile(&samples, 0.99), Some(99));
+        assert_eq!(percentile(&samples, 1.0), Some(100));
+        assert_eq!(percentile(&[7], 0.99), Some(7));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn flags_and_switches() {
+        let flags = Flags::parse(
+            ["--port", "3000", "--quick", "--rounds", "2"]
+                .into_iter()
+                .map(String::from),
+        );
+        assert_eq!(flags.num("port", 0u16), 3000);
+        assert_eq!(flags.num("rounds", 3u32), 2);
+        assert_eq!(flags.num("absent", 9u32), 9);
+        assert!(flags.has("quick"));
+        assert!(!flags.has("port"));
+    }
+
+    #[test]
+    fn vm_rss_line() {
+        let status = "Name:\tx\nVmPeak:\t  100 kB\nVmRSS:\t    2048 kB\nThreads: 1\n";
+        assert_eq!(parse_vm_rss(status), Some(2048));
+        assert_eq!(rss_kib(std::process::id()).map(|k| k > 0), Some(true));
+    }
+
+    #[test]
+    fn cpu_ticks_after_the_command() {
+        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        assert!(cpu_secs(std::process::id()).is_some());
+    }
+}

@@ -1,0 +1,1119 @@
+//! The Redis fan-out: nodes share their emits through Redis pub/sub.
+//!
+//! Every node publishes each emit, once encoded, to the Redis channel `<prefix><channel>`
+//! (`tidings:chats/1` by default), and subscribes to the Redis channels of exactly the tidings
+//! channels it has local members in. A node that receives a publication from another node hands
+//! it to its own members with [`Hub::deliver`]; its own publications come back to it too and
+//! are ignored (each envelope names the node it comes from).
+//!
+//! # The envelope
+//!
+//! One Redis message per emit, binary, integers big-endian:
+//!
+//! | field | bytes | meaning |
+//! | --- | --- | --- |
+//! | magic | 4 | `TDG` and the format version, `1` |
+//! | origin | 16 | the publishing node's id (random per adapter, so per process) |
+//! | except | 1 + n | length (0 or 20), then the socket id left out |
+//! | namespace | 2 + n | the Socket.IO namespace the frame was encoded for |
+//! | channel | 2 + n | the concrete channel name |
+//! | event | 2 + n | the event name, without the channel |
+//! | frame | 4 + n | the Socket.IO text frame (Engine.IO type `4` included); empty when absent |
+//! | args | 4, then per argument 1 + 8 or 1 + 4 + n | kind 0: offset and length of the raw JSON inside the frame; kind 1: the raw JSON inline |
+//! | attachments | 4, then per attachment 4 + n | the binary attachments, which are also the frame's binary frames |
+//!
+//! The receiving node puts the frame and the attachments in the Socket.IO encoding slot of the
+//! [`Outgoing`] (when it serves the same namespace), so its Socket.IO connections get the bytes
+//! the publishing node encoded and nothing is encoded twice; the channel, event, raw arguments
+//! and attachments are there for any other transport.
+//!
+//! # Faults
+//!
+//! - **Redis goes away.** Each node keeps delivering to its own members. The subscriber task
+//!   reconnects with backoff (100 ms doubling to 5 s), subscribes again to the channels the
+//!   node has members in at that moment, and cross-node delivery resumes. Messages published
+//!   while a node was not subscribed are not replayed (Redis pub/sub keeps nothing).
+//! - **Emits during the outage** come back to the caller as
+//!   [`EmitError::Fanout`](crate::channels::EmitError::Fanout): the event reached this node's
+//!   members, not the other nodes. [`Fanout::publish`] never waits for Redis: it hands the
+//!   envelope to a publisher task and returns at once, so an emit never hangs. It fails when
+//!   the adapter knows Redis is unreachable (the subscription connection dropped, or a publish
+//!   or health check failed or took longer than 1 s; then until a `PING` is answered again),
+//!   or when 8192 envelopes are already waiting for Redis. An emit made in the instant between
+//!   Redis dying and the adapter noticing (the subscription connection sees a closed socket at
+//!   once; a silent network at most sees the 1 s publish timeout or the 5 s health ping) is
+//!   delivered locally, lost for the other nodes, and counted in a `warn` log.
+//! - **A node crashes.** The others go on serving; Redis drops its subscriptions.
+//!
+//! Subscriptions are made in the background (the hub tells the adapter under a lock, so it
+//! must not wait): a member that has just joined may miss what other nodes publish until the
+//! node's `SUBSCRIBE` is confirmed, normally within a millisecond.
+//!
+//! Everything runs on one thread per adapter (`tidings-redis`, a current-thread Tokio runtime
+//! with a subscriber task and a publisher task). It holds only a weak reference to the hub and
+//! stops when the hub is dropped.
+//!
+//! Trust: whoever can publish to these Redis channels can send events to every client, so the
+//! Redis server must be reachable by the cluster only.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use bytes::{BufMut as _, Bytes};
+use bytestring::ByteString;
+use futures_util::StreamExt as _;
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::channels::{Fanout, FanoutError, Hub, Outgoing};
+use crate::engineio::{Frame, Sid};
+use crate::gateway::socketio as sio;
+use crate::payload::Payload;
+
+/// The longest a publish (or a health `PING`) may take before Redis counts as unreachable.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a `SUBSCRIBE` / `UNSUBSCRIBE` may wait for its confirmation.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The first wait before reconnecting; doubled after each failure.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// The longest wait between two reconnection attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often the subscription connection is pinged (to notice a silent network).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How many envelopes may wait for the publisher task.
+const PUBLISH_QUEUE: usize = 8192;
+/// The most envelopes sent in one pipeline (one round trip).
+const PIPELINE_MAX: usize = 256;
+/// The most channels in one `SUBSCRIBE` / `UNSUBSCRIBE`.
+const SUBSCRIBE_BATCH: usize = 512;
+
+/// The first bytes of every envelope: `TDG` and the format version.
+const MAGIC: &[u8; 4] = b"TDG\x01";
+/// The default prefix of the Redis channel names.
+const DEFAULT_PREFIX: &str = "tidings:";
+
+/// A node's id: 16 random bytes.
+type NodeId = [u8; 16];
+
+/// The Redis URL given to [`RedisFanout::new`] (or `TidingsBuilder::redis`) is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisFanoutError {
+    /// The URL could not be parsed (expected `redis://[:password@]host[:port][/db]`).
+    #[error("invalid Redis URL: {0}")]
+    InvalidUrl(String),
+}
+
+impl From<RedisFanoutError> for std::io::Error {
+    fn from(err: RedisFanoutError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, err)
+    }
+}
+
+/// Fan-out through Redis pub/sub: an emit on any node reaches the members of its channel on
+/// every node, exactly once each. See the [module documentation](self) for the envelope and
+/// for what happens when Redis is down (in short: local delivery goes on, the emit returns
+/// [`EmitError::Fanout`](crate::channels::EmitError::Fanout), and the adapter reconnects by
+/// itself).
+///
+/// Most apps call `TidingsBuilder::redis(url)`; this type is for a custom prefix or namespace.
+/// The connection is made in the background: a node starts even when Redis is down, and emits
+/// report [`FanoutError`] until it is reached.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tidings_runtime::Tidings;
+/// use tidings_runtime::adapter::RedisFanout;
+///
+/// # fn main() -> std::io::Result<()> {
+/// let fanout = RedisFanout::new("redis://127.0.0.1:6379")?.prefix("myapp:");
+/// let tidings = Tidings::builder().fanout(Arc::new(fanout)).build()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct RedisFanout {
+    client: ::redis::Client,
+    prefix: String,
+    namespace: String,
+    node: NodeId,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
+    publishes: mpsc::Sender<Publish>,
+    receivers: Mutex<Option<Receivers>>,
+}
+
+impl std::fmt::Debug for RedisFanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No URL: it may hold a password.
+        f.debug_struct("RedisFanout")
+            .field("prefix", &self.prefix)
+            .field("namespace", &self.namespace)
+            .field("node", &hex(&self.node))
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisFanout {
+    /// An adapter for the Redis server at `url` (`redis://host:port`, with an optional
+    /// `:password@` and `/db`). Nothing is connected until the hub starts it.
+    ///
+    /// # Errors
+    /// [`RedisFanoutError::InvalidUrl`] when `url` is not a Redis URL.
+    pub fn new(url: &str) -> Result<Self, RedisFanoutError> {
+        let client =
+            ::redis::Client::open(url).map_err(|e| RedisFanoutError::InvalidUrl(e.to_string()))?;
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (publishes, publishes_rx) = mpsc::channel(PUBLISH_QUEUE);
+        Ok(RedisFanout {
+            client,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            namespace: "/".to_owned(),
+            node: node_id(),
+            shared: Arc::new(Shared::default()),
+            commands,
+            publishes,
+            receivers: Mutex::new(Some(Receivers {
+                commands: commands_rx,
+                publishes: publishes_rx,
+            })),
+        })
+    }
+
+    /// The prefix of the Redis channel names (default `tidings:`, so `chats/1` is published
+    /// to `tidings:chats/1`). Nodes of one cluster must use the same prefix; two apps sharing
+    /// a Redis server keep apart with different ones.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The Socket.IO namespace the channels are served in (default `/`; the same as
+    /// `TidingsBuilder::namespace`, which `TidingsBuilder::redis` passes on by itself).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Whether both Redis connections (publishing and subscriptions) are up right now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.publisher_up.load(Ordering::Acquire)
+            && self.shared.subscriber_up.load(Ordering::Acquire)
+    }
+
+    /// This node's id in the envelopes, as 32 hex digits.
+    pub fn node_id(&self) -> String {
+        hex(&self.node)
+    }
+}
+
+impl Fanout for RedisFanout {
+    fn start(&self, hub: Weak<Hub>) {
+        let Some(receivers) = self.receivers.lock().ok().and_then(|mut r| r.take()) else {
+            tracing::error!("a RedisFanout serves one hub; it was started twice, ignored");
+            return;
+        };
+        let worker = Worker {
+            client: self.client.clone(),
+            prefix: self.prefix.clone(),
+            namespace: self.namespace.clone(),
+            node: self.node,
+            shared: self.shared.clone(),
+            hub,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("tidings-redis".to_owned())
+            .spawn(move || worker.run(receivers));
+        if let Err(err) = spawned {
+            tracing::error!(%err, "cannot start the Redis adapter: emits stay on this node");
+        }
+    }
+
+    fn publish(&self, message: &Outgoing, except: Option<Sid>) -> Result<(), FanoutError> {
+        if !self.shared.publisher_up.load(Ordering::Acquire) {
+            return Err(FanoutError("Redis is down, reconnecting".to_owned()));
+        }
+        let body = encode(&self.node, message, except, &self.namespace)?;
+        let job = Publish {
+            channel: format!("{}{}", self.prefix, message.channel()),
+            body,
+        };
+        self.publishes.try_send(job).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => {
+                FanoutError("too many emits waiting for Redis".to_owned())
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                FanoutError("the Redis adapter has stopped".to_owned())
+            }
+        })
+    }
+
+    fn channel_opened(&self, channel: &str) {
+        // Never blocks: the subscriber task subscribes in the background.
+        let _ = self.commands.send(Command::Open(channel.to_owned()));
+    }
+
+    fn channel_closed(&self, channel: &str) {
+        let _ = self.commands.send(Command::Close(channel.to_owned()));
+    }
+}
+
+/// What the hub-facing side and the background tasks share.
+#[derive(Default)]
+struct Shared {
+    /// Redis answered the last publish or `PING`: emits are accepted.
+    publisher_up: AtomicBool,
+    /// The subscription connection is up and subscribed.
+    subscriber_up: AtomicBool,
+    /// The subscription connection dropped: the publisher checks that Redis still answers.
+    recheck: Notify,
+}
+
+/// A change in the channels this node has members in, in the order the hub saw them.
+#[derive(Debug)]
+enum Command {
+    Open(String),
+    Close(String),
+}
+
+impl Command {
+    fn apply(self, desired: &mut HashSet<String>) {
+        match self {
+            Command::Open(channel) => {
+                desired.insert(channel);
+            }
+            Command::Close(channel) => {
+                desired.remove(&channel);
+            }
+        }
+    }
+}
+
+/// One envelope on its way to Redis.
+struct Publish {
+    channel: String,
+    body: Vec<u8>,
+}
+
+struct Receivers {
+    commands: mpsc::UnboundedReceiver<Command>,
+    publishes: mpsc::Receiver<Publish>,
+}
+
+/// How one subscription connection ended.
+enum Served {
+    /// The hub is gone (or the adapter dropped): stop.
+    Stopped,
+    /// It could not be set up.
+    Failed(String),
+    /// It was up and dropped.
+    Lost(String),
+}
+
+/// The background side of one adapter.
+struct Worker {
+    client: ::redis::Client,
+    prefix: String,
+    namespace: String,
+    node: NodeId,
+    shared: Arc<Shared>,
+    hub: Weak<Hub>,
+}
+
+impl Worker {
+    /// Runs the subscriber and the publisher on a runtime of their own until the hub goes.
+    fn run(self, receivers: Receivers) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                tracing::error!(%err, "cannot start the Redis adapter: emits stay on this node");
+                return;
+            }
+        };
+        let worker = Arc::new(self);
+        runtime.block_on(async {
+            let publisher = tokio::spawn(publisher(worker.clone(), receivers.publishes));
+            worker.subscriber(receivers.commands).await;
+            publisher.abort();
+        });
+        worker.shared.publisher_up.store(false, Ordering::Release);
+        worker.shared.subscriber_up.store(false, Ordering::Release);
+        tracing::debug!("Redis adapter stopped");
+    }
+
+    fn redis_channel(&self, channel: &str) -> String {
+        format!("{}{channel}", self.prefix)
+    }
+
+    fn hub_alive(&self) -> bool {
+        self.hub.strong_count() > 0
+    }
+
+    /// Keeps one subscription connection up, reconnecting with backoff, until the hub goes.
+    async fn subscriber(&self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut desired = HashSet::new();
+        let mut backoff = BACKOFF_MIN;
+        let mut connected_once = false;
+        let mut warned = false;
+        while self.hub_alive() {
+            match self
+                .serve(&mut commands, &mut desired, &mut connected_once)
+                .await
+            {
+                Served::Stopped => return,
+                Served::Lost(err) => {
+                    self.shared.subscriber_up.store(false, Ordering::Release);
+                    // Until a PING is answered, emits are delivered here only and say so.
+                    self.shared.publisher_up.store(false, Ordering::Release);
+                    self.shared.recheck.notify_one();
+                    tracing::warn!(
+                        error = %err,
+                        "Redis connection lost: delivering on this node only until it is back"
+                    );
+                    backoff = BACKOFF_MIN;
+                    warned = true;
+                }
+                Served::Failed(err) if !warned => {
+                    tracing::warn!(error = %err, "cannot reach Redis; retrying in the background");
+                    warned = true;
+                }
+                Served::Failed(err) => {
+                    tracing::debug!(error = %err, retry_in = ?backoff, "Redis still unreachable");
+                }
+            }
+            if !self.pause(backoff, &mut commands, &mut desired).await {
+                return;
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Waits `backoff`, keeping track of channel changes meanwhile; false when the adapter is
+    /// dropped.
+    async fn pause(
+        &self,
+        backoff: Duration,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        desired: &mut HashSet<String>,
+    ) -> bool {
+        let deadline = Instant::now() + backoff;
+        loop {
+            tokio::select! {
+                () = sleep_until(deadline) => return true,
+                command = commands.recv() => match command {
+                    Some(command) => command.apply(desired),
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    /// One subscription connection, from connecting to losing it.
+    async fn serve(
+        &self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        desired: &mut HashSet<String>,
+        connected_once: &mut bool,
+    ) -> Served {
+        let pubsub = match timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(err)) => return Served::Failed(err.to_string()),
+            Err(_) => return Served::Failed("connection timed out".to_owned()),
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        if !drain(commands, desired) {
+            return Served::Stopped;
+        }
+        let mut subscribed = HashSet::new();
+        if let Err(err) = self.sync(&mut sink, desired, &mut subscribed).await {
+            return Served::Failed(err);
+        }
+        self.shared.subscriber_up.store(true, Ordering::Release);
+        if *connected_once {
+            tracing::info!(
+                channels = subscribed.len(),
+                "Redis reconnected: subscribed again, cross-node delivery resumes"
+            );
+        } else {
+            tracing::info!(node = %hex(&self.node), "Redis connected");
+        }
+        *connected_once = true;
+        let mut health =
+            tokio::time::interval_at(Instant::now() + HEALTH_INTERVAL, HEALTH_INTERVAL);
+        loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    Some(message) => {
+                        if !self.receive(&message) {
+                            return Served::Stopped;
+                        }
+                    }
+                    None => return Served::Lost("connection closed".to_owned()),
+                },
+                command = commands.recv() => {
+                    let Some(command) = command else {
+                        return Served::Stopped;
+                    };
+                    command.apply(desired);
+                    if !drain(commands, desired) {
+                        return Served::Stopped;
+                    }
+                    if let Err(err) = self.sync(&mut sink, desired, &mut subscribed).await {
+                        return Served::Lost(err);
+                    }
+                }
+                _ = health.tick() => {
+                    if !self.hub_alive() {
+                        return Served::Stopped;
+                    }
+                    match timeout(PUBLISH_TIMEOUT, sink.ping::<::redis::Value>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(err)) => return Served::Lost(format!("ping failed: {err}")),
+                        Err(_) => return Served::Lost("ping timed out".to_owned()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subscribes to the channels in `desired` that are not `subscribed` yet, and unsubscribes
+    /// from those no longer wanted, in batches.
+    async fn sync(
+        &self,
+        sink: &mut PubSubSink,
+        desired: &HashSet<String>,
+        subscribed: &mut HashSet<String>,
+    ) -> Result<(), String> {
+        let added: Vec<String> = desired.difference(subscribed).cloned().collect();
+        let removed: Vec<String> = subscribed.difference(desired).cloned().collect();
+        for batch in added.chunks(SUBSCRIBE_BATCH) {
+            let names: Vec<String> = batch.iter().map(|c| self.redis_channel(c)).collect();
+            match timeout(SUBSCRIBE_TIMEOUT, sink.subscribe(names)).await {
+                Ok(Ok(())) => subscribed.extend(batch.iter().cloned()),
+                Ok(Err(err)) => return Err(format!("subscribe failed: {err}")),
+                Err(_) => return Err("subscribe timed out".to_owned()),
+            }
+        }
+        for batch in removed.chunks(SUBSCRIBE_BATCH) {
+            let names: Vec<String> = batch.iter().map(|c| self.redis_channel(c)).collect();
+            match timeout(SUBSCRIBE_TIMEOUT, sink.unsubscribe(names)).await {
+                Ok(Ok(())) => {
+                    for channel in batch {
+                        subscribed.remove(channel);
+                    }
+                }
+                Ok(Err(err)) => return Err(format!("unsubscribe failed: {err}")),
+                Err(_) => return Err("unsubscribe timed out".to_owned()),
+            }
+        }
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::debug!(
+                subscribed = added.len(),
+                unsubscribed = removed.len(),
+                total = subscribed.len(),
+                "Redis subscriptions updated"
+            );
+        }
+        Ok(())
+    }
+
+    /// Delivers a publication of another node to this node's members; false once the hub is
+    /// gone.
+    fn receive(&self, message: &::redis::Msg) -> bool {
+        let Some(hub) = self.hub.upgrade() else {
+            return false;
+        };
+        let raw = message.get_payload_bytes();
+        if origin(raw) == Some(&self.node) {
+            return true;
+        }
+        match decode(Bytes::copy_from_slice(raw), &self.namespace) {
+            Ok(envelope) => {
+                let channel = envelope.message.channel();
+                if message
+                    .get_channel_name()
+                    .strip_prefix(self.prefix.as_str())
+                    != Some(channel)
+                {
+                    tracing::debug!(
+                        redis_channel = message.get_channel_name(),
+                        channel,
+                        "ignored an envelope published to another channel than its own"
+                    );
+                    return true;
+                }
+                let delivered = hub.deliver(&envelope.message, envelope.except);
+                tracing::trace!(channel, delivered, from = %hex(&envelope.origin), "delivered");
+            }
+            Err(err) => tracing::debug!(
+                redis_channel = message.get_channel_name(),
+                %err,
+                "ignored a message that is not a tidings envelope"
+            ),
+        }
+        true
+    }
+}
+
+/// Applies the channel changes already queued; false when the adapter is dropped.
+fn drain(commands: &mut mpsc::UnboundedReceiver<Command>, desired: &mut HashSet<String>) -> bool {
+    loop {
+        match commands.try_recv() {
+            Ok(command) => command.apply(desired),
+            Err(mpsc::error::TryRecvError::Empty) => return true,
+            Err(mpsc::error::TryRecvError::Disconnected) => return false,
+        }
+    }
+}
+
+/// Sends the queued envelopes to Redis in pipelines, in order, until the adapter is dropped.
+async fn publisher(worker: Arc<Worker>, mut jobs: mpsc::Receiver<Publish>) {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(PUBLISH_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(BACKOFF_MAX);
+    let mut connection: Option<ConnectionManager> = None;
+    let mut connected_once = false;
+    if !probe(
+        &worker,
+        &config,
+        &mut connection,
+        &mut jobs,
+        &mut connected_once,
+    )
+    .await
+    {
+        return;
+    }
+    let mut batch = Vec::with_capacity(PIPELINE_MAX);
+    loop {
+        let healthy = tokio::select! {
+            count = jobs.recv_many(&mut batch, PIPELINE_MAX) => {
+                if count == 0 {
+                    return;
+                }
+                let sent = send(&mut connection, &batch).await;
+                batch.clear();
+                match sent {
+                    Ok(()) => true,
+                    Err(err) => {
+                        worker.shared.publisher_up.store(false, Ordering::Release);
+                        tracing::warn!(
+                            error = %err,
+                            lost = count,
+                            "Redis publish failed: these emits reached this node only"
+                        );
+                        false
+                    }
+                }
+            }
+            () = worker.shared.recheck.notified() => ping(&worker.client, &config, &mut connection).await.is_ok(),
+        };
+        if !healthy
+            && !probe(
+                &worker,
+                &config,
+                &mut connection,
+                &mut jobs,
+                &mut connected_once,
+            )
+            .await
+        {
+            return;
+        }
+    }
+}
+
+/// Publishes `batch` in one pipeline, bounded by [`PUBLISH_TIMEOUT`].
+async fn send(connection: &mut Option<ConnectionManager>, batch: &[Publish]) -> Result<(), String> {
+    let Some(connection) = connection.as_mut() else {
+        return Err("not connected".to_owned());
+    };
+    let mut pipe = ::redis::pipe();
+    for job in batch {
+        pipe.cmd("PUBLISH")
+            .arg(&job.channel)
+            .arg(&job.body[..])
+            .ignore();
+    }
+    match timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(connection)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err("publish timed out".to_owned()),
+    }
+}
+
+/// Waits, with backoff, until Redis answers a `PING` on the publishing connection, then marks
+/// the adapter up. Envelopes that were queued meanwhile are dropped (their emits already
+/// reached this node) and counted. False when the adapter is dropped.
+async fn probe(
+    worker: &Worker,
+    config: &ConnectionManagerConfig,
+    connection: &mut Option<ConnectionManager>,
+    jobs: &mut mpsc::Receiver<Publish>,
+    connected_once: &mut bool,
+) -> bool {
+    let mut backoff = BACKOFF_MIN;
+    let mut dropped = 0usize;
+    loop {
+        if !worker.hub_alive() {
+            return false;
+        }
+        match ping(&worker.client, config, connection).await {
+            Ok(()) => {
+                if dropped > 0 {
+                    tracing::warn!(
+                        lost = dropped,
+                        "emits queued while Redis was unreachable reached this node only"
+                    );
+                }
+                worker.shared.publisher_up.store(true, Ordering::Release);
+                if *connected_once {
+                    tracing::info!("Redis publisher reconnected: emits reach every node again");
+                } else {
+                    tracing::info!("Redis publisher connected");
+                }
+                *connected_once = true;
+                return true;
+            }
+            Err(err) => {
+                worker.shared.publisher_up.store(false, Ordering::Release);
+                // A fresh connection next time rather than a manager stuck reconnecting.
+                *connection = None;
+                tracing::debug!(error = %err, retry_in = ?backoff, "Redis publisher not connected");
+            }
+        }
+        let deadline = Instant::now() + backoff;
+        loop {
+            tokio::select! {
+                () = sleep_until(deadline) => break,
+                job = jobs.recv() => match job {
+                    Some(_) => dropped += 1,
+                    None => return false,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Connects when needed and checks that Redis answers, within the timeouts.
+async fn ping(
+    client: &::redis::Client,
+    config: &ConnectionManagerConfig,
+    connection: &mut Option<ConnectionManager>,
+) -> Result<(), String> {
+    if connection.is_none() {
+        let manager = timeout(
+            CONNECT_TIMEOUT,
+            ConnectionManager::new_with_config(client.clone(), config.clone()),
+        )
+        .await
+        .map_err(|_| "connection timed out".to_owned())?
+        .map_err(|err| err.to_string())?;
+        *connection = Some(manager);
+    }
+    let Some(manager) = connection.as_mut() else {
+        return Err("not connected".to_owned());
+    };
+    match timeout(
+        PUBLISH_TIMEOUT,
+        ::redis::cmd("PING").query_async::<String>(manager),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err("ping timed out".to_owned()),
+    }
+}
+
+/// A random node id.
+fn node_id() -> NodeId {
+    let mut id = [0u8; 16];
+    if getrandom::fill(&mut id).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        id = (nanos ^ u128::from(std::process::id()) << 64).to_be_bytes();
+    }
+    id
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(32), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The envelope
+
+/// A decoded publication.
+struct Envelope {
+    origin: NodeId,
+    except: Option<Sid>,
+    message: Outgoing,
+}
+
+/// The origin of an envelope, read without decoding the rest.
+fn origin(raw: &[u8]) -> Option<&NodeId> {
+    if raw.get(..MAGIC.len())? != MAGIC {
+        return None;
+    }
+    raw.get(MAGIC.len()..MAGIC.len() + 16)?.try_into().ok()
+}
+
+fn too_long(what: &str) -> FanoutError {
+    FanoutError(format!("{what} too long for the Redis envelope"))
+}
+
+fn put_str16(out: &mut Vec<u8>, text: &str, what: &str) -> Result<(), FanoutError> {
+    let len = u16::try_from(text.len()).map_err(|_| too_long(what))?;
+    out.put_u16(len);
+    out.put_slice(text.as_bytes());
+    Ok(())
+}
+
+fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8], what: &str) -> Result<(), FanoutError> {
+    let len = u32::try_from(bytes.len()).map_err(|_| too_long(what))?;
+    out.put_u32(len);
+    out.put_slice(bytes);
+    Ok(())
+}
+
+/// Where each argument sits in the Socket.IO text frame `...[<event>,<arg>,<arg>]`, as
+/// `(offset, length)`; `None` when the frame is not laid out that way.
+fn arg_spans(frame: &str, args: &[Box<RawValue>]) -> Option<Vec<(u32, u32)>> {
+    let bytes = frame.as_bytes();
+    let mut end = bytes.len().checked_sub(1)?;
+    if bytes[end] != b']' {
+        return None;
+    }
+    let mut spans = vec![(0, 0); args.len()];
+    for (span, arg) in spans.iter_mut().zip(args).rev() {
+        let arg = arg.get().as_bytes();
+        let start = end.checked_sub(arg.len())?;
+        let comma = start.checked_sub(1)?;
+        if bytes.get(start..end)? != arg || bytes[comma] != b',' {
+            return None;
+        }
+        *span = (u32::try_from(start).ok()?, u32::try_from(arg.len()).ok()?);
+        end = comma;
+    }
+    Some(spans)
+}
+
+/// The envelope of an emit (see the module documentation for the layout). Encodes the
+/// Socket.IO frames of `message` when no local delivery has yet.
+fn encode(
+    node: &NodeId,
+    message: &Outgoing,
+    except: Option<Sid>,
+    namespace: &str,
+) -> Result<Vec<u8>, FanoutError> {
+    let payload = message.payload();
+    let attachments = payload.attachments();
+    let frame =
+        sio::cached_frames(message, namespace).and_then(|frames| match frames.split_first() {
+            Some((Frame::Text(text), rest)) if rest.len() == attachments.len() => Some(&**text),
+            _ => None,
+        });
+    let spans = frame.and_then(|frame| arg_spans(frame, payload.args()));
+    let inline: usize = match spans {
+        Some(_) => 0,
+        None => payload.args().iter().map(|a| a.get().len() + 5).sum(),
+    };
+    let mut out = Vec::with_capacity(
+        64 + namespace.len()
+            + message.channel().len()
+            + message.event().len()
+            + frame.map_or(0, str::len)
+            + payload.len() * 9
+            + inline
+            + attachments.iter().map(|a| a.len() + 4).sum::<usize>(),
+    );
+    out.put_slice(MAGIC);
+    out.put_slice(node);
+    match except {
+        Some(sid) => {
+            out.put_u8(Sid::LEN as u8);
+            out.put_slice(sid.as_str().as_bytes());
+        }
+        None => out.put_u8(0),
+    }
+    put_str16(&mut out, namespace, "namespace")?;
+    put_str16(&mut out, message.channel(), "channel name")?;
+    put_str16(&mut out, message.event(), "event name")?;
+    put_bytes32(&mut out, frame.unwrap_or_default().as_bytes(), "frame")?;
+    out.put_u32(u32::try_from(payload.len()).map_err(|_| too_long("argument list"))?);
+    match spans {
+        Some(spans) => {
+            for (offset, len) in spans {
+                out.put_u8(0);
+                out.put_u32(offset);
+                out.put_u32(len);
+            }
+        }
+        None => {
+            for arg in payload.args() {
+                out.put_u8(1);
+                put_bytes32(&mut out, arg.get().as_bytes(), "argument")?;
+            }
+        }
+    }
+    out.put_u32(u32::try_from(attachments.len()).map_err(|_| too_long("attachment list"))?);
+    for attachment in attachments {
+        put_bytes32(&mut out, attachment, "attachment")?;
+    }
+    Ok(out)
+}
+
+/// Reads an envelope, slicing `body` without copying the attachments or the frame.
+struct Reader {
+    body: Bytes,
+    at: usize,
+}
+
+impl Reader {
+    fn take(&mut self, len: usize) -> Result<Bytes, &'static str> {
+        let end = self.at.checked_add(len).ok_or("truncated")?;
+        if end > self.body.len() {
+            return Err("truncated");
+        }
+        let bytes = self.body.slice(self.at..end);
+        self.at = end;
+        Ok(bytes)
+    }
+
+    fn u8(&mut self) -> Result<u8, &'static str> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, &'static str> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Result<u32, &'static str> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn str16(&mut self) -> Result<ByteString, &'static str> {
+        let len = self.u16()?;
+        let bytes = self.take(usize::from(len))?;
+        ByteString::try_from(bytes).map_err(|_| "invalid UTF-8")
+    }
+
+    fn bytes32(&mut self) -> Result<Bytes, &'static str> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    fn remaining(&self) -> usize {
+        self.body.len() - self.at
+    }
+}
+
+fn raw_json(bytes: &[u8]) -> Result<Box<RawValue>, &'static str> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "invalid UTF-8")?;
+    RawValue::from_string(text.to_owned()).map_err(|_| "invalid JSON argument")
+}
+
+/// Decodes an envelope; the Socket.IO frames go into the encoding slot when they were encoded
+/// for `namespace`.
+fn decode(body: Bytes, namespace: &str) -> Result<Envelope, &'static str> {
+    let mut r = Reader { body, at: 0 };
+    if r.take(MAGIC.len())?.as_ref() != MAGIC {
+        return Err("unknown envelope format");
+    }
+    let origin: NodeId = r.take(16)?.as_ref().try_into().map_err(|_| "truncated")?;
+    let except = match r.u8()? {
+        0 => None,
+        len => {
+            let sid = r.take(usize::from(len))?;
+            let sid = std::str::from_utf8(&sid).map_err(|_| "invalid socket id")?;
+            Some(Sid::parse(sid).ok_or("invalid socket id")?)
+        }
+    };
+    let nsp = r.str16()?;
+    let channel = r.str16()?;
+    let event = r.str16()?;
+    let frame = r.bytes32()?;
+    let count = r.u32()? as usize;
+    // Each argument takes at least 5 bytes: no allocation larger than the message.
+    let mut args = Vec::with_capacity(count.min(r.remaining() / 5));
+    for _ in 0..count {
+        let arg = match r.u8()? {
+            0 => {
+                let offset = r.u32()? as usize;
+                let len = r.u32()? as usize;
+                let end = offset.checked_add(len).ok_or("bad argument span")?;
+                raw_json(frame.get(offset..end).ok_or("bad argument span")?)?
+            }
+            1 => raw_json(&r.bytes32()?)?,
+            _ => return Err("unknown argument kind"),
+        };
+        args.push(arg);
+    }
+    let count = r.u32()? as usize;
+    let mut attachments = Vec::with_capacity(count.min(r.remaining() / 4));
+    for _ in 0..count {
+        attachments.push(r.bytes32()?);
+    }
+    if r.remaining() != 0 {
+        return Err("trailing bytes");
+    }
+    let payload = Payload::from_parts(args, attachments.clone());
+    let mut message = Outgoing::new(String::from(channel), String::from(event), payload);
+    if !frame.is_empty() && &*nsp == namespace {
+        let text = ByteString::try_from(frame).map_err(|_| "invalid UTF-8 frame")?;
+        let mut frames = Vec::with_capacity(1 + attachments.len());
+        frames.push(Frame::Text(text));
+        frames.extend(attachments.into_iter().map(Frame::Binary));
+        message = sio::with_frames(message, frames);
+    }
+    Ok(Envelope {
+        origin,
+        except,
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn payload() -> Payload {
+        let mut payload = Payload::new();
+        payload
+            .push(&serde_json::json!({"b": 1, "a": "é"}))
+            .unwrap();
+        payload.push_binary(vec![0u8, 1, 2, 255]);
+        payload.push(&42).unwrap();
+        payload
+    }
+
+    fn frames(message: &Outgoing) -> Vec<Frame> {
+        sio::cached_frames(message, "/").unwrap().clone()
+    }
+
+    #[test]
+    fn an_envelope_round_trips_with_frames_except_and_attachments() {
+        let node = node_id();
+        let message = Outgoing::new("chats/1", "message", payload());
+        let expected = sio::encode(&message, "/");
+        let sid = Sid::random();
+        let body = encode(&node, &message, Some(sid), "/").unwrap();
+        assert_eq!(origin(&body), Some(&node));
+
+        let envelope = decode(Bytes::from(body), "/").unwrap();
+        assert_eq!(envelope.origin, node);
+        assert_eq!(envelope.except, Some(sid));
+        assert_eq!(envelope.message.channel(), "chats/1");
+        assert_eq!(envelope.message.event(), "message");
+        let got = envelope.message.payload();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got.arg(0).unwrap().get(), r#"{"a":"é","b":1}"#);
+        assert_eq!(got.binary(1).unwrap().as_ref(), &[0, 1, 2, 255]);
+        assert_eq!(got.arg(2).unwrap().get(), "42");
+        // The frames come pre-filled: the sink's encoder is never called.
+        let cached = envelope
+            .message
+            .cached(sio::SLOT, |_| -> Vec<Frame> { panic!("encoded again") })
+            .unwrap();
+        assert_eq!(cached, &expected);
+        assert_eq!(frames(&envelope.message), expected);
+    }
+
+    #[test]
+    fn arguments_point_into_the_frame_instead_of_being_copied() {
+        let mut payload = Payload::new();
+        let big = "x".repeat(1000);
+        payload.push(&big).unwrap();
+        let message = Outgoing::new("chats/1", "message", payload);
+        let body = encode(&node_id(), &message, None, "/").unwrap();
+        assert!(
+            body.len() < 1100,
+            "the argument is carried twice: {} bytes",
+            body.len()
+        );
+        let envelope = decode(Bytes::from(body), "/").unwrap();
+        assert_eq!(envelope.except, None);
+        assert_eq!(envelope.message.payload().get::<String>(0).unwrap(), big);
+    }
+
+    #[test]
+    fn another_namespace_is_encoded_by_the_receiver() {
+        let message = Outgoing::new("chats/1", "message", payload());
+        let body = encode(&node_id(), &message, None, "/other").unwrap();
+        let envelope = decode(Bytes::from(body), "/").unwrap();
+        // Not pre-filled: the local sink encodes for its own namespace.
+        let frames = envelope
+            .message
+            .cached(sio::SLOT, |m| sio::encode(m, "/"))
+            .unwrap();
+        assert_eq!(frames, &sio::encode(&message, "/"));
+    }
+
+    #[test]
+    fn arguments_without_a_frame_go_inline() {
+        let message = Outgoing::new("chats/1", "e", payload());
+        // Another type in the Socket.IO slot: no frame to point into.
+        let message = message.with_cached(sio::SLOT, 5u8);
+        let body = encode(&node_id(), &message, None, "/").unwrap();
+        let envelope = decode(Bytes::from(body), "/").unwrap();
+        assert_eq!(envelope.message.payload().get::<u32>(2).unwrap(), 42);
+        assert_eq!(
+            envelope.message.payload().binary(1).unwrap().as_ref(),
+            &[0, 1, 2, 255]
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_without_panicking() {
+        let body = encode(
+            &node_id(),
+            &Outgoing::new("c", "e", payload()),
+            Some(Sid::random()),
+            "/",
+        )
+        .unwrap();
+        for len in 0..body.len() {
+            assert!(decode(Bytes::copy_from_slice(&body[..len]), "/").is_err());
+        }
+        let mut longer = body.clone();
+        longer.push(0);
+        assert!(decode(Bytes::from(longer), "/").is_err());
+        assert!(decode(Bytes::from_static(b"hello"), "/").is_err());
+        for i in 0..body.len() {
+            let mut flipped = body.clone();
+            flipped[i] ^= 0xff;
+            let _ = decode(Bytes::from(flipped), "/");
+        }
+        assert_eq!(origin(b"TDG\x02 and more bytes than an id"), None);
+    }
+
+    #[test]
+    fn too_long_names_are_an_error_not_a_panic() {
+        let channel = "c".repeat(70_000);
+        let message = Outgoing::new(channel, "e", Payload::new());
+        assert!(encode(&node_id(), &message, None, "/").is_err());
+    }
+}

@@ -1,0 +1,511 @@
+//! Scale-out through Redis, for real: several example servers (`bench_server`, `chat`) run as
+//! separate processes with `--redis`, sharing one `redis-server` that each test starts on a
+//! free loopback port (no persistence) and kills by PID at the end. Clients are the official
+//! `socket.io-client`, driven by `tests/js/redis_client.mjs`; when a scenario needs Redis
+//! killed or restarted, or a node killed, it asks this side over stdin / stdout.
+//!
+//! Checked: every subscriber on every node gets each emit exactly once and other channels get
+//! nothing; `except` across nodes; a node subscribes in Redis only to channels it has members
+//! in; a Redis outage (local delivery goes on, `/emit` reports the fan-out error, delivery
+//! across nodes resumes once Redis is back); a node crash; the chat example on two nodes.
+//!
+//! `redis-server` must be installed (`scripts/test` installs it). The tests run one at a time:
+//! they measure recovery times on a small machine.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
+
+use support::Server;
+use tidings::{Authorizer, EmitError, JoinContext, Tidings, channel};
+use tidings_runtime::adapter::RedisFanout;
+
+/// The longest one scenario may run.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(150);
+
+/// One test at a time (see the module docs).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A `redis-server` of our own, on 127.0.0.1; killed (by PID) when dropped.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Redis {
+    /// Starts one on a free port.
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Redis::start_on(port)
+    }
+
+    /// Starts one on `port` (again, after [`Redis::kill`]) and waits until it answers PING.
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--save", "", "--appendonly", "no", "--port"])
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--loglevel", "warning"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}): run scripts/test, which installs it")
+            });
+        let mut redis = Redis {
+            child: Some(child),
+            port,
+        };
+        let started = Instant::now();
+        while !redis.answers() {
+            if let Some(child) = redis.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("redis-server on port {port} exited at start ({status})");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server on port {port} did not answer PING within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, by PID: the server vanishes as in a crash.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Fails clearly when the built `example` predates `--redis` (`cargo test --test X` does not
+/// rebuild examples; `cargo test --workspace` and `cargo build --examples` do): it must refuse
+/// an invalid Redis URL instead of ignoring the flag and serving.
+fn assert_knows_redis(example: &str) {
+    let exe = std::env::current_exe().expect("current exe");
+    let binary = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>")
+        .join("examples")
+        .join(example);
+    let mut child = Command::new(&binary)
+        .args(["--port", "0", "--redis", "not a redis url"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}): build the examples (cargo build --examples)",
+                binary.display()
+            )
+        });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
+    }
+    assert!(
+        status.is_some_and(|s| !s.success())
+            && (err.contains("invalid Redis URL") || err.contains("InvalidUrl")),
+        "{} does not know --redis (stale build?): run `cargo build --examples` or \
+         `cargo test --workspace` first; it said: {err}",
+        binary.display()
+    );
+}
+
+/// Starts `count` nodes of `example` on Redis.
+fn nodes(example: &str, count: usize, redis: &Redis) -> Vec<Option<Server>> {
+    assert_knows_redis(example);
+    let url = redis.url();
+    (0..count)
+        .map(|_| {
+            Some(Server::start(
+                example,
+                &["--redis", url.as_str(), "--workers", "1"],
+            ))
+        })
+        .collect()
+}
+
+fn urls(nodes: &[Option<Server>]) -> String {
+    nodes
+        .iter()
+        .flatten()
+        .map(Server::url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Asserts that every node still in `nodes` is running, and returns their logs.
+fn stop_all(nodes: Vec<Option<Server>>) -> Vec<String> {
+    nodes
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, node)| node.map(|node| (i, node)))
+        .map(|(i, mut node)| {
+            let running = node.is_running();
+            let log = node.stop();
+            assert!(running, "node {i} is not running any more:\n{log}");
+            assert!(!log.contains("panicked"), "node {i} panicked:\n{log}");
+            log
+        })
+        .collect()
+}
+
+/// Runs `node tests/js/redis_client.mjs <name>` against `nodes` (comma list) and Redis on
+/// `redis_port`, answering its `@@ action` requests with `act`; fails the test with the
+/// script's output unless it exits 0 within [`SCENARIO_LIMIT`].
+fn scenario(
+    name: &str,
+    nodes: &str,
+    redis_port: u16,
+    mut act: impl FnMut(&str) -> Result<(), String>,
+) {
+    let root = support::root();
+    assert!(
+        root.join("node_modules/socket.io-client").exists(),
+        "node_modules missing: run scripts/test (it runs `npm ci`)"
+    );
+    let mut child = Command::new("node")
+        .arg(root.join("tests/js/redis_client.mjs"))
+        .arg(name)
+        .current_dir(&root)
+        .env("TIDINGS_NODES", nodes)
+        .env("REDIS_PORT", redis_port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is installed");
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + SCENARIO_LIMIT;
+    let mut out = String::new();
+    let finished = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                println!("{line}");
+                out.push_str(&line);
+                out.push('\n');
+                if let Some(action) = line.strip_prefix("@@ ") {
+                    let reply = match act(action.trim()) {
+                        Ok(()) => "ok".to_owned(),
+                        Err(err) => err.replace('\n', " "),
+                    };
+                    let _ = writeln!(stdin, "{reply}");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break true,
+            Err(mpsc::RecvTimeoutError::Timeout) => break false,
+        }
+    };
+    let status = if finished {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for node") {
+                break Some(status);
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    } else {
+        None
+    };
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    let err = errors.join().unwrap_or_default();
+    match status {
+        Some(status) if status.success() => {}
+        Some(status) => panic!("redis_client.mjs {name} failed ({status}):\n{out}\n{err}"),
+        None => panic!(
+            "redis_client.mjs {name} did not finish within {SCENARIO_LIMIT:?}:\n{out}\n{err}"
+        ),
+    }
+}
+
+/// A scenario that needs nothing from this side.
+fn no_action(action: &str) -> Result<(), String> {
+    Err(format!("unexpected action {action:?}"))
+}
+
+#[test]
+fn every_subscriber_on_every_node_gets_each_emit_exactly_once() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let nodes = nodes("bench_server", 3, &redis);
+    scenario("fanout", &urls(&nodes), redis.port, no_action);
+    stop_all(nodes);
+}
+
+#[test]
+fn except_leaves_out_a_socket_on_another_node() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let nodes = nodes("bench_server", 3, &redis);
+    scenario("except", &urls(&nodes), redis.port, no_action);
+    stop_all(nodes);
+}
+
+#[test]
+fn a_node_subscribes_only_to_channels_it_has_members_in() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let nodes = nodes("bench_server", 2, &redis);
+    scenario("subscriptions", &urls(&nodes), redis.port, no_action);
+    stop_all(nodes);
+}
+
+#[test]
+fn a_redis_outage_keeps_local_delivery_reports_the_error_and_recovers() {
+    let _serial = serial();
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let nodes = nodes("bench_server", 2, &redis);
+    scenario("outage", &urls(&nodes), port, |action| match action {
+        "kill-redis" => {
+            redis.kill();
+            Ok(())
+        }
+        "start-redis" => {
+            redis = Redis::start_on(port);
+            Ok(())
+        }
+        other => no_action(other),
+    });
+    let logs = stop_all(nodes);
+    for (i, log) in logs.iter().enumerate() {
+        for expected in [
+            "Redis connected",
+            "Redis connection lost",
+            "Redis reconnected",
+            "Redis publisher reconnected",
+        ] {
+            assert!(
+                log.contains(expected),
+                "node {i} did not log {expected:?}:\n{log}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_node_crash_leaves_the_others_serving() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let mut nodes = nodes("bench_server", 3, &redis);
+    let urls = urls(&nodes);
+    scenario("crash", &urls, redis.port, |action| match action {
+        "kill-node 1" => {
+            let node = nodes[1].take().ok_or("node 1 is already gone")?;
+            node.stop();
+            Ok(())
+        }
+        other => no_action(other),
+    });
+    stop_all(nodes);
+}
+
+#[test]
+fn a_chat_message_posted_on_one_node_shows_on_another() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let url = redis.url();
+    assert_knows_redis("chat");
+    let nodes: Vec<Option<Server>> = (0..2)
+        .map(|_| Some(Server::start("chat", &["--redis", url.as_str()])))
+        .collect();
+    scenario("chat", &urls(&nodes), redis.port, no_action);
+    stop_all(nodes);
+}
+
+// ---------------------------------------------------------------------------
+// In-process: the adapter's life cycle
+
+/// A channel for the in-process tests.
+#[channel("rooms/:id")]
+#[derive(Default)]
+pub struct Room;
+
+impl Authorizer for Room {
+    async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+        true
+    }
+}
+
+/// How many `tidings-redis` threads this process has.
+fn adapter_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|task| {
+                    std::fs::read_to_string(task.path().join("comm"))
+                        .is_ok_and(|name| name.trim() == "tidings-redis")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// How many clients Redis has, not counting the one asking.
+fn redis_clients(port: u16) -> usize {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to Redis");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    stream.write_all(b"CLIENT LIST\r\n").expect("write");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    // `$<len>\r\n<lines>\r\n`: read until the announced length is there.
+    loop {
+        let n = stream.read(&mut buf).expect("read CLIENT LIST");
+        assert!(n > 0, "Redis closed the connection");
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((head, body)) = text.split_once("\r\n")
+            && let Ok(len) = head.trim_start_matches('$').parse::<usize>()
+            && body.len() >= len
+        {
+            return body[..len].lines().count() - 1;
+        }
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_node_starts_without_redis_reports_until_connected_and_stops_with_its_hub() {
+    let _serial = serial();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let threads_before = adapter_threads();
+    let fanout = Arc::new(
+        RedisFanout::new(&format!("redis://127.0.0.1:{port}"))
+            .expect("a valid URL")
+            .prefix("lifecycle:"),
+    );
+    let adapter = Arc::downgrade(&fanout);
+    let connected = || adapter.upgrade().is_some_and(|a| a.is_connected());
+    let tidings = Tidings::builder()
+        .fanout(fanout)
+        .build()
+        .expect("build without Redis");
+    wait_for("one adapter thread per hub", Duration::from_secs(2), || {
+        adapter_threads() == threads_before + 1
+    });
+
+    // No Redis yet: the emit is made (no local member here) and says it went nowhere else.
+    let emitter = tidings.emitter();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!connected(), "connected to a Redis that is not there");
+    match emitter.emit("message", "rooms/1", &"before") {
+        Err(EmitError::Fanout(err)) => {
+            assert!(err.to_string().contains("Redis"), "error: {err}")
+        }
+        other => panic!("emit without Redis: expected EmitError::Fanout, got {other:?}"),
+    }
+
+    // Redis comes up: the adapter finds it by itself.
+    let redis = Redis::start_on(port);
+    wait_for("the adapter connects", Duration::from_secs(10), connected);
+    assert_eq!(
+        emitter.emit("message", "rooms/1", &"after").ok(),
+        Some(0),
+        "emit once Redis is up"
+    );
+    assert_eq!(
+        redis_clients(port),
+        2,
+        "a publishing and a subscribing connection"
+    );
+
+    // The hub goes: the thread, its connections and the adapter go with it.
+    drop(emitter);
+    drop(tidings);
+    wait_for("the adapter thread ends", Duration::from_secs(10), || {
+        adapter_threads() == threads_before
+    });
+    assert!(adapter.upgrade().is_none(), "the adapter outlived its hub");
+    wait_for(
+        "the adapter's Redis connections close",
+        Duration::from_secs(5),
+        || redis_clients(port) == 0,
+    );
+    drop(redis);
+}
