@@ -13,6 +13,7 @@ mod emitter;
 pub mod engineio;
 mod gateway;
 mod payload;
+mod request;
 pub mod socketio;
 
 pub use builder::{BuildError, Tidings, TidingsBuilder};

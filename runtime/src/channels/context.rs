@@ -15,56 +15,66 @@ use super::hub::{Hub, Peer};
 use super::registry::Params;
 use crate::engineio::Sid;
 use crate::payload::Payload;
+use crate::request::RequestInfo;
 
-/// What a client sent when it connected: headers, query string, auth payload.
+/// What a client sent when it connected: its opening request (headers, query string,
+/// address) and its auth payload. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Handshake {
-    /// Request headers of the connection (cookies, user agent, authorization ...).
-    pub headers: HeaderMap,
-    /// The raw query string.
-    pub query: String,
-    /// The auth payload (Socket.IO's `auth` option), as raw JSON.
-    pub auth: Option<Box<RawValue>>,
-    /// The peer's address, when known.
-    pub remote_addr: Option<std::net::SocketAddr>,
+    request: Arc<RequestInfo>,
+    auth: Option<Box<RawValue>>,
 }
 
 impl Handshake {
+    /// A handshake from the opening request and the auth payload (Socket.IO's `auth` option).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tidings_runtime::channels::Handshake;
+    /// use tidings_runtime::engineio::Handshake as Request;
+    /// let request = Request { query: "EIO=4&token=t%201".into(), ..Default::default() };
+    /// let auth = serde_json::value::RawValue::from_string(r#"{"token":"abc"}"#.into()).ok();
+    /// let handshake = Handshake::new(Arc::new(request), auth);
+    /// assert_eq!(handshake.query_param("token").as_deref(), Some("t 1"));
+    /// assert_eq!(handshake.auth::<serde_json::Value>().unwrap()["token"], "abc");
+    /// ```
+    pub fn new(request: Arc<RequestInfo>, auth: Option<Box<RawValue>>) -> Self {
+        Handshake { request, auth }
+    }
+
+    /// The request headers (cookies, user agent, authorization ...).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.request.headers
+    }
+
     /// A header's value, when present and valid text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        self.request.header(name)
+    }
+
+    /// The raw query string.
+    pub fn query(&self) -> &str {
+        &self.request.query
     }
 
     /// One query parameter, percent-decoded.
-    ///
-    /// ```
-    /// use tidings_runtime::channels::Handshake;
-    /// let handshake = Handshake { query: "EIO=4&token=t%201".into(), ..Default::default() };
-    /// assert_eq!(handshake.query_param("token").as_deref(), Some("t 1"));
-    /// ```
     pub fn query_param(&self, name: &str) -> Option<String> {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(&self.query)
-            .ok()?
-            .into_iter()
-            .find_map(|(key, value)| (key == name).then_some(value))
+        self.request.query_param(name)
     }
 
     /// One cookie's value.
-    ///
-    /// ```
-    /// use actix_web::http::header::{HeaderValue, COOKIE};
-    /// use tidings_runtime::channels::Handshake;
-    /// let mut handshake = Handshake::default();
-    /// handshake.headers.insert(COOKIE, HeaderValue::from_static("a=1; session=xyz"));
-    /// assert_eq!(handshake.cookie("session"), Some("xyz"));
-    /// ```
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get_all(actix_web::http::header::COOKIE)
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find_map(|(key, value)| (key == name).then_some(value))
+        self.request.cookie(name)
+    }
+
+    /// The peer's address, when known.
+    pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
+        self.request.remote_addr
+    }
+
+    /// The auth payload, as raw JSON.
+    pub fn auth_raw(&self) -> Option<&RawValue> {
+        self.auth.as_deref()
     }
 
     /// The auth payload deserialized into `T`.

@@ -249,11 +249,7 @@ impl<H: EngineHandler> Engine<H> {
         req: &HttpRequest,
         transport: TransportKind,
     ) -> (Entry<H::State>, ByteString) {
-        let handshake = Handshake {
-            headers: req.headers().clone(),
-            query: req.query_string().to_owned(),
-            remote_addr: req.peer_addr(),
-        };
+        let handshake = Arc::new(Handshake::from_request(req));
         let (session, pong_rx) =
             Session::new(handshake, transport, self.inner.config.max_queued_frames);
         let session = Arc::new(session);
@@ -297,6 +293,9 @@ impl<H: EngineHandler> Engine<H> {
     }
 }
 
+/// How long a polling session closed by the server waits for the poll that carries the close.
+const POLL_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs the heartbeat of one session, then removes it and tells the handler once it closes.
 ///
 /// The first ping goes out one `ping_interval` after the handshake; each later one an interval
@@ -326,13 +325,24 @@ async fn supervise<H: EngineHandler>(
             () = session.closed() => break,
         }
     }
-    if let Ok(mut sessions) = engine.sessions.write() {
-        sessions.remove(&session.sid());
-    }
     let reason = session
         .close_reason()
         .cloned()
         .unwrap_or(CloseReason::TransportError);
+    // A polling client hears of a close from the server only through its next poll: keep the
+    // session reachable a moment, so that poll gets the close packet, not "unknown sid".
+    if session.transport() == TransportKind::Polling
+        && matches!(
+            reason,
+            CloseReason::ForcedClose | CloseReason::ServerShutdown
+        )
+    {
+        let grace = engine.config.ping_interval.min(POLL_CLOSE_GRACE);
+        let _ = tokio::time::timeout(grace, session.close_delivered()).await;
+    }
+    if let Ok(mut sessions) = engine.sessions.write() {
+        sessions.remove(&session.sid());
+    }
     tracing::debug!(sid = %session.sid(), %reason, "session closed");
     engine.handler.on_close(session, &entry.state, &reason);
 }

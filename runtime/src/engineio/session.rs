@@ -1,12 +1,11 @@
 //! One Engine.IO session: its outbound queue, its current transport, its heartbeat state and
 //! how it ends. Transports and the layer above share it through an `Arc`.
 
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use actix_web::http::header::HeaderMap;
 use tokio::sync::{Mutex, Notify, mpsc};
-use tokio_util::sync::CancellationToken;
 
 use super::error::CloseReason;
 use super::packet::Frame;
@@ -32,32 +31,7 @@ impl TransportKind {
 }
 
 /// What the client sent when it opened the session: headers, query string and address.
-#[derive(Debug, Clone, Default)]
-pub struct Handshake {
-    /// The request headers of the handshake (cookies, user agent, authorization ...).
-    pub headers: HeaderMap,
-    /// The raw query string of the handshake request.
-    pub query: String,
-    /// The peer's address, when known.
-    pub remote_addr: Option<std::net::SocketAddr>,
-}
-
-impl Handshake {
-    /// The value of one query parameter, percent-decoded.
-    ///
-    /// ```
-    /// use tidings_runtime::engineio::Handshake;
-    /// let handshake = Handshake { query: "EIO=4&token=a%20b".into(), ..Default::default() };
-    /// assert_eq!(handshake.query_param("token").as_deref(), Some("a b"));
-    /// assert_eq!(handshake.query_param("nope"), None);
-    /// ```
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(&self.query)
-            .ok()?
-            .into_iter()
-            .find_map(|(key, value)| (key == name).then_some(value))
-    }
-}
+pub type Handshake = crate::request::RequestInfo;
 
 /// Refused sends: the session is gone, or its queue is full (and it is now closing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -75,7 +49,7 @@ pub enum SendError {
 #[derive(Debug)]
 pub struct Session {
     sid: Sid,
-    handshake: Handshake,
+    handshake: Arc<Handshake>,
     tx: mpsc::Sender<Frame>,
     /// The receiving end of the outbound queue, held by whichever transport is writing: a
     /// pending poll, or the WebSocket task. `try_lock` failing on a poll means overlapping polls.
@@ -87,13 +61,17 @@ pub struct Session {
     /// Set while a POST is being read; a second one at once is a protocol violation.
     pub(crate) posting: AtomicBool,
     pong_tx: mpsc::Sender<()>,
-    closed: CancellationToken,
+    /// Set once, by the first `close`; a plain flag so the hot path (`send`) reads one atomic.
+    closed: AtomicBool,
+    close_notify: Notify,
     reason: OnceLock<CloseReason>,
+    /// Set when a poll has carried the close packet to the client.
+    close_delivered: AtomicBool,
 }
 
 impl Session {
     pub(crate) fn new(
-        handshake: Handshake,
+        handshake: Arc<Handshake>,
         transport: TransportKind,
         queue: usize,
     ) -> (Self, mpsc::Receiver<()>) {
@@ -109,8 +87,10 @@ impl Session {
             poll_wake: Notify::new(),
             posting: AtomicBool::new(false),
             pong_tx,
-            closed: CancellationToken::new(),
+            closed: AtomicBool::new(false),
+            close_notify: Notify::new(),
             reason: OnceLock::new(),
+            close_delivered: AtomicBool::new(false),
         };
         (session, pong_rx)
     }
@@ -121,7 +101,7 @@ impl Session {
     }
 
     /// What the client sent when it opened the session.
-    pub fn handshake(&self) -> &Handshake {
+    pub fn handshake(&self) -> &Arc<Handshake> {
         &self.handshake
     }
 
@@ -202,13 +182,32 @@ impl Session {
     /// followed by a close packet.
     pub fn close(&self, reason: CloseReason) {
         if self.reason.set(reason).is_ok() {
-            self.closed.cancel();
+            self.closed.store(true, Ordering::Release);
+            self.close_notify.notify_waiters();
         }
     }
 
     /// Whether the session has been closed.
     pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_close_delivered(&self) {
+        self.close_delivered.store(true, Ordering::Release);
+        self.close_notify.notify_waiters();
+    }
+
+    /// Resolves once a poll has carried the close packet to the client.
+    pub(crate) async fn close_delivered(&self) {
+        loop {
+            let notified = self.close_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.close_delivered.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Why the session closed, once it has.
@@ -218,6 +217,15 @@ impl Session {
 
     /// Resolves when the session closes.
     pub async fn closed(&self) {
-        self.closed.cancelled().await
+        loop {
+            let notified = self.close_notify.notified();
+            tokio::pin!(notified);
+            // Register before looking at the flag, so a close in between is not missed.
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 }

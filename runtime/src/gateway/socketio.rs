@@ -9,7 +9,7 @@
 //! Server to client: `<channel>/<event>` with the payload. Each connection's channel
 //! operations run one after another, in arrival order, on a task of their own.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
@@ -93,12 +93,33 @@ enum Op {
 
 /// The handshake of a socket, as the channel layer sees it.
 pub(crate) fn handshake(socket: &SocketRef) -> Handshake {
-    let engine = socket.handshake();
-    Handshake {
-        headers: engine.headers.clone(),
-        query: engine.query.clone(),
-        auth: socket.auth().map(ToOwned::to_owned),
-        remote_addr: engine.remote_addr,
+    Handshake::new(
+        socket.handshake().clone(),
+        socket.auth().map(ToOwned::to_owned),
+    )
+}
+
+/// One connection's link to the hub. The task that runs its channel operations starts with
+/// the first operation, so an idle connection costs neither the task nor its queue.
+struct Link {
+    hub: Arc<Hub>,
+    peer: Arc<Peer>,
+    ops: OnceLock<mpsc::Sender<Op>>,
+    left: Mutex<Option<oneshot::Receiver<String>>>,
+}
+
+impl Link {
+    fn queue(&self, socket: &SocketRef, op: Op) {
+        let ops = self.ops.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Op>(MAX_PENDING_OPS);
+            let left = self.left.lock().ok().and_then(|mut left| left.take());
+            tokio::spawn(run(self.hub.clone(), self.peer.clone(), rx, left));
+            tx
+        });
+        if ops.try_send(op).is_err() {
+            tracing::warn!(socket = %socket.id(), "too many pending channel operations; closing");
+            socket.close_connection();
+        }
     }
 }
 
@@ -110,11 +131,15 @@ pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
         nsp: Arc::from(socket.ns().name()),
     });
     let peer = Arc::new(Peer::new(socket.id(), handshake(socket), identity, sink));
-    let (ops_tx, ops_rx) = mpsc::channel::<Op>(MAX_PENDING_OPS);
     let (left_tx, left_rx) = oneshot::channel::<String>();
-    tokio::spawn(run(hub.clone(), peer, ops_rx, left_rx));
+    let link = Arc::new(Link {
+        hub: hub.clone(),
+        peer,
+        ops: OnceLock::new(),
+        left: Mutex::new(Some(left_rx)),
+    });
 
-    let tx = ops_tx.clone();
+    let on_subscribe = link.clone();
     socket.on("subscribe", move |socket, payload, ack| {
         let op = match payload.get::<String>(0) {
             Ok(channel) => Op::Join {
@@ -124,15 +149,15 @@ pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
             },
             Err(_) => return reply_error(ack, "invalid"),
         };
-        queue(&socket, &tx, op);
+        on_subscribe.queue(&socket, op);
     });
-    let tx = ops_tx.clone();
+    let on_unsubscribe = link.clone();
     socket.on("unsubscribe", move |socket, payload, ack| {
         let op = match payload.get::<String>(0) {
             Ok(channel) => Op::Leave { channel, ack },
             Err(_) => return reply_error(ack, "invalid"),
         };
-        queue(&socket, &tx, op);
+        on_unsubscribe.queue(&socket, op);
     });
     socket.on_fallback(move |socket, name, payload, ack| {
         let Some((channel, event)) = name.rsplit_once('/') else {
@@ -148,18 +173,11 @@ pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
             payload,
             ack,
         };
-        queue(&socket, &ops_tx, op);
+        link.queue(&socket, op);
     });
     socket.on_disconnect(move |_, reason| {
         let _ = left_tx.send(reason.to_string());
     });
-}
-
-fn queue(socket: &SocketRef, ops: &mpsc::Sender<Op>, op: Op) {
-    if ops.try_send(op).is_err() {
-        tracing::warn!(socket = %socket.id(), "too many pending channel operations; closing");
-        socket.close_connection();
-    }
 }
 
 fn reply(ack: Option<AckSender>, value: &serde_json::Value) {
@@ -181,12 +199,19 @@ async fn run(
     hub: Arc<Hub>,
     peer: Arc<Peer>,
     mut ops: mpsc::Receiver<Op>,
-    mut left: oneshot::Receiver<String>,
+    left: Option<oneshot::Receiver<String>>,
 ) {
+    let left = async move {
+        match left {
+            Some(left) => left.await.unwrap_or_else(|_| "gone".to_owned()),
+            None => "gone".to_owned(),
+        }
+    };
+    tokio::pin!(left);
     let reason = loop {
         let op = tokio::select! {
             biased;
-            reason = &mut left => break reason.unwrap_or_else(|_| "gone".to_owned()),
+            reason = &mut left => break reason,
             op = ops.recv() => match op {
                 Some(op) => op,
                 None => break "gone".to_owned(),

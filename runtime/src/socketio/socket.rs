@@ -171,7 +171,7 @@ impl Socket {
     }
 
     /// The handshake of the underlying connection (headers, query).
-    pub fn handshake(&self) -> &Handshake {
+    pub fn handshake(&self) -> &Arc<Handshake> {
         self.session.handshake()
     }
 

@@ -49,11 +49,19 @@ pub(crate) async fn poll<H: EngineHandler>(
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
         }
     }
-    if session.is_closed() && rx.is_empty() {
-        frames.push(Packet::Close.encode());
-    } else if frames.is_empty() {
-        frames.push(Packet::Noop.encode());
+    if frames.is_empty() {
+        if session.is_closed() {
+            // The close goes alone, after everything queued was delivered: clients drop
+            // messages that share a payload with the close (socket.io-client hands them over
+            // on the next tick, when the socket is already disconnected), and the official
+            // server, too, flushes its buffer before it sends the close.
+            frames.push(Packet::Close.encode());
+            session.mark_close_delivered();
+        } else {
+            frames.push(Packet::Noop.encode());
+        }
     }
+    tracing::trace!(sid = %session.sid(), frames = frames.len(), closed = session.is_closed(), "poll answered");
     Ok(text_response(encode_payload(&frames)))
 }
 

@@ -119,6 +119,8 @@ async fn run<H: EngineHandler>(
 ) {
     let session = entry.session.clone();
     let mut rx = session.rx.lock().await;
+    let closed = session.closed();
+    tokio::pin!(closed);
     loop {
         tokio::select! {
             biased;
@@ -154,14 +156,14 @@ async fn run<H: EngineHandler>(
                 // full, ping timeout) must still end this task.
                 let written = tokio::select! {
                     written = write_batch(&mut ws, frame, &mut rx) => written,
-                    () = session.closed() => break,
+                    () = &mut closed => break,
                 };
                 if written.is_err() {
                     session.close(CloseReason::TransportError);
                     break;
                 }
             }
-            () = session.closed() => break,
+            () = &mut closed => break,
         }
         if session.is_closed() {
             break;
