@@ -59,6 +59,11 @@ pub(crate) enum PatternError {
         /// The catch-all segment, `*` included.
         segment: String,
     },
+    /// More `:name` parameters than the router can hold.
+    TooManyParams {
+        /// How many there are.
+        count: usize,
+    },
 }
 
 impl fmt::Display for PatternError {
@@ -103,9 +108,16 @@ impl fmt::Display for PatternError {
                 f,
                 "catch-all segment `{segment}` must be the last segment of the pattern"
             ),
+            PatternError::TooManyParams { count } => write!(
+                f,
+                "{count} parameters: a pattern may have at most {MAX_PARAMS} `:name` parameters"
+            ),
         }
     }
 }
+
+/// The most `:name` parameters a pattern may have (the router's own limit).
+const MAX_PARAMS: usize = 25;
 
 /// Whether `name` matches `[A-Za-z_][A-Za-z0-9_]*`.
 fn is_valid_name(name: &str) -> bool {
@@ -174,6 +186,13 @@ impl Pattern {
                 }
             }
             segments.push(segment);
+        }
+        let params = segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Param(_)))
+            .count();
+        if params > MAX_PARAMS {
+            errors.push(PatternError::TooManyParams { count: params });
         }
         if errors.is_empty() {
             Ok(Pattern { segments })
@@ -362,6 +381,11 @@ mod tests {
             (
                 "a/:id/*id",
                 Fails(&["duplicate parameter name `id`: each parameter needs its own name"]),
+            ),
+            // The router holds at most 25 parameters.
+            (
+                ":p0/:p1/:p2/:p3/:p4/:p5/:p6/:p7/:p8/:p9/:p10/:p11/:p12/:p13/:p14/:p15/:p16/:p17/:p18/:p19/:p20/:p21/:p22/:p23/:p24/:p25",
+                Fails(&["26 parameters: a pattern may have at most 25 `:name` parameters"]),
             ),
             // Catch-all placement.
             (

@@ -1649,3 +1649,56 @@ fn socketio_decode_rejects_reserved_event_names() {
         );
     }
 }
+
+/// Found by the `channel_names` fuzz target: the router panics on a route with more than 25
+/// parameters; the registry refuses it with an error instead.
+#[test]
+fn registry_refuses_routes_with_too_many_parameters() {
+    use tidings_runtime::channels::{
+        Authorizer, ChannelConfigError, ChannelRegistration, JoinContext, Registry,
+    };
+
+    #[derive(Default)]
+    struct Open;
+    impl Authorizer for Open {
+        async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+            true
+        }
+    }
+
+    let route: &'static str = Box::leak(
+        (0..26)
+            .map(|i| format!("{{p{i}}}"))
+            .collect::<Vec<_>>()
+            .join("/")
+            .into_boxed_str(),
+    );
+    let many: &'static ChannelRegistration = Box::leak(Box::new(ChannelRegistration::new::<Open>(
+        route, route, "Many",
+    )));
+    let err = Registry::from_registrations([many]).expect_err("26 parameters must be refused");
+    assert!(
+        matches!(
+            err,
+            ChannelConfigError::InvalidPattern {
+                channel: "Many",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let route: &'static str = Box::leak(
+        (0..25)
+            .map(|i| format!("{{p{i}}}"))
+            .collect::<Vec<_>>()
+            .join("/")
+            .into_boxed_str(),
+    );
+    let fits: &'static ChannelRegistration = Box::leak(Box::new(ChannelRegistration::new::<Open>(
+        route, route, "Fits",
+    )));
+    let registry = Registry::from_registrations([fits]).expect("25 parameters fit");
+    let name = (0..25).map(|i| i.to_string()).collect::<Vec<_>>().join("/");
+    assert!(registry.matches(&name));
+}

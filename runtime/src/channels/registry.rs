@@ -51,6 +51,26 @@ fn make<T: Authorizer + Default>() -> Arc<dyn ErasedChannel> {
 
 inventory::collect!(ChannelRegistration);
 
+/// The most parameters one route may have (the router renames them with single letters internally, and
+/// panics past that).
+const MAX_PARAMS: usize = 25;
+
+/// How many `{param}`s a matchit route has (`{{` is an escaped brace, not a parameter).
+fn route_params(route: &str) -> usize {
+    let mut count = 0;
+    let mut chars = route.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '{' {
+            if chars.peek() == Some(&'{') {
+                chars.next();
+            } else {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
 /// A registered channel type, ready to authorize joins.
 pub(crate) struct Channel {
     pub(crate) pattern: &'static str,
@@ -98,6 +118,13 @@ impl Registry {
         let mut channels = Vec::with_capacity(registrations.len());
         let mut by_route: HashMap<String, usize> = HashMap::new();
         for registration in registrations {
+            if route_params(registration.route) > MAX_PARAMS {
+                return Err(ChannelConfigError::InvalidPattern {
+                    channel: registration.type_name,
+                    pattern: registration.pattern,
+                    reason: format!("more than {MAX_PARAMS} parameters"),
+                });
+            }
             let route = format!("/{}", registration.route);
             match router.insert(route.clone(), channels.len()) {
                 Ok(()) => {}
