@@ -122,6 +122,7 @@ pub fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
 /// What one load-generator run measured; the fields that do not apply to its scenario are
 /// absent. Printed as one JSON line on the load generator's stdout.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunResult {
     /// `fanout`, `channels` or `connect`.
     pub scenario: String,
@@ -171,6 +172,41 @@ pub struct RunResult {
     pub rss_after_kib: u64,
     /// `(after - before) / subscribed`, KiB.
     pub kib_per_conn: f64,
+    /// Servers the subscribers were spread over: 1, or 2 with `--port2` (two nodes through
+    /// Redis; the emits go to the first, "local", node; the second is "remote").
+    pub nodes: u64,
+    /// Two nodes: subscribers on the local node.
+    pub local_conns: u64,
+    /// Two nodes: subscribers on the remote node.
+    pub remote_conns: u64,
+    /// Two nodes: deliveries received by the local node's subscribers.
+    pub local_received: u64,
+    /// Two nodes: deliveries received by the remote node's subscribers.
+    pub remote_received: u64,
+    /// Two nodes: deliveries expected minus received, local subscribers.
+    pub local_loss: i64,
+    /// Two nodes: the same, remote subscribers.
+    pub remote_loss: i64,
+    /// Two nodes: local deliveries per second (first emit to the last local delivery).
+    pub local_deliveries_per_sec: f64,
+    /// Two nodes: remote deliveries per second (first emit to the last remote delivery).
+    pub remote_deliveries_per_sec: f64,
+    /// Two nodes: latency of the local subscribers, microseconds.
+    pub local_p50_us: f64,
+    /// The 99th percentile.
+    pub local_p99_us: f64,
+    /// The maximum.
+    pub local_max_us: f64,
+    /// Two nodes: latency of the remote subscribers, microseconds.
+    pub remote_p50_us: f64,
+    /// The 99th percentile.
+    pub remote_p99_us: f64,
+    /// The maximum.
+    pub remote_max_us: f64,
+    /// Two nodes: CPU seconds of the remote node alone (included in `server_cpu_secs`).
+    pub remote_server_cpu_secs: f64,
+    /// Two nodes: CPU seconds of Redis (included in `server_cpu_secs`).
+    pub redis_cpu_secs: f64,
 }
 
 #[cfg(test)]

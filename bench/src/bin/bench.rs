@@ -7,6 +7,14 @@
 //! `--quick` (smaller N, one round), `--rounds N`, `--peers a,b`, `--scenarios a,b`,
 //! `--base-port P`, `--no-pin` (do not use taskset), `--out FILE` (also write the table there).
 //! Raw results go to `target/bench/<unix time>/results.jsonl` beside the peers' logs.
+//!
+//! The scenarios `redis-fanout-1k` and `redis-fanout-10k` (tidings only, run only when named in
+//! `--scenarios`) are the fan-out of the same size over two tidings nodes joined through Redis:
+//! a `redis-server` on a free loopback port (`--save "" --appendonly no`), node A and node B
+//! (`bench_server --workers 1 --redis ...`), all three pinned to core 0 (the same one core the
+//! single node gets), subscribers alternating between A and B, every emit posted to A. The
+//! table adds latency and loss for A's ("local") and B's ("remote") subscribers, and a
+//! two-node/one-node comparison with `fanout-1k` / `fanout-10k` when those ran too.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -27,12 +35,15 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 struct Scenario {
     name: &'static str,
     args: Vec<String>,
+    /// Two tidings nodes through Redis (only when asked for by name).
+    redis: bool,
 }
 
 fn scenarios(quick: bool) -> Vec<Scenario> {
-    let scenario = |name, args: &[&str]| Scenario {
+    let scenario = |name: &'static str, args: &[&str]| Scenario {
         name,
         args: args.iter().map(|a| (*a).to_owned()).collect(),
+        redis: name.starts_with("redis-"),
     };
     if quick {
         vec![
@@ -41,7 +52,15 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
                 &["--scenario", "fanout", "--conns", "1000", "--emits", "50"],
             ),
             scenario(
+                "redis-fanout-1k",
+                &["--scenario", "fanout", "--conns", "1000", "--emits", "50"],
+            ),
+            scenario(
                 "fanout-10k",
+                &["--scenario", "fanout", "--conns", "2000", "--emits", "20"],
+            ),
+            scenario(
+                "redis-fanout-10k",
                 &["--scenario", "fanout", "--conns", "2000", "--emits", "20"],
             ),
             scenario(
@@ -57,7 +76,15 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
                 &["--scenario", "fanout", "--conns", "1000", "--emits", "200"],
             ),
             scenario(
+                "redis-fanout-1k",
+                &["--scenario", "fanout", "--conns", "1000", "--emits", "200"],
+            ),
+            scenario(
                 "fanout-10k",
+                &["--scenario", "fanout", "--conns", "10000", "--emits", "100"],
+            ),
+            scenario(
+                "redis-fanout-10k",
                 &["--scenario", "fanout", "--conns", "10000", "--emits", "100"],
             ),
             scenario(
@@ -183,37 +210,94 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// One peer, one scenario: fresh server, one load-generator run, server killed.
+/// Starts `command` pinned to `core`, its stdout and stderr into `logs/<tag>-<what>.log`.
+fn spawn_logged(
+    paths: &Paths,
+    core: Option<u32>,
+    command: &[String],
+    tag: &str,
+    what: &str,
+) -> Result<Child, String> {
+    let path = paths.logs.join(format!("{tag}-{what}.log"));
+    let log = File::create(&path).map_err(|e| e.to_string())?;
+    pinned(core, command)
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("{what}: cannot start {}: {e}", command[0]))
+}
+
+/// One peer, one scenario: fresh server(s), one load-generator run, server(s) killed by PID.
+/// `ports`: the server's; for a Redis scenario also node B's and Redis's.
 fn run_once(
     paths: &Paths,
     pin: bool,
     peer: &str,
     scenario: &Scenario,
-    port: u16,
+    ports: [u16; 3],
     tag: &str,
 ) -> Result<RunResult, String> {
-    let server_log = paths.logs.join(format!("{tag}-server.log"));
-    let log = File::create(&server_log).map_err(|e| e.to_string())?;
-    let mut server = pinned(pin.then_some(0), &peer_command(paths, peer, port));
-    server
-        .env("RUST_LOG", "warn")
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log);
-    let mut server = server
-        .spawn()
-        .map_err(|e| format!("{peer}: cannot start: {e}"))?;
+    let core = pin.then_some(0);
+    // Everything started, stopped (by PID) in reverse order whatever happens.
+    let mut children: Vec<Child> = Vec::new();
     let result = (|| {
-        wait_listening(&mut server, port).map_err(|e| format!("{peer}: {e}"))?;
+        let port = ports[0];
+        let mut loadgen_args = vec!["--port".to_owned(), port.to_string()];
+        if scenario.redis {
+            if peer != "tidings" {
+                return Err(format!("{peer}: no Redis setup (tidings only)"));
+            }
+            let redis_port = ports[2];
+            let redis = [
+                "redis-server",
+                "--port",
+                &redis_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &paths.logs.display().to_string(),
+            ]
+            .map(str::to_owned);
+            children.push(spawn_logged(paths, core, &redis, tag, "redis")?);
+            let redis_pid = children[0].id();
+            wait_listening(&mut children[0], redis_port).map_err(|e| format!("redis: {e}"))?;
+            let url = format!("redis://127.0.0.1:{redis_port}");
+            for (node, port) in [("node-a", ports[0]), ("node-b", ports[1])] {
+                let mut command = peer_command(paths, peer, port);
+                command.extend(["--redis".to_owned(), url.clone()]);
+                let mut child = spawn_logged(paths, core, &command, tag, node)?;
+                let waited = wait_listening(&mut child, port);
+                children.push(child);
+                waited.map_err(|e| format!("{peer} {node}: {e}"))?;
+            }
+            loadgen_args.extend([
+                "--pid".to_owned(),
+                children[1].id().to_string(),
+                "--port2".to_owned(),
+                ports[1].to_string(),
+                "--pid2".to_owned(),
+                children[2].id().to_string(),
+                "--redis-pid".to_owned(),
+                redis_pid.to_string(),
+            ]);
+        } else {
+            let command = peer_command(paths, peer, port);
+            let mut child = spawn_logged(paths, core, &command, tag, "server")?;
+            let waited = wait_listening(&mut child, port);
+            loadgen_args.extend(["--pid".to_owned(), child.id().to_string()]);
+            children.push(child);
+            waited.map_err(|e| format!("{peer}: {e}"))?;
+        }
         std::thread::sleep(Duration::from_millis(300));
         let out_path = paths.logs.join(format!("{tag}-loadgen.json"));
         let err_path = paths.logs.join(format!("{tag}-loadgen.log"));
-        let mut command = vec![
-            paths.release.join("loadgen").display().to_string(),
-            "--port".into(),
-            port.to_string(),
-            "--pid".into(),
-            server.id().to_string(),
-        ];
+        let mut command = vec![paths.release.join("loadgen").display().to_string()];
+        command.extend(loadgen_args);
         command.extend(scenario.args.iter().cloned());
         let mut loadgen = pinned(pin.then_some(1), &command)
             .stdout(File::create(&out_path).map_err(|e| e.to_string())?)
@@ -228,7 +312,9 @@ fn run_once(
         }
         serde_json::from_str::<RunResult>(out.trim()).map_err(|e| format!("loadgen output: {e}"))
     })();
-    stop(&mut server);
+    for child in children.iter_mut().rev() {
+        stop(child);
+    }
     result
 }
 
@@ -250,7 +336,13 @@ struct Metric {
 
 fn metrics() -> Vec<Metric> {
     let mut list = Vec::new();
-    for scenario in ["fanout-1k", "fanout-10k", "channels-1k"] {
+    for scenario in [
+        "fanout-1k",
+        "fanout-10k",
+        "channels-1k",
+        "redis-fanout-1k",
+        "redis-fanout-10k",
+    ] {
         list.extend([
             Metric {
                 scenario,
@@ -295,6 +387,9 @@ fn metrics() -> Vec<Metric> {
                 get: |r| r.loss as f64,
             },
         ]);
+        if scenario.starts_with("redis-") {
+            list.extend(node_metrics(scenario));
+        }
     }
     list.extend([
         Metric {
@@ -320,6 +415,129 @@ fn metrics() -> Vec<Metric> {
         },
     ]);
     list
+}
+
+/// Per node of a two-node run: local (node A, where the emits go) and remote (node B).
+fn node_metrics(scenario: &'static str) -> [Metric; 10] {
+    let metric = |label, unit, higher_is_better, get| Metric {
+        scenario,
+        label,
+        unit,
+        higher_is_better,
+        get,
+    };
+    [
+        metric("local deliveries/s", Unit::Rate, true, |r| {
+            r.local_deliveries_per_sec
+        }),
+        metric("remote deliveries/s", Unit::Rate, true, |r| {
+            r.remote_deliveries_per_sec
+        }),
+        metric("local latency p50", Unit::Micros, false, |r| r.local_p50_us),
+        metric("remote latency p50", Unit::Micros, false, |r| {
+            r.remote_p50_us
+        }),
+        metric("local latency p99", Unit::Micros, false, |r| r.local_p99_us),
+        metric("remote latency p99", Unit::Micros, false, |r| {
+            r.remote_p99_us
+        }),
+        metric("local latency max", Unit::Micros, false, |r| r.local_max_us),
+        metric("remote latency max", Unit::Micros, false, |r| {
+            r.remote_max_us
+        }),
+        metric("local loss", Unit::Count, false, |r| r.local_loss as f64),
+        metric("remote loss", Unit::Count, false, |r| r.remote_loss as f64),
+    ]
+}
+
+/// Two tidings nodes through Redis against one node, same fan-out, same invocation (medians).
+fn two_nodes_vs_one(results: &Results) -> String {
+    let med = |scenario: &str, get: fn(&RunResult) -> f64| {
+        let mut values: Vec<f64> = results
+            .get(&(scenario.to_owned(), "tidings".to_owned()))
+            .map(|runs| runs.iter().map(get).collect())
+            .unwrap_or_default();
+        (!values.is_empty()).then(|| median(&mut values))
+    };
+    type Get = fn(&RunResult) -> f64;
+    let rows: [(&str, Unit, Get, Get); 8] = [
+        (
+            "deliveries/s ↑",
+            Unit::Rate,
+            |r| r.deliveries_per_sec,
+            |r| r.deliveries_per_sec,
+        ),
+        (
+            "deliveries per server CPU-s ↑ (two nodes: A + B + Redis)",
+            Unit::Rate,
+            |r| r.deliveries_per_cpu_sec,
+            |r| r.deliveries_per_cpu_sec,
+        ),
+        (
+            "latency p50 ↓, local",
+            Unit::Micros,
+            |r| r.p50_us,
+            |r| r.local_p50_us,
+        ),
+        (
+            "latency p50 ↓, remote",
+            Unit::Micros,
+            |r| r.p50_us,
+            |r| r.remote_p50_us,
+        ),
+        (
+            "latency p99 ↓, local",
+            Unit::Micros,
+            |r| r.p99_us,
+            |r| r.local_p99_us,
+        ),
+        (
+            "latency p99 ↓, remote",
+            Unit::Micros,
+            |r| r.p99_us,
+            |r| r.remote_p99_us,
+        ),
+        (
+            "latency max ↓, local",
+            Unit::Micros,
+            |r| r.max_us,
+            |r| r.local_max_us,
+        ),
+        (
+            "latency max ↓, remote",
+            Unit::Micros,
+            |r| r.max_us,
+            |r| r.remote_max_us,
+        ),
+    ];
+    let mut out = String::new();
+    for (one, two) in [
+        ("fanout-1k", "redis-fanout-1k"),
+        ("fanout-10k", "redis-fanout-10k"),
+    ] {
+        for (label, unit, get_one, get_two) in rows {
+            if let (Some(a), Some(b)) = (med(one, get_one), med(two, get_two)) {
+                let ratio = if a != 0.0 {
+                    format!("{:.2}", b / a)
+                } else {
+                    "–".to_owned()
+                };
+                let _ = writeln!(
+                    out,
+                    "| {two} vs {one} | {label} | {} | {} | {ratio} |",
+                    format_value(unit, a),
+                    format_value(unit, b)
+                );
+            }
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        "\nTwo tidings nodes through Redis / one node (medians; the one-node latency against each \
+         side's):\n\n| scenario | metric | one node | two nodes | two/one |\n| --- | --- | --- | --- | --- |\n{out}"
+    )
 }
 
 fn format_value(unit: Unit, value: f64) -> String {
@@ -505,7 +723,7 @@ fn main() {
     let wanted: Option<Vec<&str>> = flags.get("scenarios").map(|s| s.split(',').collect());
     let scenarios: Vec<Scenario> = scenarios(quick)
         .into_iter()
-        .filter(|s| wanted.as_ref().is_none_or(|w| w.contains(&s.name)))
+        .filter(|s| wanted.as_ref().map_or(!s.redis, |w| w.contains(&s.name)))
         .collect();
     let pin = !flags.has("no-pin");
     let exe = std::env::current_exe().unwrap_or_else(|e| fail(&format!("current_exe: {e}")));
@@ -544,13 +762,25 @@ fn main() {
         }
         for scenario in &scenarios {
             for peer in &order {
+                if scenario.redis && peer != "tidings" {
+                    continue;
+                }
                 // A fresh free port per run, below the ephemeral range (32768+) the load
                 // generator's own sockets take theirs from: nothing of a previous run in the way.
+                // (Three for a Redis scenario: node A, node B and Redis.)
                 port = next_free_port(port);
+                let ports = if scenario.redis {
+                    let b = next_free_port(port);
+                    let redis = next_free_port(b);
+                    [port, b, redis]
+                } else {
+                    [port; 3]
+                };
+                port = ports[2];
                 let tag = format!("r{round}-{}-{peer}", scenario.name);
                 let started = Instant::now();
                 loads.push(loadavg());
-                match run_once(&paths, pin, peer, scenario, port, &tag) {
+                match run_once(&paths, pin, peer, scenario, ports, &tag) {
                     Ok(result) => {
                         eprintln!(
                             "{tag}: {:.1}s deliveries/s={:.0} p50={:.0}us p99={:.0}us loss={} connect/s={:.0} KiB/conn={:.1} errors={} server-cpu={:.2}s loadgen-cpu={:.2}s",
@@ -565,6 +795,21 @@ fn main() {
                             result.server_cpu_secs,
                             result.loadgen_cpu_secs
                         );
+                        if result.nodes == 2 {
+                            eprintln!(
+                                "{tag}: local {}/s p50={:.0}us p99={:.0}us loss={}; remote {}/s p50={:.0}us p99={:.0}us loss={}; node B cpu={:.2}s redis cpu={:.2}s",
+                                format_value(Unit::Rate, result.local_deliveries_per_sec),
+                                result.local_p50_us,
+                                result.local_p99_us,
+                                result.local_loss,
+                                format_value(Unit::Rate, result.remote_deliveries_per_sec),
+                                result.remote_p50_us,
+                                result.remote_p99_us,
+                                result.remote_loss,
+                                result.remote_server_cpu_secs,
+                                result.redis_cpu_secs
+                            );
+                        }
                         if let Ok(line) = serde_json::to_string(&result) {
                             let _ = writeln!(
                                 raw,
@@ -588,9 +833,21 @@ fn main() {
     }
     let _ = std::fs::write(paths.logs.join("results.jsonl"), raw);
     let mut report = table(&results, &peers, rounds);
+    report.push_str(&two_nodes_vs_one(&results));
     report.push_str("\nScenarios (load generator flags):\n\n");
     for scenario in &scenarios {
-        let _ = writeln!(report, "- {}: `{}`", scenario.name, scenario.args.join(" "));
+        let _ = writeln!(
+            report,
+            "- {}: `{}`{}",
+            scenario.name,
+            scenario.args.join(" "),
+            if scenario.redis {
+                " on two tidings nodes through Redis (the runner adds `--port2`, `--pid2`, \
+                 `--redis-pid`)"
+            } else {
+                ""
+            }
+        );
     }
     let git = |args: &[&str]| {
         Command::new("git")

@@ -14,7 +14,10 @@
 //!   connect + subscribe), then the server's RSS once they idle (needs `--pid`).
 //!
 //! Other flags: `--port` (default 3000, on 127.0.0.1), `--pid` (the server's, for its CPU time
-//! and RSS), `--concurrency` (connections being set up at once, default 256), `--straggler-ms`
+//! and RSS), `--port2` (a second server, of the same cluster through Redis: the connections
+//! alternate between the two, emits still go to `--port` only, and deliveries, latency and loss
+//! are also reported per node, "local" for `--port` and "remote" for `--port2`), `--pid2` and
+//! `--redis-pid` (the second server's and Redis's PIDs: their CPU time counts as the server's), `--concurrency` (connections being set up at once, default 256), `--straggler-ms`
 //! (how long to wait for missing deliveries once nothing arrives, default 3000).
 //! `--hold-ms N` pauses between the connects and the emits, and again before closing the
 //! connections (time to switch a profiler on and off).
@@ -41,9 +44,13 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// What every connection task reports into (one thread, so plain cells).
 struct Shared {
     t0: Instant,
-    latencies_ns: RefCell<Vec<u64>>,
+    /// Per node (0: `--port`, 1: `--port2`).
+    latencies_ns: [RefCell<Vec<u64>>; 2],
     received: Cell<u64>,
     last_receive_ns: Cell<u64>,
+    /// Per node: deliveries received and the time of the last one.
+    node_received: [Cell<u64>; 2],
+    node_last_receive_ns: [Cell<u64>; 2],
     subscribed: Cell<u64>,
     failed: Cell<u64>,
     closed: Cell<u64>,
@@ -62,12 +69,14 @@ impl Shared {
     }
 
     /// One `42[...]` event: its latency from the `"t":` send time in its data.
-    fn record(&self, text: &[u8]) {
+    fn record(&self, node: usize, text: &[u8]) {
         let now = self.now_ns();
         self.received.set(self.received.get() + 1);
         self.last_receive_ns.set(now);
+        self.node_received[node].set(self.node_received[node].get() + 1);
+        self.node_last_receive_ns[node].set(now);
         if let Some(sent) = sent_ns(text) {
-            self.latencies_ns
+            self.latencies_ns[node]
                 .borrow_mut()
                 .push(now.saturating_sub(sent));
         }
@@ -146,7 +155,13 @@ async fn setup(addr: SocketAddr, channel: &str) -> Result<Ws, String> {
     Ok(ws)
 }
 
-async fn client(shared: Rc<Shared>, addr: SocketAddr, channel: String, limit: Rc<Semaphore>) {
+async fn client(
+    shared: Rc<Shared>,
+    node: usize,
+    addr: SocketAddr,
+    channel: String,
+    limit: Rc<Semaphore>,
+) {
     let permit = limit.acquire().await;
     let setup = tokio::time::timeout(SETUP_TIMEOUT, setup(addr, &channel)).await;
     drop(permit);
@@ -162,7 +177,7 @@ async fn client(shared: Rc<Shared>, addr: SocketAddr, channel: String, limit: Rc
             Ok(Message::Text(text)) => {
                 let bytes = text.as_bytes();
                 if bytes.starts_with(b"42[") {
-                    shared.record(bytes);
+                    shared.record(node, bytes);
                 } else if bytes == b"2" && ws.send(Message::text("3")).await.is_err() {
                     break;
                 }
@@ -251,6 +266,8 @@ impl Emitter {
 
 struct Settings {
     addr: SocketAddr,
+    /// A second node of the same cluster: odd connections go there.
+    addr2: Option<SocketAddr>,
     scenario: String,
     conns: u64,
     emits: u64,
@@ -259,8 +276,25 @@ struct Settings {
     concurrency: usize,
     straggler: Duration,
     pid: Option<u32>,
+    /// The second node's PID and Redis's: their CPU time counts as the server's.
+    pid2: Option<u32>,
+    redis_pid: Option<u32>,
     /// A pause between the connects and the emits (to start a profiler's measurement).
     hold: Duration,
+}
+
+/// The node connection `i` goes to: 0 (`--port`), or with `--port2` 1 for every odd one.
+fn node_of(settings: &Settings, i: u64) -> usize {
+    usize::from(settings.addr2.is_some() && i % 2 == 1)
+}
+
+/// Connections per node: (on `--port`, on `--port2`).
+fn conns_per_node(settings: &Settings) -> [u64; 2] {
+    if settings.addr2.is_some() {
+        [settings.conns.div_ceil(2), settings.conns / 2]
+    } else {
+        [settings.conns, 0]
+    }
 }
 
 /// Opens `settings.conns` connections; `channel(i)` names the channel of the i-th. Returns
@@ -273,9 +307,15 @@ async fn connect_all(
     let limit = Rc::new(Semaphore::new(settings.concurrency));
     let start = shared.now_ns();
     for i in 0..settings.conns {
+        let node = node_of(settings, i);
+        let addr = match (node, settings.addr2) {
+            (1, Some(addr2)) => addr2,
+            _ => settings.addr,
+        };
         tokio::task::spawn_local(client(
             shared.clone(),
-            settings.addr,
+            node,
+            addr,
             channel(i),
             limit.clone(),
         ));
@@ -359,13 +399,60 @@ async fn deliveries(
     expected: u64,
     result: &mut RunResult,
 ) {
-    let cpu = CpuMark::now(settings.pid);
+    let cpu = CpuMark::now(settings);
     let (sent, errors, first_ns) = emit_all(shared, settings, emits).await;
     await_deliveries(shared, expected, settings.straggler).await;
-    (result.server_cpu_secs, result.loadgen_cpu_secs) = cpu.elapsed(settings.pid);
+    let (servers, loadgen) = cpu.elapsed(settings);
+    result.server_cpu_secs = servers.iter().sum();
+    result.loadgen_cpu_secs = loadgen;
     let received = shared.received.get();
     let secs = shared.last_receive_ns.get().saturating_sub(first_ns) as f64 / 1e9;
-    let mut latencies = shared.latencies_ns.take();
+    let per_node = shared.latencies_ns.each_ref().map(|l| {
+        let mut l = l.take();
+        l.sort_unstable();
+        l
+    });
+    if settings.addr2.is_some() {
+        let conns = conns_per_node(settings);
+        let per_emit = expected / settings.conns.max(1);
+        let rate = |node: usize| {
+            let secs = shared.node_last_receive_ns[node]
+                .get()
+                .saturating_sub(first_ns) as f64
+                / 1e9;
+            if secs > 0.0 {
+                shared.node_received[node].get() as f64 / secs
+            } else {
+                0.0
+            }
+        };
+        let us =
+            |node: usize, q: f64| percentile(&per_node[node], q).map_or(0.0, |ns| ns as f64 / 1e3);
+        result.nodes = 2;
+        result.local_conns = conns[0];
+        result.remote_conns = conns[1];
+        result.local_received = shared.node_received[0].get();
+        result.remote_received = shared.node_received[1].get();
+        result.local_loss = (per_emit * conns[0]) as i64 - result.local_received as i64;
+        result.remote_loss = (per_emit * conns[1]) as i64 - result.remote_received as i64;
+        result.local_deliveries_per_sec = rate(0);
+        result.remote_deliveries_per_sec = rate(1);
+        (
+            result.local_p50_us,
+            result.local_p99_us,
+            result.local_max_us,
+        ) = (us(0, 0.50), us(0, 0.99), us(0, 1.0));
+        (
+            result.remote_p50_us,
+            result.remote_p99_us,
+            result.remote_max_us,
+        ) = (us(1, 0.50), us(1, 0.99), us(1, 1.0));
+        result.remote_server_cpu_secs = servers[1];
+        result.redis_cpu_secs = servers[2];
+    } else {
+        result.nodes = 1;
+    }
+    let mut latencies: Vec<u64> = per_node.concat();
     latencies.sort_unstable();
     let us = |q: f64| percentile(&latencies, q).map_or(0.0, |ns| ns as f64 / 1e3);
     result.emits = sent;
@@ -387,30 +474,37 @@ async fn deliveries(
     }
 }
 
-/// CPU times at the start of a measured phase: the server's (when its PID is known) and ours.
+/// CPU times at the start of a measured phase: the servers' (the first node, the second node
+/// and Redis, when their PIDs are known) and ours.
 struct CpuMark {
-    server: Option<f64>,
+    servers: [Option<f64>; 3],
     loadgen: Option<f64>,
 }
 
 impl CpuMark {
-    fn now(pid: Option<u32>) -> CpuMark {
+    fn server_pids(settings: &Settings) -> [Option<u32>; 3] {
+        [settings.pid, settings.pid2, settings.redis_pid]
+    }
+
+    fn now(settings: &Settings) -> CpuMark {
         CpuMark {
-            server: pid.and_then(cpu_secs),
+            servers: CpuMark::server_pids(settings).map(|pid| pid.and_then(cpu_secs)),
             loadgen: cpu_secs(std::process::id()),
         }
     }
 
-    /// (server, load generator) CPU seconds since the mark; 0 where unknown.
-    fn elapsed(&self, pid: Option<u32>) -> (f64, f64) {
+    /// (per server, load generator) CPU seconds since the mark; 0 where unknown.
+    fn elapsed(&self, settings: &Settings) -> ([f64; 3], f64) {
         let since = |start: Option<f64>, now: Option<f64>| match (start, now) {
             (Some(start), Some(now)) => now - start,
             _ => 0.0,
         };
-        (
-            since(self.server, pid.and_then(cpu_secs)),
-            since(self.loadgen, cpu_secs(std::process::id())),
-        )
+        let pids = CpuMark::server_pids(settings);
+        let mut servers = [0.0; 3];
+        for (i, server) in servers.iter_mut().enumerate() {
+            *server = since(self.servers[i], pids[i].and_then(cpu_secs));
+        }
+        (servers, since(self.loadgen, cpu_secs(std::process::id())))
     }
 }
 
@@ -432,9 +526,11 @@ async fn settled_rss(pid: u32) -> u64 {
 async fn run(settings: Settings) -> RunResult {
     let shared = Rc::new(Shared {
         t0: Instant::now(),
-        latencies_ns: RefCell::new(Vec::new()),
+        latencies_ns: Default::default(),
         received: Cell::new(0),
         last_receive_ns: Cell::new(0),
+        node_received: Default::default(),
+        node_last_receive_ns: Default::default(),
         subscribed: Cell::new(0),
         failed: Cell::new(0),
         closed: Cell::new(0),
@@ -450,7 +546,7 @@ async fn run(settings: Settings) -> RunResult {
         ("connect", Some(pid)) => settled_rss(pid).await,
         _ => 0,
     };
-    let cpu = CpuMark::now(settings.pid);
+    let cpu = CpuMark::now(&settings);
     let connect_secs = match settings.scenario.as_str() {
         "fanout" => connect_all(&shared, &settings, |_| "chats/0".to_owned()).await,
         "channels" => connect_all(&shared, &settings, |i| format!("chats/{i}")).await,
@@ -459,7 +555,9 @@ async fn run(settings: Settings) -> RunResult {
     };
     result.subscribed = shared.subscribed.get();
     if settings.scenario == "connect" {
-        (result.server_cpu_secs, result.loadgen_cpu_secs) = cpu.elapsed(settings.pid);
+        let (servers, loadgen) = cpu.elapsed(&settings);
+        result.server_cpu_secs = servers.iter().sum();
+        result.loadgen_cpu_secs = loadgen;
         if result.server_cpu_secs > 0.0 {
             result.connects_per_cpu_sec = result.subscribed as f64 / result.server_cpu_secs;
         }
@@ -477,6 +575,11 @@ async fn run(settings: Settings) -> RunResult {
             settings.hold.as_millis()
         );
         tokio::time::sleep(settings.hold).await;
+    }
+    if settings.addr2.is_some() {
+        // The remote node subscribes to the channel in Redis in the background after the
+        // subscribe ack (normally within a millisecond): leave it time before the first emit.
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     match settings.scenario.as_str() {
         "fanout" => {
@@ -524,8 +627,17 @@ fn main() {
     let flags = Flags::from_env();
     let scenario = flags.get("scenario").unwrap_or("fanout").to_owned();
     let port: u16 = flags.num("port", 3000);
+    let pid = |name: &str| {
+        flags.get(name).map(|p| {
+            p.parse()
+                .unwrap_or_else(|_| fail(&format!("--{name} expects a number")))
+        })
+    };
     let settings = Settings {
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        addr2: flags
+            .get("port2")
+            .map(|_| SocketAddr::from(([127, 0, 0, 1], flags.num("port2", 0u16)))),
         conns: flags.num("conns", 1000),
         emits: flags.num("emits", 100),
         rounds: flags.num("rounds", 3),
@@ -533,9 +645,9 @@ fn main() {
         concurrency: flags.num("concurrency", 256),
         straggler: Duration::from_millis(flags.num("straggler-ms", 3000)),
         hold: Duration::from_millis(flags.num("hold-ms", 0)),
-        pid: flags
-            .get("pid")
-            .map(|p| p.parse().unwrap_or_else(|_| fail("--pid expects a number"))),
+        pid: pid("pid"),
+        pid2: pid("pid2"),
+        redis_pid: pid("redis-pid"),
         scenario,
     };
     if settings.conns + 64 > limit {
@@ -564,7 +676,38 @@ fn main() {
 
 #[cfg(test)]
 mod tests {
-    use super::sent_ns;
+    use super::{Settings, conns_per_node, node_of, sent_ns};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    fn settings(conns: u64, two_nodes: bool) -> Settings {
+        Settings {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            addr2: two_nodes.then(|| SocketAddr::from(([127, 0, 0, 1], 2))),
+            scenario: "fanout".to_owned(),
+            conns,
+            emits: 1,
+            rounds: 1,
+            emitters: 1,
+            concurrency: 1,
+            straggler: Duration::ZERO,
+            pid: None,
+            pid2: None,
+            redis_pid: None,
+            hold: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn connections_split_between_two_nodes() {
+        let two = settings(1001, true);
+        assert_eq!(conns_per_node(&two), [501, 500]);
+        let on_b = (0..two.conns).filter(|&i| node_of(&two, i) == 1).count();
+        assert_eq!(on_b, 500);
+        let one = settings(1001, false);
+        assert_eq!(conns_per_node(&one), [1001, 0]);
+        assert!((0..one.conns).all(|i| node_of(&one, i) == 0));
+    }
 
     #[test]
     fn send_time_from_event_data() {
