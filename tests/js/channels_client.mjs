@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import { io } from "socket.io-client";
+import { step, sleep, within, abort, aborted, openSockets, run } from "./harness.mjs";
 
 const URL = (process.env.TIDINGS_URL ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
 const SCENARIO_TIMEOUT_MS = 15_000;
@@ -28,25 +29,6 @@ const TOKENS = {
   bob: "bob-token",
   mallory: "banned-token",
 };
-
-// ---------------------------------------------------------------------------
-// Harness: current step (for timeout messages), failure channel, socket cleanup.
-
-let currentStep = "start";
-const step = (name) => {
-  currentStep = name;
-};
-
-// Anything that must abort the scenario (e.g. an unexpected connect_error or disconnect)
-// rejects this promise; the scenario races against it.
-let abort;
-const aborted = new Promise((_, reject) => {
-  abort = reject;
-});
-
-const openSockets = new Set();
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function isBinary(v) {
   return Buffer.isBuffer(v) || v instanceof ArrayBuffer || ArrayBuffer.isView(v);
@@ -730,40 +712,4 @@ const scenarios = {
 // ---------------------------------------------------------------------------
 // Runner
 
-// Assertion and harness errors print their message; anything unexpected
-// (a bug in this script, a network error) prints its stack too.
-function describeError(err) {
-  if (err instanceof assert.AssertionError) return err.message;
-  const text = err?.constructor === Error ? err.message : (err?.stack ?? String(err));
-  return err?.cause ? `${text}\ncause: ${err.cause.message ?? err.cause}` : text;
-}
-
-async function main() {
-  const name = process.argv[2];
-  const scenario = scenarios[name];
-  if (!scenario) {
-    console.error(`unknown scenario "${name}"; known: ${Object.keys(scenarios).join(", ")}`);
-    process.exit(1);
-  }
-
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timeout in ${currentStep}`)), SCENARIO_TIMEOUT_MS);
-  });
-
-  let code = 0;
-  try {
-    await Promise.race([scenario(), aborted, timeout]);
-    console.log(`channels_client ${name}: ok`);
-  } catch (err) {
-    console.error(`channels_client ${name}: FAILED in step "${currentStep}" (${URL})`);
-    console.error(describeError(err));
-    code = 1;
-  } finally {
-    clearTimeout(timer);
-    for (const socket of openSockets) socket.close();
-  }
-  process.exit(code);
-}
-
-main();
+run("channels_client", scenarios, { where: URL, timeoutMs: SCENARIO_TIMEOUT_MS });

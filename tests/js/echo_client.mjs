@@ -4,6 +4,7 @@
 // Exit code 0 = pass; on failure a message goes to stderr and the exit code is 1.
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
+import { step, sleep, within, abort, aborted, openSockets, run } from "./harness.mjs";
 
 const URL = (process.env.TIDINGS_URL ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
 const SCENARIO_TIMEOUT_MS = 10_000;
@@ -12,25 +13,6 @@ const QUIET_MS = 500;
 
 // JSON args whose key order and unicode must survive the round trip byte for byte.
 const JSON_ARGS = ["hello", { b: 1, a: [1, 2, { z: null, y: "é" }] }, 3.5, true, null];
-
-// ---------------------------------------------------------------------------
-// Harness: current step (for timeout messages), failure channel, socket cleanup.
-
-let currentStep = "start";
-const step = (name) => {
-  currentStep = name;
-};
-
-// Anything that must abort the scenario (e.g. an unexpected connect_error)
-// rejects this promise; the scenario races against it.
-let abort;
-const aborted = new Promise((_, reject) => {
-  abort = reject;
-});
-
-const openSockets = new Set();
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Normalise binary values (Buffer, ArrayBuffer, typed arrays) to Buffer,
 // recursively, so that deepStrictEqual compares bytes and not containers.
@@ -335,40 +317,4 @@ async function binaryScenario(transport) {
 // ---------------------------------------------------------------------------
 // Runner
 
-// Assertion and harness errors print their message; anything unexpected
-// (a bug in this script, a network error) prints its stack too.
-function describeError(err) {
-  if (err instanceof assert.AssertionError) return err.message;
-  const text = err?.constructor === Error ? err.message : (err?.stack ?? String(err));
-  return err?.cause ? `${text}\ncause: ${err.cause.message ?? err.cause}` : text;
-}
-
-async function main() {
-  const name = process.argv[2];
-  const scenario = scenarios[name];
-  if (!scenario) {
-    console.error(`unknown scenario "${name}"; known: ${Object.keys(scenarios).join(", ")}`);
-    process.exit(1);
-  }
-
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timeout in ${currentStep}`)), SCENARIO_TIMEOUT_MS);
-  });
-
-  let code = 0;
-  try {
-    await Promise.race([scenario(), aborted, timeout]);
-    console.log(`echo_client ${name}: ok`);
-  } catch (err) {
-    console.error(`echo_client ${name}: FAILED in step "${currentStep}" (${URL})`);
-    console.error(describeError(err));
-    code = 1;
-  } finally {
-    clearTimeout(timer);
-    for (const socket of openSockets) socket.close();
-  }
-  process.exit(code);
-}
-
-main();
+run("echo_client", scenarios, { where: URL, timeoutMs: SCENARIO_TIMEOUT_MS });

@@ -5,6 +5,7 @@
 // Exit code 0 = pass; on failure a message goes to stderr and the exit code is 1.
 import assert from "node:assert/strict";
 import { Socket } from "engine.io-client";
+import { step, abort, aborted, openSockets, run } from "./harness.mjs";
 
 const URL = (process.env.TIDINGS_URL ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
 const SCENARIO_TIMEOUT_MS = 10_000;
@@ -12,20 +13,6 @@ const SCENARIO_TIMEOUT_MS = 10_000;
 const TEXT = "hello é";
 const BINARY = new Uint8Array([1, 2, 3, 255]);
 
-// ---------------------------------------------------------------------------
-// Harness
-
-let currentStep = "start";
-const step = (name) => {
-  currentStep = name;
-};
-
-let abort;
-const aborted = new Promise((_, reject) => {
-  abort = reject;
-});
-
-const openSockets = new Set();
 let shuttingDown = false; // set once the scenario is over: closes are then expected
 
 function isBinary(v) {
@@ -123,41 +110,4 @@ const scenarios = {
 // ---------------------------------------------------------------------------
 // Runner
 
-// Assertion and harness errors print their message; anything unexpected
-// (a bug in this script, a network error) prints its stack too.
-function describeError(err) {
-  if (err instanceof assert.AssertionError) return err.message;
-  const text = err?.constructor === Error ? err.message : (err?.stack ?? String(err));
-  return err?.cause ? `${text}\ncause: ${err.cause.message ?? err.cause}` : text;
-}
-
-async function main() {
-  const name = process.argv[2];
-  const scenario = scenarios[name];
-  if (!scenario) {
-    console.error(`unknown scenario "${name}"; known: ${Object.keys(scenarios).join(", ")}`);
-    process.exit(1);
-  }
-
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timeout in ${currentStep}`)), SCENARIO_TIMEOUT_MS);
-  });
-
-  let code = 0;
-  try {
-    await Promise.race([scenario(), aborted, timeout]);
-    console.log(`engine_echo ${name}: ok`);
-  } catch (err) {
-    console.error(`engine_echo ${name}: FAILED in step "${currentStep}" (${URL})`);
-    console.error(describeError(err));
-    code = 1;
-  } finally {
-    clearTimeout(timer);
-    shuttingDown = true;
-    for (const socket of openSockets) socket.close();
-  }
-  process.exit(code);
-}
-
-main();
+run("engine_echo", scenarios, { where: URL, timeoutMs: SCENARIO_TIMEOUT_MS });

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
+import { step, sleep, within, openSockets, run } from "./harness.mjs";
 
 const URL = (process.env.TIDINGS_URL ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
 const ENGINE_URL = `${URL}/socket.io/`;
@@ -20,27 +21,6 @@ const SLACK_MS = 500;
 const SCENARIO_TIMEOUT_MS = Math.max(10_000, 6 * (PING_INTERVAL + PING_TIMEOUT));
 // Engine.IO v4 packet separator in polling payloads.
 const SEPARATOR = "\x1e";
-
-// ---------------------------------------------------------------------------
-// Harness: current step (for timeout messages) and cleanup of open sockets.
-
-let currentStep = "start";
-const step = (name) => {
-  currentStep = name;
-};
-
-const openSockets = new Set(); // WsClient and socket.io-client sockets
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// Rejects with `message` if `promise` does not settle within `ms`.
-function within(ms, promise, message) {
-  let timer;
-  const guard = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
-}
 
 // ---------------------------------------------------------------------------
 // HTTP long-polling helpers
@@ -512,40 +492,4 @@ const scenarios = {
 // ---------------------------------------------------------------------------
 // Runner
 
-// Assertion and harness errors print their message; anything unexpected
-// (a bug in this script, a network error) prints its stack too.
-function describeError(err) {
-  if (err instanceof assert.AssertionError) return err.message;
-  const text = err?.constructor === Error ? err.message : (err?.stack ?? String(err));
-  return err?.cause ? `${text}\ncause: ${err.cause.message ?? err.cause}` : text;
-}
-
-async function main() {
-  const name = process.argv[2];
-  const scenario = scenarios[name];
-  if (!scenario) {
-    console.error(`unknown scenario "${name}"; known: ${Object.keys(scenarios).join(", ")}`);
-    process.exit(1);
-  }
-
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timeout in ${currentStep}`)), SCENARIO_TIMEOUT_MS);
-  });
-
-  let code = 0;
-  try {
-    await Promise.race([scenario(), timeout]);
-    console.log(`raw_engine ${name}: ok`);
-  } catch (err) {
-    console.error(`raw_engine ${name}: FAILED in step "${currentStep}" (${URL})`);
-    console.error(describeError(err));
-    code = 1;
-  } finally {
-    clearTimeout(timer);
-    for (const socket of openSockets) socket.close();
-  }
-  process.exit(code);
-}
-
-main();
+run("raw_engine", scenarios, { where: URL, timeoutMs: SCENARIO_TIMEOUT_MS });

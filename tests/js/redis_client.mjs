@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import readline from "node:readline";
 import { io } from "socket.io-client";
+import { step, sleep, within, abort, aborted, openSockets, run } from "./harness.mjs";
 
 const NODES = (process.env.TIDINGS_NODES ?? "")
   .split(",")
@@ -27,21 +28,6 @@ const SUBSCRIBE_WAIT_MS = 5_000;
 // How long a node may take to be back on Redis once it is up again.
 const RECOVERY_MS = 10_000;
 
-// ---------------------------------------------------------------------------
-// Harness: current step (for timeout messages), failure channel, socket cleanup.
-
-let currentStep = "start";
-const step = (name) => {
-  currentStep = name;
-};
-
-let abort;
-const aborted = new Promise((_, reject) => {
-  abort = reject;
-});
-
-const openSockets = new Set();
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const info = (line) => console.log(`# ${line}`);
 
 // Polls `check` (async, truthy = done) every `every` ms; fails with `what` (a text, or a
@@ -628,42 +614,11 @@ const scenarios = {
 // ---------------------------------------------------------------------------
 // Runner
 
-function describeError(err) {
-  if (err instanceof assert.AssertionError) return err.message;
-  const text = err?.constructor === Error ? err.message : (err?.stack ?? String(err));
-  return err?.cause ? `${text}\ncause: ${err.cause.message ?? err.cause}` : text;
+if (NODES.length === 0) {
+  console.error("TIDINGS_NODES is empty: give the node URLs as a comma list");
+  process.exit(1);
 }
-
-async function main() {
-  const name = process.argv[2];
-  const scenario = scenarios[name];
-  if (!scenario) {
-    console.error(`unknown scenario "${name}"; known: ${Object.keys(scenarios).join(", ")}`);
-    process.exit(1);
-  }
-  if (NODES.length === 0) {
-    console.error("TIDINGS_NODES is empty: give the node URLs as a comma list");
-    process.exit(1);
-  }
-
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timeout in ${currentStep}`)), SCENARIO_TIMEOUT_MS);
-  });
-
-  let code = 0;
-  try {
-    await Promise.race([scenario(), aborted, timeout]);
-    console.log(`redis_client ${name}: ok`);
-  } catch (err) {
-    console.error(`redis_client ${name}: FAILED in step "${currentStep}" (${NODES.join(", ")}, Redis on ${REDIS_PORT})`);
-    console.error(describeError(err));
-    code = 1;
-  } finally {
-    clearTimeout(timer);
-    for (const socket of openSockets) socket.close();
-  }
-  process.exit(code);
-}
-
-main();
+run("redis_client", scenarios, {
+  where: `${NODES.join(", ")}, Redis on ${REDIS_PORT}`,
+  timeoutMs: SCENARIO_TIMEOUT_MS,
+});

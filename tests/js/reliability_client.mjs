@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
+import { step, sleep, within, abort, aborted, openSockets, run } from "./harness.mjs";
 
 const URL = (process.env.TIDINGS_URL ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
 const WS_URL = `${URL.replace(/^http/, "ws")}/socket.io/?EIO=4&transport=websocket`;
@@ -36,34 +37,7 @@ const MAX_LAG = 1_000;
 const OK = { status: "ok" };
 const INVALID = { status: "error", reason: "invalid" };
 
-// ---------------------------------------------------------------------------
-// Harness: current step (for timeout messages), failure channel, results, socket cleanup.
-
-let currentStep = "start";
-const step = (name) => {
-  currentStep = name;
-};
-
-// Anything that must abort the scenario (a good client disconnected, a message out of
-// order) rejects this promise; the scenario races against it.
-let abort;
-const aborted = new Promise((_, reject) => {
-  abort = reject;
-});
-
-const openSockets = new Set(); // RawClient and socket.io-client sockets
 const results = {};
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// Rejects with `message` if `promise` does not settle within `ms`.
-function within(ms, promise, message) {
-  let timer;
-  const guard = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
-}
 
 // Polls `probe` (sync or async) until it returns a truthy value, which it resolves with;
 // fails with `message()` after `ms`.
@@ -739,43 +713,11 @@ const scenarios = {
 // ---------------------------------------------------------------------------
 // Runner
 
-// Assertion and harness errors print their message; anything unexpected
-// (a bug in this script, a network error) prints its stack too.
-function describeError(err) {
-  if (err instanceof assert.AssertionError) return err.message;
-  const text = err?.constructor === Error ? err.message : (err?.stack ?? String(err));
-  return err?.cause ? `${text}\ncause: ${err.cause.message ?? err.cause}` : text;
-}
-
-async function main() {
-  const name = process.argv[2];
-  const scenario = scenarios[name];
-  if (!scenario) {
-    console.error(`unknown scenario "${name}"; known: ${Object.keys(scenarios).join(", ")}`);
-    process.exit(1);
-  }
-
-  let timer;
-  const limit = SCENARIO_TIMEOUT_MS[name];
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timeout (${limit} ms) in ${currentStep}`)), limit);
-  });
-
-  let code = 0;
-  try {
-    await Promise.race([scenario(), aborted, timeout]);
-    console.log(`reliability_client ${name}: ok`);
-  } catch (err) {
-    console.error(`reliability_client ${name}: FAILED in step "${currentStep}" (${URL})`);
-    console.error(describeError(err));
-    code = 1;
-  } finally {
-    clearTimeout(timer);
+run("reliability_client", scenarios, {
+  where: URL,
+  timeoutMs: (name) => SCENARIO_TIMEOUT_MS[name],
+  finish: () => {
     console.log(JSON.stringify(results));
     if (RESULTS) writeFileSync(RESULTS, JSON.stringify(results));
-    for (const socket of openSockets) socket.close();
-  }
-  process.exit(code);
-}
-
-main();
+  },
+});

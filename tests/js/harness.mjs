@@ -1,0 +1,78 @@
+// The harness every Node test script shares: the current step (named when a scenario fails or
+// times out), an abort channel for failures seen in event handlers, the sockets to close at the
+// end, and the runner that picks the scenario named in argv, guards it with a timeout and sets
+// the exit code (0 = pass, 1 = fail with a message on stderr).
+import assert from "node:assert/strict";
+
+let currentStep = "start";
+
+/** Names the step in progress, for failure and timeout messages. */
+export const step = (name) => {
+  currentStep = name;
+};
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Rejects with `message` if `promise` does not settle within `ms`. */
+export function within(ms, promise, message) {
+  let timer;
+  const guard = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
+}
+
+// Anything that must end the scenario at once (an unexpected connect_error, say) calls
+// `abort(error)`; the scenario races against `aborted`.
+let rejectAborted;
+export const aborted = new Promise((_, reject) => {
+  rejectAborted = reject;
+});
+aborted.catch(() => {});
+export const abort = (error) => rejectAborted(error);
+
+/** Sockets (anything with `close()`) closed when the scenario ends. */
+export const openSockets = new Set();
+
+function describeError(err) {
+  if (err instanceof assert.AssertionError) return err.message;
+  const text = err?.constructor === Error ? err.message : (err?.stack ?? String(err));
+  return err?.cause ? `${text}\ncause: ${err.cause.message ?? err.cause}` : text;
+}
+
+/**
+ * Runs the scenario named by `process.argv[2]` and exits.
+ * - `script`: the script's name, for messages;
+ * - `where`: what it runs against (a URL), for failure messages;
+ * - `timeoutMs`: a number, or a function of the scenario's name;
+ * - `finish`: called at the end, pass or fail (to write results).
+ */
+export async function run(script, scenarios, { where, timeoutMs, finish = () => {} }) {
+  const name = process.argv[2];
+  const scenario = scenarios[name];
+  if (!scenario) {
+    console.error(`unknown scenario "${name}"; known: ${Object.keys(scenarios).join(", ")}`);
+    process.exit(1);
+  }
+
+  const limit = typeof timeoutMs === "function" ? timeoutMs(name) : timeoutMs;
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timeout (${limit} ms) in ${currentStep}`)), limit);
+  });
+
+  let code = 0;
+  try {
+    await Promise.race([scenario(), aborted, timeout]);
+    console.log(`${script} ${name}: ok`);
+  } catch (err) {
+    console.error(`${script} ${name}: FAILED in step "${currentStep}" (${where})`);
+    console.error(describeError(err));
+    code = 1;
+  } finally {
+    clearTimeout(timer);
+    finish();
+    for (const socket of openSockets) socket.close();
+  }
+  process.exit(code);
+}
