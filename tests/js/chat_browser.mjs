@@ -8,17 +8,13 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { step, run } from "./harness.mjs";
 
 const URL = (process.env.TIDINGS_URL ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
 const SHOTS = process.env.TIDINGS_SCREENSHOT_DIR ?? "target";
 const CHROMIUM = process.env.TIDINGS_CHROMIUM ?? "/usr/bin/chromium";
 const TIMEOUT_MS = 45_000;
 const WAIT_MS = 10_000;
-
-let currentStep = "start";
-const step = (name) => {
-  currentStep = name;
-};
 
 // Waits until the element's text is `expected` (or matches it, for a RegExp).
 async function expectText(page, selector, expected, what) {
@@ -113,21 +109,4 @@ const scenarios = {
   },
 };
 
-const name = process.argv[2];
-const scenario = scenarios[name];
-if (!scenario) {
-  console.error(`unknown scenario ${JSON.stringify(name)}; known: ${Object.keys(scenarios).join(", ")}`);
-  process.exit(1);
-}
-const guard = setTimeout(() => {
-  console.error(`timeout in ${currentStep}`);
-  process.exit(1);
-}, TIMEOUT_MS);
-try {
-  await scenario();
-  clearTimeout(guard);
-  process.exit(0);
-} catch (err) {
-  console.error(`FAILED in step "${currentStep}": ${err.message}`);
-  process.exit(1);
-}
+run("chat_browser", scenarios, { where: URL, timeoutMs: TIMEOUT_MS });

@@ -6,15 +6,11 @@
 // Usage: TIDINGS_URL=http://127.0.0.1:PORT TIDINGS_MESSAGES=200 node tests/js/shutdown_client.mjs queued
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
+import { step, run } from "./harness.mjs";
 
 const URL = (process.env.TIDINGS_URL ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
 const MESSAGES = Number(process.env.TIDINGS_MESSAGES ?? 200);
 const TIMEOUT_MS = 20_000;
-
-let currentStep = "start";
-const step = (name) => {
-  currentStep = name;
-};
 
 function client(transports) {
   const socket = io(URL, { forceNew: true, reconnection: false, transports });
@@ -74,20 +70,4 @@ const scenarios = {
   },
 };
 
-const scenario = scenarios[process.argv[2]];
-if (!scenario) {
-  console.error(`unknown scenario ${JSON.stringify(process.argv[2])}`);
-  process.exit(1);
-}
-const guard = setTimeout(() => {
-  console.error(`timeout in ${currentStep}`);
-  process.exit(1);
-}, TIMEOUT_MS);
-try {
-  await scenario();
-  clearTimeout(guard);
-  process.exit(0);
-} catch (err) {
-  console.error(`FAILED in step "${currentStep}": ${err.message}`);
-  process.exit(1);
-}
+run("shutdown_client", scenarios, { where: URL, timeoutMs: TIMEOUT_MS });
