@@ -4,7 +4,7 @@
 // Exit code 0 = pass; on failure a message goes to stderr and the exit code is 1.
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
-import { step, sleep, within, abort, aborted, openSockets, run } from "./harness.mjs";
+import { step, sleep, within, abort, aborted, openSockets, run, Inbox as BaseInbox } from "./harness.mjs";
 
 const URL = (process.env.TIDINGS_URL ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
 const SCENARIO_TIMEOUT_MS = 10_000;
@@ -55,28 +55,7 @@ function assertSameArgs(got, sent, what) {
 
 // Records every event a socket receives (including reserved ones, prefixed
 // with "$"), so that nothing is lost between "emit" and "start waiting".
-class Inbox {
-  constructor(socket) {
-    this.items = [];
-    this.waiters = [];
-    socket.onAny((event, ...args) => this.push(event, args));
-    socket.on("connect", () => this.push("$connect", []));
-    socket.on("connect_error", (err) => this.push("$connect_error", [err]));
-    socket.on("disconnect", (...args) => this.push("$disconnect", args));
-  }
-
-  push(event, args) {
-    const i = this.waiters.findIndex((w) => w.event === event);
-    if (i >= 0) this.waiters.splice(i, 1)[0].resolve(args);
-    else this.items.push({ event, args });
-  }
-
-  // Resolves with the args of the next `event` (already received or future).
-  next(event) {
-    const i = this.items.findIndex((it) => it.event === event);
-    if (i >= 0) return Promise.resolve(this.items.splice(i, 1)[0].args);
-    return new Promise((resolve) => this.waiters.push({ event, resolve }));
-  }
+class Inbox extends BaseInbox {
 
   // Fails if `event` arrived or arrives within `ms`.
   async expectNothing(event, ms, who) {

@@ -34,6 +34,35 @@ export const abort = (error) => rejectAborted(error);
 /** Sockets (anything with `close()`) closed when the scenario ends. */
 export const openSockets = new Set();
 
+/**
+ * Everything a socket.io-client socket receives, in order: application events by name, and
+ * `$connect`, `$connect_error`, `$disconnect`. `next(event)` takes the next one of a name,
+ * already received or still to come. Scripts extend it with their own expectations.
+ */
+export class Inbox {
+  constructor(socket) {
+    this.items = [];
+    this.waiters = [];
+    socket.onAny((event, ...args) => this.push(event, args));
+    socket.on("connect", () => this.push("$connect", []));
+    socket.on("connect_error", (err) => this.push("$connect_error", [err]));
+    socket.on("disconnect", (...args) => this.push("$disconnect", args));
+  }
+
+  push(event, args) {
+    const i = this.waiters.findIndex((w) => w.event === event);
+    if (i >= 0) this.waiters.splice(i, 1)[0].resolve(args);
+    else this.items.push({ event, args });
+  }
+
+  // Resolves with the args of the next `event` (already received or future).
+  next(event) {
+    const i = this.items.findIndex((it) => it.event === event);
+    if (i >= 0) return Promise.resolve(this.items.splice(i, 1)[0].args);
+    return new Promise((resolve) => this.waiters.push({ event, resolve }));
+  }
+}
+
 function describeError(err) {
   if (err instanceof assert.AssertionError) return err.message;
   const text = err?.constructor === Error ? err.message : (err?.stack ?? String(err));
