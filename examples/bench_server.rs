@@ -56,11 +56,7 @@ async fn main() -> std::io::Result<()> {
     args::init_tracing();
     let args = args::Args::parse(3000);
     let mut builder = Tidings::builder();
-    if let Some(url) = args
-        .rest
-        .iter()
-        .find_map(|(f, v)| (f == "--redis").then_some(v))
-    {
+    if let Some(url) = args.flag("--redis") {
         builder = builder.redis(url)?;
     }
     let tidings = builder
@@ -76,10 +72,8 @@ async fn main() -> std::io::Result<()> {
         })
         .build()?;
     let workers = args
-        .rest
-        .iter()
-        .find_map(|(flag, value)| (flag == "--workers").then(|| value.parse::<usize>().ok()))
-        .flatten()
+        .flag("--workers")
+        .and_then(|value| value.parse::<usize>().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let server = HttpServer::new(move || App::new().configure(tidings.configure()).service(emit))
         .workers(workers)

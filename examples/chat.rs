@@ -165,19 +165,11 @@ fn client_script() -> Option<web::Bytes> {
 async fn main() -> std::io::Result<()> {
     args::init_tracing();
     let args = args::Args::parse(8080);
-    let vip_token = args
-        .rest
-        .iter()
-        .find_map(|(flag, value)| (flag == "--vip-token").then(|| value.clone()))
-        .unwrap_or_else(|| "northle-vip".to_owned());
+    let vip_token = args.flag("--vip-token").unwrap_or("northle-vip").to_owned();
     let script = client_script().unwrap_or_default();
 
     let mut builder = Tidings::builder();
-    if let Some(url) = args
-        .rest
-        .iter()
-        .find_map(|(f, v)| (f == "--redis").then_some(v))
-    {
+    if let Some(url) = args.flag("--redis") {
         builder = builder.redis(url)?;
     }
     let tidings = builder

@@ -46,6 +46,14 @@ impl Args {
         }
         args
     }
+
+    /// The value of an example's own flag (`--redis`, `--workers` ...), if given.
+    #[allow(dead_code, reason = "not every example has flags of its own")]
+    pub fn flag(&self, name: &str) -> Option<&str> {
+        self.rest
+            .iter()
+            .find_map(|(flag, value)| (flag == name).then_some(value.as_str()))
+    }
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> T {
