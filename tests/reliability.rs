@@ -11,11 +11,18 @@
 
 mod support;
 
+/// The allocator of this test binary, configured as a long-running server should be: jemalloc
+/// with its background threads on (see `start_server`), which give pages that stayed free for a
+/// while back to the system. glibc's malloc keeps them: after the churn below, RSS stays at its
+/// peak under glibc although the live heap is back near its start (fragmented arenas).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use support::InProcess;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
@@ -141,6 +148,8 @@ fn rss_kib() -> u64 {
 
 /// A fresh in-process server with this file's channel and routes.
 fn start_server(configure: impl FnOnce(SocketIoBuilder) -> SocketIoBuilder) -> InProcess {
+    tikv_jemalloc_ctl::background_thread::write(true)
+        .expect("jemalloc's background threads (needed to return freed memory) could not start");
     let tidings = Tidings::builder()
         .socketio(configure)
         .app_data(web::Data::new(LeftLog::default()))
@@ -200,6 +209,10 @@ fn number(results: &Value, key: &str) -> f64 {
 
 const MIB: f64 = 1024.0;
 
+/// How far above its start RSS may stay once the churn is over and the allocator has settled:
+/// what remains live is this test's own `left` log (10,000 entries) and allocator bookkeeping.
+const CHURN_RSS_RETURN_KIB: f64 = 8.0 * MIB;
+
 // ---------------------------------------------------------------------------
 // Scenarios
 
@@ -231,7 +244,7 @@ fn slow_consumer_is_cut_off_and_memory_stays_bounded() {
 
 /// 10,000 connect / subscribe / disconnect cycles ending cleanly, by a dropped TCP connection
 /// or by a ping timeout: the server forgets every connection, subscription and channel, and
-/// the memory comes back.
+/// the memory comes back (RSS within 8 MiB of its start once the allocator has settled).
 #[test]
 fn churn_leaves_nothing_behind() {
     let _serial = serial();
@@ -243,18 +256,30 @@ fn churn_leaves_nothing_behind() {
     let results = run_scenario(&server, "churn", Duration::from_secs(90));
     let before = number(&results, "rss_before_kib");
     let peak = number(&results, "rss_peak_kib");
-    let after = number(&results, "rss_after_kib");
+    let at_end = number(&results, "rss_after_kib");
+    // The allocator returns pages that stayed free for about ten seconds (jemalloc's default
+    // decay); give it up to three times that.
+    let settling = Instant::now();
+    let mut after = at_end;
+    while after - before > CHURN_RSS_RETURN_KIB && settling.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(250));
+        after = rss_kib() as f64;
+    }
     println!(
-        "churn RSS: before {:.1} MiB, peak {:.1} MiB, after {:.1} MiB (after - before {:.1} MiB)",
+        "churn RSS: before {:.1} MiB, peak {:.1} MiB, at the end {:.1} MiB, after {:.1} s {:.1} MiB (after - before {:.1} MiB)",
         before / MIB,
         peak / MIB,
+        at_end / MIB,
+        settling.elapsed().as_secs_f64(),
         after / MIB,
         (after - before) / MIB
     );
     assert!(
-        after - before < 64.0 * MIB,
-        "RSS after the churn is {:.1} MiB above the start (limit 64 MiB)",
-        (after - before) / MIB
+        after - before <= CHURN_RSS_RETURN_KIB,
+        "RSS stayed {:.1} MiB above its start 30 s after the churn (limit {:.1} MiB; peak was {:.1} MiB above)",
+        (after - before) / MIB,
+        CHURN_RSS_RETURN_KIB / MIB,
+        (peak - before) / MIB
     );
     assert_eq!(
         server.tidings.io().connection_count(),
