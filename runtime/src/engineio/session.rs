@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
+use futures_util::task::AtomicWaker;
 use tokio::sync::{Mutex, Notify, mpsc};
 
 use super::error::CloseReason;
@@ -52,8 +53,9 @@ pub struct Session {
     handshake: Arc<Handshake>,
     tx: mpsc::Sender<Frame>,
     /// The receiving end of the outbound queue, held by whichever transport is writing: a
-    /// pending poll, or the WebSocket task. `try_lock` failing on a poll means overlapping polls.
-    pub(crate) rx: Mutex<mpsc::Receiver<Frame>>,
+    /// pending poll, or the WebSocket connection. `try_lock` failing on a poll means
+    /// overlapping polls.
+    pub(crate) rx: Arc<Mutex<mpsc::Receiver<Frame>>>,
     transport: AtomicU8,
     upgrading: AtomicBool,
     /// Wakes a pending poll when an upgrade starts, so it answers with a noop.
@@ -64,6 +66,8 @@ pub struct Session {
     /// Set once, by the first `close`; a plain flag so the hot path (`send`) reads one atomic.
     closed: AtomicBool,
     close_notify: Notify,
+    /// Wakes the WebSocket connection (polled by actix's dispatcher, not a task) on close.
+    pub(crate) close_waker: AtomicWaker,
     reason: OnceLock<CloseReason>,
     /// Set when a poll has carried the close packet to the client.
     close_delivered: AtomicBool,
@@ -81,7 +85,7 @@ impl Session {
             sid: Sid::random(),
             handshake,
             tx,
-            rx: Mutex::new(rx),
+            rx: Arc::new(Mutex::new(rx)),
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
             poll_wake: Notify::new(),
@@ -89,6 +93,7 @@ impl Session {
             pong_tx,
             closed: AtomicBool::new(false),
             close_notify: Notify::new(),
+            close_waker: AtomicWaker::new(),
             reason: OnceLock::new(),
             close_delivered: AtomicBool::new(false),
         };
@@ -184,6 +189,7 @@ impl Session {
         if self.reason.set(reason).is_ok() {
             self.closed.store(true, Ordering::Release);
             self.close_notify.notify_waiters();
+            self.close_waker.wake();
         }
     }
 

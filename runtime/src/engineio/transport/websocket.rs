@@ -1,227 +1,424 @@
 //! WebSocket: a direct session, or the upgrade of a polling one (`2probe` / `3probe` / `5`).
-//! One local task per connection reads frames from the client and writes the session's queue.
+//!
+//! A connection has no task of its own: its response body, [`Connection`], is polled by
+//! actix-http's dispatcher for bytes to write, and in that same poll it reads the client's
+//! frames from the request payload and drains the session queue. A frame queued by a broadcast
+//! wakes the dispatcher directly, and is encoded straight into the bytes the dispatcher writes.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_http::ws::{self, CloseCode, Codec, Item, Message, ProtocolError};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason as WsClose};
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use futures_util::Stream as _;
+use tokio::sync::{OwnedMutexGuard, mpsc};
+use tokio_util::codec::{Decoder as _, Encoder as _};
 
 use crate::engineio::error::{CloseReason, RequestError};
 use crate::engineio::packet::{Frame, Packet};
 use crate::engineio::server::{Engine, EngineHandler, Entry};
 use crate::engineio::session::TransportKind;
 
-/// How many queued frames the writer takes in one go before looking at the reader again.
+/// How many queued frames one poll encodes before handing them to the dispatcher.
 const WRITE_BATCH: usize = 64;
 
-/// How long a closing connection may take to flush what was queued and its close frame.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Stop adding frames to one chunk once it is this big (the dispatcher buffers 32 KiB).
+const WRITE_CHUNK: usize = 16 * 1024;
 
 /// Accepts a WebSocket: a new session when `entry` is `None`, else an upgrade of `entry`.
 pub(crate) fn open<H: EngineHandler>(
     engine: &Engine<H>,
     req: &HttpRequest,
-    body: web::Payload,
+    payload: web::Payload,
     entry: Option<Entry<H::State>>,
 ) -> Result<HttpResponse, RequestError> {
-    let (response, ws, stream) =
-        actix_ws::handle(req, body).map_err(|_| RequestError::BadRequest)?;
+    let mut response = ws::handshake(req.head()).map_err(|_| RequestError::BadRequest)?;
     let max = engine.config().max_payload;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
-    let engine = engine.clone();
-    match entry {
+    let (entry, phase, out) = match entry {
         None => {
             let (entry, open) = engine.create_session(req, TransportKind::WebSocket);
-            actix_web::rt::spawn(async move {
-                let mut ws = ws;
-                if ws.text(open).await.is_err() {
-                    entry.session.close(CloseReason::TransportError);
-                    return;
-                }
-                run(engine, entry, ws, stream).await;
-            });
+            let mut out = BytesMut::new();
+            encode(&mut out, Message::Text(open));
+            let queue = entry.session.rx.clone().try_lock_owned();
+            let phase = match queue {
+                Ok(queue) => Phase::Open(queue),
+                // Nobody else knows the session yet; this cannot happen.
+                Err(_) => Phase::Acquiring(Box::pin(entry.session.rx.clone().lock_owned())),
+            };
+            (entry, phase, out)
         }
         Some(entry) => {
-            actix_web::rt::spawn(async move {
-                upgrade(engine, entry, ws, stream).await;
-            });
+            let deadline = Box::pin(tokio::time::sleep(engine.config().upgrade_timeout));
+            let phase = Phase::Probing {
+                probed: false,
+                deadline,
+            };
+            (entry, phase, BytesMut::new())
         }
-    }
-    Ok(response)
+    };
+    let connection = Connection {
+        engine: engine.clone(),
+        entry,
+        payload,
+        codec: Codec::new().max_size(max),
+        input: BytesMut::new(),
+        partial: None,
+        out,
+        phase,
+    };
+    Ok(response.message_body(BoxBody::new(connection)).map_or_else(
+        |_| HttpResponse::InternalServerError().finish(),
+        HttpResponse::from,
+    ))
 }
 
 /// Accepts the WebSocket handshake of a second WebSocket on an upgraded session, then closes it.
-pub(crate) fn refuse(req: &HttpRequest, body: web::Payload) -> Result<HttpResponse, RequestError> {
-    let (response, ws, _stream) =
-        actix_ws::handle(req, body).map_err(|_| RequestError::BadRequest)?;
-    actix_web::rt::spawn(async move {
-        let _ = ws
-            .close(Some(WsClose {
-                code: CloseCode::Policy,
-                description: Some("session already upgraded".to_owned()),
-            }))
-            .await;
-    });
-    Ok(response)
-}
-
-/// The upgrade handshake on a polling session; on success, hands over to [`run`].
-async fn upgrade<H: EngineHandler>(
-    engine: Engine<H>,
-    entry: Entry<H::State>,
-    mut ws: actix_ws::Session,
-    mut stream: AggregatedMessageStream,
-) {
-    let session = entry.session.clone();
-    let deadline = tokio::time::sleep(engine.config().upgrade_timeout);
-    tokio::pin!(deadline);
-    let mut probed = false;
-    let upgraded = loop {
-        let message = tokio::select! {
-            message = stream.recv() => message,
-            () = &mut deadline => break false,
-            () = session.closed() => break false,
-        };
-        let Some(Ok(message)) = message else {
-            break false;
-        };
-        match message {
-            AggregatedMessage::Text(text) if &*text == "2probe" && !probed => {
-                if !session.start_upgrade() || ws.text("3probe").await.is_err() {
-                    break false;
-                }
-                probed = true;
-            }
-            AggregatedMessage::Text(text) if &*text == "5" && probed => break true,
-            AggregatedMessage::Ping(bytes) => {
-                let _ = ws.pong(&bytes).await;
-            }
-            _ => break false,
-        }
-    };
-    if !upgraded {
-        tracing::debug!(sid = %session.sid(), "upgrade abandoned");
-        let _ = ws.close(None).await;
-        return;
-    }
-    session.set_websocket();
-    tracing::debug!(sid = %session.sid(), "upgraded to websocket");
-    run(engine, entry, ws, stream).await;
-}
-
-/// Writes queued frames and reads client frames until either side ends the session.
-async fn run<H: EngineHandler>(
-    engine: Engine<H>,
-    entry: Entry<H::State>,
-    mut ws: actix_ws::Session,
-    mut stream: AggregatedMessageStream,
-) {
-    let session = entry.session.clone();
-    let mut rx = session.rx.lock().await;
-    let closed = session.closed();
-    tokio::pin!(closed);
-    loop {
-        tokio::select! {
-            biased;
-            message = stream.recv() => {
-                let Some(message) = message else {
-                    session.close(CloseReason::TransportClose);
-                    break;
-                };
-                match message {
-                    Ok(AggregatedMessage::Text(text)) => match Packet::decode_text(text, false) {
-                        Ok(packet) => engine.on_packet(&entry, packet),
-                        Err(err) => session.close(CloseReason::ParseError(err.to_string())),
-                    },
-                    Ok(AggregatedMessage::Binary(bytes)) => engine.on_packet(&entry, Packet::Binary(bytes)),
-                    Ok(AggregatedMessage::Ping(bytes)) => {
-                        let _ = ws.pong(&bytes).await;
-                    }
-                    Ok(AggregatedMessage::Pong(_)) => {}
-                    Ok(AggregatedMessage::Close(_)) => session.close(CloseReason::TransportClose),
-                    Err(actix_ws::ProtocolError::Overflow) => session.close(CloseReason::PayloadTooLarge),
-                    Err(actix_ws::ProtocolError::Io(err)) if err.kind() == std::io::ErrorKind::InvalidData => {
-                        session.close(CloseReason::ParseError("invalid UTF-8 in a text frame".to_owned()));
-                    }
-                    Err(err) => {
-                        tracing::debug!(sid = %session.sid(), %err, "websocket error");
-                        session.close(CloseReason::TransportError);
-                    }
-                }
-            }
-            frame = rx.recv() => {
-                let Some(frame) = frame else { break };
-                // A client that stops reading blocks the write; the session's close (queue
-                // full, ping timeout) must still end this task.
-                let written = tokio::select! {
-                    written = write_batch(&mut ws, frame, &mut rx) => written,
-                    () = &mut closed => break,
-                };
-                if written.is_err() {
-                    session.close(CloseReason::TransportError);
-                    break;
-                }
-            }
-            () = &mut closed => break,
-        }
-        if session.is_closed() {
-            break;
-        }
-    }
-    // Deliver what was queued before the close, then say why we close; bounded in time, as
-    // the client may not be reading at all.
-    let reason = session
-        .close_reason()
-        .cloned()
-        .unwrap_or(CloseReason::TransportClose);
-    let writable = !matches!(
-        reason,
-        CloseReason::TransportClose | CloseReason::TransportError | CloseReason::QueueFull
+pub(crate) fn refuse(
+    req: &HttpRequest,
+    _payload: web::Payload,
+) -> Result<HttpResponse, RequestError> {
+    let mut response = ws::handshake(req.head()).map_err(|_| RequestError::BadRequest)?;
+    let mut out = BytesMut::new();
+    encode(
+        &mut out,
+        Message::Close(Some(ws::CloseReason {
+            code: CloseCode::Policy,
+            description: Some("session already upgraded".to_owned()),
+        })),
     );
-    let code = match &reason {
-        CloseReason::PayloadTooLarge => CloseCode::Size,
-        CloseReason::ParseError(reason) if reason.contains("UTF-8") => CloseCode::Invalid,
-        CloseReason::ParseError(_) | CloseReason::ProtocolViolation(_) => CloseCode::Protocol,
-        CloseReason::QueueFull => CloseCode::Policy,
-        CloseReason::ServerShutdown => CloseCode::Away,
-        _ => CloseCode::Normal,
-    };
-    let farewell = async move {
-        if writable {
-            while let Ok(frame) = rx.try_recv() {
-                if write(&mut ws, frame).await.is_err() {
+    let body = futures_util::stream::iter([Ok::<_, Infallible>(out.freeze())]);
+    Ok(HttpResponse::from(
+        response
+            .message_body(BoxBody::new(actix_web::body::BodyStream::new(body)))
+            .map_err(|_| RequestError::BadRequest)?,
+    ))
+}
+
+/// The session queue, held by the WebSocket once the connection owns the session.
+type Queue = OwnedMutexGuard<mpsc::Receiver<Frame>>;
+
+/// Where a connection stands.
+enum Phase {
+    /// An upgrade: waiting for `2probe` (answered `3probe`) then `5`, until the deadline. A
+    /// pending poll still owns the session meanwhile.
+    Probing {
+        probed: bool,
+        deadline: Pin<Box<tokio::time::Sleep>>,
+    },
+    /// Upgraded: waiting for the last poll to hand the session queue over.
+    Acquiring(Pin<Box<dyn Future<Output = Queue>>>),
+    /// Carrying the session both ways.
+    Open(Queue),
+    /// The close frame is written; the body ends.
+    Done,
+}
+
+/// One WebSocket connection, as the body of its `101 Switching Protocols` response.
+struct Connection<H: EngineHandler> {
+    engine: Engine<H>,
+    entry: Entry<H::State>,
+    payload: web::Payload,
+    codec: Codec,
+    /// Bytes from the client not yet decoded.
+    input: BytesMut,
+    /// A message arriving in continuation frames: whether it is text, and its bytes so far.
+    partial: Option<(bool, BytesMut)>,
+    /// Encoded frames for the dispatcher to write.
+    out: BytesMut,
+    phase: Phase,
+}
+
+/// What a frame from the client asks of the connection.
+enum Incoming {
+    Message(Packet),
+    /// The client is going away (a close frame).
+    Closed,
+}
+
+impl<H: EngineHandler> Connection<H> {
+    /// Reads what the client sent; every complete message is handled in order.
+    fn read(&mut self, cx: &mut Context<'_>) {
+        while !matches!(self.phase, Phase::Done) && !self.entry.session.is_closed() {
+            match self.decode() {
+                Ok(Some(message)) => self.on_message(message),
+                Ok(None) => match Pin::new(&mut self.payload).poll_next(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => self.input.extend_from_slice(&chunk),
+                    Poll::Ready(Some(Err(err))) => {
+                        tracing::debug!(sid = %self.entry.session.sid(), %err, "websocket read failed");
+                        self.lost(CloseReason::TransportError);
+                    }
+                    Poll::Ready(None) => self.lost(CloseReason::TransportClose),
+                    Poll::Pending => {
+                        // Keep no read buffer while the client is quiet.
+                        if self.input.is_empty() {
+                            self.input = BytesMut::new();
+                        }
+                        return;
+                    }
+                },
+                Err(reason) => self.lost(reason),
+            }
+        }
+    }
+
+    /// The client's side ended: during an upgrade the polling session goes on.
+    fn lost(&mut self, reason: CloseReason) {
+        match self.phase {
+            Phase::Probing { .. } => self.abandon_upgrade(),
+            _ => self.entry.session.close(reason),
+        }
+    }
+
+    /// The next complete frame from the client, continuations put together.
+    fn decode(&mut self) -> Result<Option<Incoming>, CloseReason> {
+        loop {
+            let frame = match self.codec.decode(&mut self.input) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(None),
+                Err(err) => return Err(protocol_reason(err)),
+            };
+            let (text, bytes) = match frame {
+                ws::Frame::Text(bytes) => (true, bytes),
+                ws::Frame::Binary(bytes) => (false, bytes),
+                ws::Frame::Ping(bytes) => {
+                    encode(&mut self.out, Message::Pong(bytes));
+                    continue;
+                }
+                ws::Frame::Pong(_) => continue,
+                ws::Frame::Close(_) => return Ok(Some(Incoming::Closed)),
+                ws::Frame::Continuation(item) => {
+                    let max = self.engine.config().max_payload;
+                    match (item, self.partial.as_mut()) {
+                        (Item::FirstText(bytes), None) => {
+                            self.partial = Some((true, BytesMut::from(&bytes[..])));
+                            continue;
+                        }
+                        (Item::FirstBinary(bytes), None) => {
+                            self.partial = Some((false, BytesMut::from(&bytes[..])));
+                            continue;
+                        }
+                        (Item::Continue(bytes), Some((_, so_far))) => {
+                            if so_far.len() + bytes.len() > max {
+                                return Err(CloseReason::PayloadTooLarge);
+                            }
+                            so_far.extend_from_slice(&bytes);
+                            continue;
+                        }
+                        (Item::Last(bytes), Some((_, so_far))) => {
+                            if so_far.len() + bytes.len() > max {
+                                return Err(CloseReason::PayloadTooLarge);
+                            }
+                            so_far.extend_from_slice(&bytes);
+                            let Some((text, so_far)) = self.partial.take() else {
+                                continue;
+                            };
+                            (text, so_far.freeze())
+                        }
+                        _ => {
+                            return Err(CloseReason::ProtocolViolation(
+                                "continuation frame out of order",
+                            ));
+                        }
+                    }
+                }
+            };
+            return if text {
+                let text = ByteString::try_from(bytes).map_err(|_| {
+                    CloseReason::ParseError("invalid UTF-8 in a text frame".to_owned())
+                })?;
+                match Packet::decode_text(text, false) {
+                    Ok(packet) => Ok(Some(Incoming::Message(packet))),
+                    Err(err) => Err(CloseReason::ParseError(err.to_string())),
+                }
+            } else {
+                Ok(Some(Incoming::Message(Packet::Binary(bytes))))
+            };
+        }
+    }
+
+    fn on_message(&mut self, message: Incoming) {
+        let packet = match message {
+            Incoming::Message(packet) => packet,
+            Incoming::Closed => return self.lost(CloseReason::TransportClose),
+        };
+        let session = &self.entry.session;
+        match &mut self.phase {
+            Phase::Probing { probed, .. } => match packet {
+                Packet::Ping(data) if &*data == "probe" && !*probed => {
+                    if session.start_upgrade() {
+                        encode(
+                            &mut self.out,
+                            Message::Text(ByteString::from_static("3probe")),
+                        );
+                        *probed = true;
+                    } else {
+                        self.abandon_upgrade();
+                    }
+                }
+                Packet::Upgrade if *probed => {
+                    session.set_websocket();
+                    tracing::debug!(sid = %session.sid(), "upgraded to websocket");
+                    self.phase = Phase::Acquiring(Box::pin(session.rx.clone().lock_owned()));
+                }
+                _ => self.abandon_upgrade(),
+            },
+            _ => self.engine.on_packet(&self.entry, packet),
+        }
+    }
+
+    /// Gives up an upgrade: the WebSocket closes, the polling session goes on.
+    fn abandon_upgrade(&mut self) {
+        tracing::debug!(sid = %self.entry.session.sid(), "upgrade abandoned");
+        encode(&mut self.out, Message::Close(None));
+        self.phase = Phase::Done;
+    }
+
+    /// Encodes queued frames into `out`; at the session's end, what is left and the close frame.
+    fn write(&mut self, cx: &mut Context<'_>) {
+        let session = &self.entry.session;
+        match &mut self.phase {
+            Phase::Probing { deadline, .. } => {
+                if session.is_closed() || deadline.as_mut().poll(cx).is_ready() {
+                    self.abandon_upgrade();
+                }
+            }
+            Phase::Acquiring(queue) => {
+                if let Poll::Ready(queue) = queue.as_mut().poll(cx) {
+                    self.phase = Phase::Open(queue);
+                    self.write(cx);
+                }
+            }
+            Phase::Open(queue) => {
+                if session.is_closed() {
+                    self.finish();
                     return;
                 }
+                for _ in 0..WRITE_BATCH {
+                    if self.out.len() >= WRITE_CHUNK {
+                        // More may be queued: come back once this chunk is taken.
+                        cx.waker().wake_by_ref();
+                        break;
+                    }
+                    match queue.poll_recv(cx) {
+                        Poll::Ready(Some(frame)) => encode_frame(&mut self.out, frame),
+                        Poll::Ready(None) | Poll::Pending => break,
+                    }
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// The session has closed: deliver what was queued before (unless the client is gone or
+    /// not reading), then a close frame saying why.
+    fn finish(&mut self) {
+        let reason = self
+            .entry
+            .session
+            .close_reason()
+            .cloned()
+            .unwrap_or(CloseReason::TransportClose);
+        let writable = !matches!(
+            reason,
+            CloseReason::TransportClose | CloseReason::TransportError | CloseReason::QueueFull
+        );
+        if let Phase::Open(queue) = &mut self.phase
+            && writable
+        {
+            while let Ok(frame) = queue.try_recv() {
+                encode_frame(&mut self.out, frame);
             }
         }
-        let _ = ws
-            .close(Some(WsClose {
-                code,
-                description: Some(reason.to_string()),
-            }))
-            .await;
-    };
-    let _ = tokio::time::timeout(CLOSE_GRACE, farewell).await;
+        let code = match &reason {
+            CloseReason::PayloadTooLarge => CloseCode::Size,
+            CloseReason::ParseError(reason) if reason.contains("UTF-8") => CloseCode::Invalid,
+            CloseReason::ParseError(_) | CloseReason::ProtocolViolation(_) => CloseCode::Protocol,
+            CloseReason::QueueFull => CloseCode::Policy,
+            CloseReason::ServerShutdown => CloseCode::Away,
+            _ => CloseCode::Normal,
+        };
+        if !matches!(reason, CloseReason::TransportError) {
+            encode(
+                &mut self.out,
+                Message::Close(Some(ws::CloseReason {
+                    code,
+                    description: Some(reason.to_string()),
+                })),
+            );
+        }
+        self.phase = Phase::Done;
+    }
 }
 
-/// Writes `first` and then whatever else is queued, up to [`WRITE_BATCH`] frames.
-async fn write_batch(
-    ws: &mut actix_ws::Session,
-    first: Frame,
-    rx: &mut tokio::sync::mpsc::Receiver<Frame>,
-) -> Result<(), actix_ws::Closed> {
-    write(ws, first).await?;
-    for _ in 1..WRITE_BATCH {
-        let Ok(frame) = rx.try_recv() else { break };
-        write(ws, frame).await?;
+impl<H: EngineHandler> MessageBody for Connection<H> {
+    type Error = Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
     }
-    Ok(())
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        if !this.out.is_empty() {
+            return Poll::Ready(Some(Ok(this.out.split().freeze())));
+        }
+        if matches!(this.phase, Phase::Done) {
+            return Poll::Ready(None);
+        }
+        // Registered before the reads below, so a close in between wakes this poll again.
+        this.entry.session.close_waker.register(cx.waker());
+        this.read(cx);
+        this.write(cx);
+        if this.out.is_empty() {
+            if matches!(this.phase, Phase::Done) {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            }
+        } else {
+            Poll::Ready(Some(Ok(this.out.split().freeze())))
+        }
+    }
 }
 
-async fn write(ws: &mut actix_ws::Session, frame: Frame) -> Result<(), actix_ws::Closed> {
-    match frame {
-        Frame::Text(text) => ws.text(text).await,
-        Frame::Binary(bytes) => ws.binary(bytes).await,
+impl<H: EngineHandler> Drop for Connection<H> {
+    /// The dispatcher drops the body when the connection is gone: the session ends with it.
+    fn drop(&mut self) {
+        if matches!(self.phase, Phase::Open(_) | Phase::Acquiring(_)) {
+            self.entry.session.close(CloseReason::TransportError);
+        }
     }
+}
+
+/// The close reason for a frame the codec refused.
+fn protocol_reason(err: ProtocolError) -> CloseReason {
+    match err {
+        ProtocolError::Overflow => CloseReason::PayloadTooLarge,
+        ProtocolError::Io(_) => CloseReason::TransportError,
+        other => CloseReason::ParseError(other.to_string()),
+    }
+}
+
+/// Appends one server frame (never masked) to `out`.
+fn encode(out: &mut BytesMut, message: Message) {
+    // Encoding into a `BytesMut` cannot fail.
+    let _ = Codec::new().encode(message, out);
+}
+
+fn encode_frame(out: &mut BytesMut, frame: Frame) {
+    encode(
+        out,
+        match frame {
+            Frame::Text(text) => Message::Text(text),
+            Frame::Binary(bytes) => Message::Binary(bytes),
+        },
+    );
 }
