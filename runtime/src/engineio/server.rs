@@ -8,7 +8,6 @@ use actix_web::{HttpRequest, HttpResponse, http::Method, web};
 use bytes::Bytes;
 use bytestring::ByteString;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use super::config::EngineConfig;
 use super::error::{CloseReason, RequestError};
@@ -250,8 +249,7 @@ impl<H: EngineHandler> Engine<H> {
         transport: TransportKind,
     ) -> (Entry<H::State>, ByteString) {
         let handshake = Arc::new(Handshake::from_request(req));
-        let (session, pong_rx) =
-            Session::new(handshake, transport, self.inner.config.max_queued_frames);
+        let session = Session::new(handshake, transport, self.inner.config.max_queued_frames);
         let session = Arc::new(session);
         let open = self.open_packet(session.sid(), transport);
         let state = Arc::new(self.inner.handler.on_open(&session));
@@ -260,7 +258,7 @@ impl<H: EngineHandler> Engine<H> {
             sessions.insert(entry.session.sid(), entry.clone());
         }
         tracing::debug!(sid = %entry.session.sid(), transport = transport.as_str(), "session opened");
-        tokio::spawn(supervise(self.inner.clone(), entry.clone(), pong_rx));
+        tokio::spawn(supervise(self.inner.clone(), entry.clone()));
         (entry, open)
     }
 
@@ -300,11 +298,7 @@ const POLL_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 ///
 /// The first ping goes out one `ping_interval` after the handshake; each later one an interval
 /// after the previous pong. A pong later than `ping_timeout` closes the session.
-async fn supervise<H: EngineHandler>(
-    engine: Arc<EngineInner<H>>,
-    entry: Entry<H::State>,
-    mut pong_rx: mpsc::Receiver<()>,
-) {
+async fn supervise<H: EngineHandler>(engine: Arc<EngineInner<H>>, entry: Entry<H::State>) {
     let session = &entry.session;
     let ping = Packet::Ping(ByteString::new()).encode();
     loop {
@@ -312,12 +306,12 @@ async fn supervise<H: EngineHandler>(
             () = tokio::time::sleep(engine.config.ping_interval) => {}
             () = session.closed() => break,
         }
-        while pong_rx.try_recv().is_ok() {}
+        session.clear_pong();
         if session.send(ping.clone()).is_err() {
             break;
         }
         tokio::select! {
-            pong = pong_rx.recv() => if pong.is_none() { break },
+            () = session.ponged() => {}
             () = tokio::time::sleep(engine.config.ping_timeout) => {
                 session.close(CloseReason::PingTimeout);
                 break;

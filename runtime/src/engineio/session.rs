@@ -62,7 +62,9 @@ pub struct Session {
     pub(crate) poll_wake: Notify,
     /// Set while a POST is being read; a second one at once is a protocol violation.
     pub(crate) posting: AtomicBool,
-    pong_tx: mpsc::Sender<()>,
+    /// Set when a pong arrives; the heartbeat clears it before each ping.
+    ponged: AtomicBool,
+    pong_notify: Notify,
     /// Set once, by the first `close`; a plain flag so the hot path (`send`) reads one atomic.
     closed: AtomicBool,
     close_notify: Notify,
@@ -74,13 +76,8 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(
-        handshake: Arc<Handshake>,
-        transport: TransportKind,
-        queue: usize,
-    ) -> (Self, mpsc::Receiver<()>) {
+    pub(crate) fn new(handshake: Arc<Handshake>, transport: TransportKind, queue: usize) -> Self {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let (pong_tx, pong_rx) = mpsc::channel(1);
         let session = Session {
             sid: Sid::random(),
             handshake,
@@ -90,14 +87,15 @@ impl Session {
             upgrading: AtomicBool::new(false),
             poll_wake: Notify::new(),
             posting: AtomicBool::new(false),
-            pong_tx,
+            ponged: AtomicBool::new(false),
+            pong_notify: Notify::new(),
             closed: AtomicBool::new(false),
             close_notify: Notify::new(),
             close_waker: AtomicWaker::new(),
             reason: OnceLock::new(),
             close_delivered: AtomicBool::new(false),
         };
-        (session, pong_rx)
+        session
     }
 
     /// The session id.
@@ -177,8 +175,26 @@ impl Session {
     }
 
     pub(crate) fn pong(&self) {
-        // A full slot already says "a pong arrived"; one is enough.
-        let _ = self.pong_tx.try_send(());
+        self.ponged.store(true, Ordering::Release);
+        self.pong_notify.notify_waiters();
+    }
+
+    /// Forgets earlier pongs (before a ping is sent).
+    pub(crate) fn clear_pong(&self) {
+        self.ponged.store(false, Ordering::Release);
+    }
+
+    /// Resolves once a pong has arrived since the last [`Session::clear_pong`].
+    pub(crate) async fn ponged(&self) {
+        loop {
+            let notified = self.pong_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.ponged.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Closes the session. The first reason given wins; later calls do nothing.

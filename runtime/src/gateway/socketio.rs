@@ -7,12 +7,13 @@
 //! | `<channel>/<event>`, payload | into the channel's `handle_in` | the reply, or `not_subscribed` |
 //!
 //! Server to client: `<channel>/<event>` with the payload. Each connection's channel
-//! operations run one after another, in arrival order, on a task of their own.
+//! operations run one after another, in arrival order, on a task that lives while some are
+//! pending.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::channels::{Handshake, Hub, Identity, Outgoing, Peer, Sink};
 use crate::engineio::{Frame, Session};
@@ -99,26 +100,92 @@ pub(crate) fn handshake(socket: &SocketRef) -> Handshake {
     )
 }
 
-/// One connection's link to the hub. The task that runs its channel operations starts with
-/// the first operation, so an idle connection costs neither the task nor its queue.
+/// One connection's link to the hub: its channel operations, run in order by a task that
+/// starts with the first pending one and ends with the last, so an idle connection costs
+/// neither a task nor a queue.
 struct Link {
     hub: Arc<Hub>,
     peer: Arc<Peer>,
-    ops: OnceLock<mpsc::Sender<Op>>,
-    left: Mutex<Option<oneshot::Receiver<String>>>,
+    ops: Mutex<Ops>,
+}
+
+#[derive(Default)]
+struct Ops {
+    pending: VecDeque<Op>,
+    /// A task is running the pending operations.
+    running: bool,
+    /// Some operation was queued: the peer may be a member of some channel.
+    used: bool,
+    /// The socket disconnected, for this reason; the peer leaves every channel next.
+    gone: Option<String>,
+    /// The peer has left everything; nothing runs any more.
+    ended: bool,
 }
 
 impl Link {
-    fn queue(&self, socket: &SocketRef, op: Op) {
-        let ops = self.ops.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Op>(MAX_PENDING_OPS);
-            let left = self.left.lock().ok().and_then(|mut left| left.take());
-            tokio::spawn(run(self.hub.clone(), self.peer.clone(), rx, left));
-            tx
-        });
-        if ops.try_send(op).is_err() {
+    fn ops(&self) -> MutexGuard<'_, Ops> {
+        self.ops.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn queue(self: &Arc<Self>, socket: &SocketRef, op: Op) {
+        let mut ops = self.ops();
+        if ops.ended || ops.gone.is_some() {
+            return;
+        }
+        if ops.pending.len() >= MAX_PENDING_OPS {
+            drop(ops);
             tracing::warn!(socket = %socket.id(), "too many pending channel operations; closing");
             socket.close_connection();
+            return;
+        }
+        ops.pending.push_back(op);
+        ops.used = true;
+        self.start(&mut ops);
+    }
+
+    /// The socket is gone: pending operations are dropped and the peer leaves every channel.
+    fn disconnect(self: &Arc<Self>, reason: String) {
+        let mut ops = self.ops();
+        if !ops.used || ops.ended {
+            return;
+        }
+        ops.pending.clear();
+        ops.gone = Some(reason);
+        self.start(&mut ops);
+    }
+
+    fn start(self: &Arc<Self>, ops: &mut Ops) {
+        if !ops.running {
+            ops.running = true;
+            tokio::spawn(self.clone().run());
+        }
+    }
+
+    /// Runs the pending operations in order; after a disconnect, leaves every channel.
+    async fn run(self: Arc<Self>) {
+        loop {
+            let next = {
+                let mut ops = self.ops();
+                match ops.pending.pop_front() {
+                    Some(op) => Ok(op),
+                    None => match ops.gone.take() {
+                        Some(reason) => {
+                            ops.ended = true;
+                            Err(Some(reason))
+                        }
+                        None => {
+                            ops.running = false;
+                            ops.pending = VecDeque::new();
+                            Err(None)
+                        }
+                    },
+                }
+            };
+            match next {
+                Ok(op) => execute(&self.hub, &self.peer, op).await,
+                Err(Some(reason)) => return self.hub.disconnect(&self.peer, reason).await,
+                Err(None) => return,
+            }
         }
     }
 }
@@ -131,12 +198,10 @@ pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
         nsp: Arc::from(socket.ns().name()),
     });
     let peer = Arc::new(Peer::new(socket.id(), handshake(socket), identity, sink));
-    let (left_tx, left_rx) = oneshot::channel::<String>();
     let link = Arc::new(Link {
         hub: hub.clone(),
         peer,
-        ops: OnceLock::new(),
-        left: Mutex::new(Some(left_rx)),
+        ops: Mutex::default(),
     });
 
     let on_subscribe = link.clone();
@@ -159,6 +224,7 @@ pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
         };
         on_unsubscribe.queue(&socket, op);
     });
+    let on_event = link.clone();
     socket.on_fallback(move |socket, name, payload, ack| {
         let Some((channel, event)) = name.rsplit_once('/') else {
             // Not a channel event and not a control event of ours.
@@ -173,11 +239,9 @@ pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
             payload,
             ack,
         };
-        link.queue(&socket, op);
+        on_event.queue(&socket, op);
     });
-    socket.on_disconnect(move |_, reason| {
-        let _ = left_tx.send(reason.to_string());
-    });
+    socket.on_disconnect(move |_, reason| link.disconnect(reason.to_string()));
 }
 
 fn reply(ack: Option<AckSender>, value: &serde_json::Value) {
@@ -193,56 +257,32 @@ fn reply_error(ack: Option<AckSender>, reason: &str) {
     );
 }
 
-/// Runs one connection's channel operations in order, then leaves every channel when the
-/// socket goes.
-async fn run(
-    hub: Arc<Hub>,
-    peer: Arc<Peer>,
-    mut ops: mpsc::Receiver<Op>,
-    left: Option<oneshot::Receiver<String>>,
-) {
-    let left = async move {
-        match left {
-            Some(left) => left.await.unwrap_or_else(|_| "gone".to_owned()),
-            None => "gone".to_owned(),
-        }
-    };
-    tokio::pin!(left);
-    let reason = loop {
-        let op = tokio::select! {
-            biased;
-            reason = &mut left => break reason,
-            op = ops.recv() => match op {
-                Some(op) => op,
-                None => break "gone".to_owned(),
-            },
-        };
-        match op {
-            Op::Join {
-                channel,
-                payload,
-                ack,
-            } => match hub.join(&peer, &channel, payload.as_deref()).await {
-                Ok(()) => reply(ack, &serde_json::json!({"status": "ok"})),
-                Err(err) => {
-                    tracing::debug!(channel, member = %peer.id(), %err, "join refused");
-                    reply_error(ack, err.reason());
-                }
-            },
-            Op::Leave { channel, ack } => {
-                hub.leave(&peer, &channel).await;
-                reply(ack, &serde_json::json!({"status": "ok"}));
+/// Runs one channel operation and answers its ack.
+async fn execute(hub: &Hub, peer: &Arc<Peer>, op: Op) {
+    match op {
+        Op::Join {
+            channel,
+            payload,
+            ack,
+        } => match hub.join(peer, &channel, payload.as_deref()).await {
+            Ok(()) => reply(ack, &serde_json::json!({"status": "ok"})),
+            Err(err) => {
+                tracing::debug!(channel, member = %peer.id(), %err, "join refused");
+                reply_error(ack, err.reason());
             }
-            Op::Event {
-                channel,
-                event,
-                payload,
-                ack,
-            } => match hub.event(&peer, &channel, &event, payload).await {
-                Ok(answer) => reply(ack, &answer.to_json()),
-                Err(err) => reply_error(ack, err.reason()),
-            },
+        },
+        Op::Leave { channel, ack } => {
+            hub.leave(peer, &channel).await;
+            reply(ack, &serde_json::json!({"status": "ok"}));
         }
-    };
-    hub.disconnect(&peer, reason).await;
+        Op::Event {
+            channel,
+            event,
+            payload,
+            ack,
+        } => match hub.event(peer, &channel, &event, payload).await {
+            Ok(answer) => reply(ack, &answer.to_json()),
+            Err(err) => reply_error(ack, err.reason()),
+        },
+    }
 }
