@@ -78,7 +78,7 @@ pub struct Session {
 impl Session {
     pub(crate) fn new(handshake: Arc<Handshake>, transport: TransportKind, queue: usize) -> Self {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let session = Session {
+        Session {
             sid: Sid::random(),
             handshake,
             tx,
@@ -94,8 +94,7 @@ impl Session {
             close_waker: AtomicWaker::new(),
             reason: OnceLock::new(),
             close_delivered: AtomicBool::new(false),
-        };
-        session
+        }
     }
 
     /// The session id.
