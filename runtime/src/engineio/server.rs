@@ -162,13 +162,17 @@ impl<H: EngineHandler> Engine<H> {
             } else {
                 vec![trimmed, path]
             };
-            let engine = engine.clone();
-            cfg.service(web::resource(paths).route(web::route().to(
-                move |req: HttpRequest, body: web::Payload| {
-                    let engine = engine.clone();
-                    async move { engine.handle(req, body).await }
-                },
-            )));
+            // One resource per path: a static path matches by comparison, while a resource
+            // with several paths is matched by a regex set on every request.
+            for path in paths {
+                let engine = engine.clone();
+                cfg.service(web::resource(path).route(web::route().to(
+                    move |req: HttpRequest, body: web::Payload| {
+                        let engine = engine.clone();
+                        async move { engine.handle(req, body).await }
+                    },
+                )));
+            }
         }
     }
 

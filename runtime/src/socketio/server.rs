@@ -214,26 +214,58 @@ pub struct Client {
     partial: Mutex<Option<Partial>>,
     /// Bumped whenever a binary packet starts or ends, so a stale attachment timer knows.
     partial_generation: Arc<std::sync::atomic::AtomicU64>,
-    joined_any: Arc<AtomicBool>,
+    joined_any: Arc<JoinedAny>,
+}
+
+/// Set when the client joins its first namespace; ends the connect-timeout watch at once, so a
+/// connected client holds no timer.
+#[derive(Default)]
+struct JoinedAny {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl JoinedAny {
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn get(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.get() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl EngineHandler for IoHandler {
     type State = Client;
 
     fn on_open(&self, session: &Arc<Session>) -> Client {
-        let joined_any = Arc::new(AtomicBool::new(false));
+        let joined_any = Arc::new(JoinedAny::default());
         let timeout = self.inner.config.connect_timeout;
         let watched = session.clone();
         let joined = joined_any.clone();
         tokio::spawn(async move {
             tokio::select! {
                 () = tokio::time::sleep(timeout) => {
-                    if !joined.load(Ordering::Acquire) {
+                    if !joined.get() {
                         tracing::debug!(sid = %watched.sid(), "no namespace joined in time");
                         watched.close(CloseReason::ProtocolViolation("connect timeout"));
                     }
                 }
                 () = watched.closed() => {}
+                () = joined.wait() => {}
             }
         });
         Client {
@@ -392,7 +424,7 @@ impl IoHandler {
             return;
         }
         let socket = Arc::new(Socket::new(ns.clone(), session.clone(), auth));
-        client.joined_any.store(true, Ordering::Release);
+        client.joined_any.set();
         // Reserve the namespace slot at once so events that race the guard find the socket
         // (they are ignored until it is connected).
         if let Ok(mut sockets) = client.sockets.lock() {
