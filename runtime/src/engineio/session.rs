@@ -6,9 +6,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use futures_util::task::AtomicWaker;
-use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::sync::{Mutex, Notify};
 
 use super::error::CloseReason;
+use super::outbox::{self, Outbox};
 use super::packet::Frame;
 use super::sid::Sid;
 
@@ -51,11 +52,11 @@ pub enum SendError {
 pub struct Session {
     sid: Sid,
     handshake: Arc<Handshake>,
-    tx: mpsc::Sender<Frame>,
+    outbox: Arc<Outbox>,
     /// The receiving end of the outbound queue, held by whichever transport is writing: a
     /// pending poll, or the WebSocket connection. `try_lock` failing on a poll means
     /// overlapping polls.
-    pub(crate) rx: Arc<Mutex<mpsc::Receiver<Frame>>>,
+    pub(crate) rx: Arc<Mutex<outbox::Receiver>>,
     transport: AtomicU8,
     upgrading: AtomicBool,
     /// Wakes a pending poll when an upgrade starts, so it answers with a noop.
@@ -77,11 +78,11 @@ pub struct Session {
 
 impl Session {
     pub(crate) fn new(handshake: Arc<Handshake>, transport: TransportKind, queue: usize) -> Self {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+        let (outbox, rx) = Outbox::new(queue);
         Session {
             sid: Sid::random(),
             handshake,
-            tx,
+            outbox,
             rx: Arc::new(Mutex::new(rx)),
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
@@ -141,16 +142,7 @@ impl Session {
     /// # Errors
     /// [`SendError`] when the session is closed or its queue is full.
     pub fn send(&self, frame: Frame) -> Result<(), SendError> {
-        if self.is_closed() {
-            return Err(SendError::Closed);
-        }
-        self.tx.try_send(frame).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(_) => {
-                self.close(CloseReason::QueueFull);
-                SendError::QueueFull
-            }
-            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-        })
+        self.send_all(std::iter::once(frame))
     }
 
     /// Queues several frames that belong together (a binary packet and its attachments): all of
@@ -162,15 +154,10 @@ impl Session {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
-        let needed = frames.len();
-        if self.tx.capacity() < needed {
+        self.outbox.push_all(frames).map_err(|outbox::Full| {
             self.close(CloseReason::QueueFull);
-            return Err(SendError::QueueFull);
-        }
-        for frame in frames {
-            self.send(frame)?;
-        }
-        Ok(())
+            SendError::QueueFull
+        })
     }
 
     pub(crate) fn pong(&self) {

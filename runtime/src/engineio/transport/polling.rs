@@ -2,7 +2,6 @@
 
 use actix_web::{HttpRequest, HttpResponse, http::header};
 use futures_util::StreamExt as _;
-use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::engineio::error::{CloseReason, RequestError};
 use crate::engineio::packet::{Frame, Packet};
@@ -33,7 +32,7 @@ pub(crate) async fn poll<H: EngineHandler>(
     if !session.is_upgrading() && !session.is_closed() {
         tokio::select! {
             biased;
-            frame = rx.recv() => frames.extend(frame),
+            frame = rx.recv() => frames.push(frame),
             () = session.closed() => {}
             () = &mut wake => {}
         }
@@ -41,13 +40,9 @@ pub(crate) async fn poll<H: EngineHandler>(
     let limit = engine.config().max_payload;
     let mut size: usize = frames.iter().map(Frame::len).sum();
     while size < limit {
-        match rx.try_recv() {
-            Ok(frame) => {
-                size += frame.len();
-                frames.push(frame);
-            }
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-        }
+        let Some(frame) = rx.try_recv() else { break };
+        size += frame.len();
+        frames.push(frame);
     }
     if frames.is_empty() {
         if session.is_closed() {

@@ -16,10 +16,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::Stream as _;
-use tokio::sync::{OwnedMutexGuard, mpsc};
+use tokio::sync::OwnedMutexGuard;
 use tokio_util::codec::{Decoder as _, Encoder as _};
 
 use crate::engineio::error::{CloseReason, RequestError};
+use crate::engineio::outbox;
 use crate::engineio::packet::{Frame, Packet};
 use crate::engineio::server::{Engine, EngineHandler, Entry};
 use crate::engineio::session::TransportKind;
@@ -100,7 +101,7 @@ pub(crate) fn refuse(
 }
 
 /// The session queue, held by the WebSocket once the connection owns the session.
-type Queue = OwnedMutexGuard<mpsc::Receiver<Frame>>;
+type Queue = OwnedMutexGuard<outbox::Receiver>;
 
 /// Where a connection stands.
 enum Phase {
@@ -305,8 +306,8 @@ impl<H: EngineHandler> Connection<H> {
                         break;
                     }
                     match queue.poll_recv(cx) {
-                        Poll::Ready(Some(frame)) => encode_frame(&mut self.out, frame),
-                        Poll::Ready(None) | Poll::Pending => break,
+                        Poll::Ready(frame) => encode_frame(&mut self.out, frame),
+                        Poll::Pending => break,
                     }
                 }
             }
@@ -330,7 +331,7 @@ impl<H: EngineHandler> Connection<H> {
         if let Phase::Open(queue) = &mut self.phase
             && writable
         {
-            while let Ok(frame) = queue.try_recv() {
+            while let Some(frame) = queue.try_recv() {
                 encode_frame(&mut self.out, frame);
             }
         }
