@@ -11,6 +11,7 @@ mod builder;
 pub mod channels;
 mod emitter;
 pub mod engineio;
+mod flag;
 mod gateway;
 mod payload;
 mod request;

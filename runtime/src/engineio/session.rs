@@ -12,6 +12,7 @@ use super::error::CloseReason;
 use super::outbox::{self, Outbox};
 use super::packet::Frame;
 use super::sid::Sid;
+use crate::flag::Flag;
 
 /// The transport a session currently uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,16 +65,14 @@ pub struct Session {
     /// Set while a POST is being read; a second one at once is a protocol violation.
     pub(crate) posting: AtomicBool,
     /// Set when a pong arrives; the heartbeat clears it before each ping.
-    ponged: AtomicBool,
-    pong_notify: Notify,
+    ponged: Flag,
     /// Set once, by the first `close`; a plain flag so the hot path (`send`) reads one atomic.
-    closed: AtomicBool,
-    close_notify: Notify,
+    closed: Flag,
     /// Wakes the WebSocket connection (polled by actix's dispatcher, not a task) on close.
     pub(crate) close_waker: AtomicWaker,
     reason: OnceLock<CloseReason>,
     /// Set when a poll has carried the close packet to the client.
-    close_delivered: AtomicBool,
+    close_delivered: Flag,
 }
 
 impl Session {
@@ -88,13 +87,11 @@ impl Session {
             upgrading: AtomicBool::new(false),
             poll_wake: Notify::new(),
             posting: AtomicBool::new(false),
-            ponged: AtomicBool::new(false),
-            pong_notify: Notify::new(),
-            closed: AtomicBool::new(false),
-            close_notify: Notify::new(),
+            ponged: Flag::default(),
+            closed: Flag::default(),
             close_waker: AtomicWaker::new(),
             reason: OnceLock::new(),
-            close_delivered: AtomicBool::new(false),
+            close_delivered: Flag::default(),
         }
     }
 
@@ -161,26 +158,17 @@ impl Session {
     }
 
     pub(crate) fn pong(&self) {
-        self.ponged.store(true, Ordering::Release);
-        self.pong_notify.notify_waiters();
+        self.ponged.set();
     }
 
     /// Forgets earlier pongs (before a ping is sent).
     pub(crate) fn clear_pong(&self) {
-        self.ponged.store(false, Ordering::Release);
+        self.ponged.clear();
     }
 
     /// Resolves once a pong has arrived since the last [`Session::clear_pong`].
     pub(crate) async fn ponged(&self) {
-        loop {
-            let notified = self.pong_notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.ponged.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
+        self.ponged.wait().await;
     }
 
     /// Closes the session. The first reason given wins; later calls do nothing.
@@ -189,33 +177,23 @@ impl Session {
     /// followed by a close packet.
     pub fn close(&self, reason: CloseReason) {
         if self.reason.set(reason).is_ok() {
-            self.closed.store(true, Ordering::Release);
-            self.close_notify.notify_waiters();
+            self.closed.set();
             self.close_waker.wake();
         }
     }
 
     /// Whether the session has been closed.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.closed.is_set()
     }
 
     pub(crate) fn mark_close_delivered(&self) {
-        self.close_delivered.store(true, Ordering::Release);
-        self.close_notify.notify_waiters();
+        self.close_delivered.set();
     }
 
     /// Resolves once a poll has carried the close packet to the client.
     pub(crate) async fn close_delivered(&self) {
-        loop {
-            let notified = self.close_notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.close_delivered.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
+        self.close_delivered.wait().await;
     }
 
     /// Why the session closed, once it has.
@@ -225,15 +203,6 @@ impl Session {
 
     /// Resolves when the session closes.
     pub async fn closed(&self) {
-        loop {
-            let notified = self.close_notify.notified();
-            tokio::pin!(notified);
-            // Register before looking at the flag, so a close in between is not missed.
-            notified.as_mut().enable();
-            if self.is_closed() {
-                return;
-            }
-            notified.await;
-        }
+        self.closed.wait().await;
     }
 }

@@ -2,7 +2,7 @@
 //! messages into packets (reassembling binary ones) and packets into socket calls.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use super::namespace::Namespace;
 use super::packet::{Packet, Partial};
 use super::socket::{DisconnectReason, Socket, SocketRef};
 use crate::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
+use crate::flag::Flag;
 
 /// Settings of a Socket.IO server.
 #[derive(Debug, Clone)]
@@ -214,52 +215,23 @@ pub struct Client {
     partial: Mutex<Option<Partial>>,
     /// Bumped whenever a binary packet starts or ends, so a stale attachment timer knows.
     partial_generation: Arc<std::sync::atomic::AtomicU64>,
-    joined_any: Arc<JoinedAny>,
-}
-
-/// Set when the client joins its first namespace; ends the connect-timeout watch at once, so a
-/// connected client holds no timer.
-#[derive(Default)]
-struct JoinedAny {
-    flag: AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-impl JoinedAny {
-    fn set(&self) {
-        self.flag.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    fn get(&self) -> bool {
-        self.flag.load(Ordering::Acquire)
-    }
-
-    async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.get() {
-                return;
-            }
-            notified.await;
-        }
-    }
+    /// Set when the client joins its first namespace; ends the connect-timeout watch at once,
+    /// so a connected client holds no timer.
+    joined_any: Arc<Flag>,
 }
 
 impl EngineHandler for IoHandler {
     type State = Client;
 
     fn on_open(&self, session: &Arc<Session>) -> Client {
-        let joined_any = Arc::new(JoinedAny::default());
+        let joined_any = Arc::new(Flag::default());
         let timeout = self.inner.config.connect_timeout;
         let watched = session.clone();
         let joined = joined_any.clone();
         tokio::spawn(async move {
             tokio::select! {
                 () = tokio::time::sleep(timeout) => {
-                    if !joined.get() {
+                    if !joined.is_set() {
                         tracing::debug!(sid = %watched.sid(), "no namespace joined in time");
                         watched.close(CloseReason::ProtocolViolation("connect timeout"));
                     }
