@@ -829,7 +829,7 @@ fn encode(
     let attachments = payload.attachments();
     let frame =
         sio::cached_frames(message, namespace).and_then(|frames| match frames.split_first() {
-            Some((Frame::Text(text), rest)) if rest.len() == attachments.len() => Some(&**text),
+            Some((first, rest)) if rest.len() == attachments.len() => first.text().map(|t| &**t),
             _ => None,
         });
     let spans = frame.and_then(|frame| arg_spans(frame, payload.args()));
@@ -983,7 +983,7 @@ fn decode(body: Bytes, namespace: &str) -> Result<Envelope, &'static str> {
     if !frame.is_empty() && &*nsp == namespace {
         let text = ByteString::try_from(frame).map_err(|_| "invalid UTF-8 frame")?;
         let mut frames = Vec::with_capacity(1 + attachments.len());
-        frames.push(Frame::Text(text));
+        frames.push(Frame::Text(text).shared());
         frames.extend(attachments.into_iter().map(Frame::Binary));
         message = sio::with_frames(message, frames);
     }

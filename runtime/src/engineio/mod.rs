@@ -16,7 +16,7 @@ mod transport;
 
 pub use config::EngineConfig;
 pub use error::{CloseReason, DecodeError, RequestError};
-pub use packet::{Frame, Packet};
+pub use packet::{Frame, Packet, SharedText};
 pub use payload::{SEPARATOR, decode_payload, encode_packet, encode_payload};
 pub use server::{Engine, EngineHandler, Message};
 pub use session::{Handshake, SendError, Session, TransportKind};

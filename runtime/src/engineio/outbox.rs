@@ -10,8 +10,9 @@ use futures_util::task::AtomicWaker;
 
 use super::packet::Frame;
 
-/// Above this capacity, a queue that has emptied gives its memory back.
-const KEEP_CAPACITY: usize = 16;
+/// Above this capacity, a queue that has emptied gives its memory back. Zero: an idle
+/// connection keeps none (the next frame allocates a few slots again).
+const KEEP_CAPACITY: usize = 0;
 
 /// The shared state of one queue.
 #[derive(Debug)]
@@ -56,6 +57,19 @@ impl Outbox {
         self.waker.wake();
         Ok(())
     }
+
+    /// Queues one frame, unless the queue is full.
+    pub(crate) fn push(&self, frame: Frame) -> Result<(), Full> {
+        {
+            let mut queue = self.frames();
+            if queue.len() >= self.max {
+                return Err(Full);
+            }
+            queue.push_back(frame);
+        }
+        self.waker.wake();
+        Ok(())
+    }
 }
 
 /// The reading end of an [`Outbox`].
@@ -67,9 +81,7 @@ impl Receiver {
     pub(crate) fn try_recv(&mut self) -> Option<Frame> {
         let mut queue = self.0.frames();
         let frame = queue.pop_front();
-        if queue.is_empty() && queue.capacity() > KEEP_CAPACITY {
-            *queue = VecDeque::new();
-        }
+        release_if_empty(&mut queue);
         frame
     }
 
@@ -86,9 +98,47 @@ impl Receiver {
         }
     }
 
+    /// Hands queued frames to `each` (with how many are queued, itself included), oldest first
+    /// and under one lock, until the queue is empty or `each` returns `false`. `Ready(true)`
+    /// when frames are left, `Ready(false)` when all were taken, `Pending` (the task registered
+    /// for the next push) when none was queued.
+    pub(crate) fn poll_drain(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut each: impl FnMut(Frame, usize) -> bool,
+    ) -> Poll<bool> {
+        for attempt in 0..2 {
+            {
+                let mut queue = self.0.frames();
+                if !queue.is_empty() {
+                    while let Some(frame) = queue.pop_front() {
+                        if !each(frame, queue.len() + 1) {
+                            break;
+                        }
+                    }
+                    let left = !queue.is_empty();
+                    release_if_empty(&mut queue);
+                    return Poll::Ready(left);
+                }
+            }
+            if attempt == 0 {
+                // A push between the first look and the registration must not be missed.
+                self.0.waker.register(cx.waker());
+            }
+        }
+        Poll::Pending
+    }
+
     /// Waits for the next frame.
     pub(crate) async fn recv(&mut self) -> Frame {
         poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+/// An emptied queue keeps no memory beyond a few slots.
+fn release_if_empty(queue: &mut VecDeque<Frame>) {
+    if queue.is_empty() && queue.capacity() > KEEP_CAPACITY {
+        *queue = VecDeque::new();
     }
 }
 
@@ -122,6 +172,42 @@ mod tests {
             .unwrap_or_else(|_| panic!("room for 100"));
         while rx.try_recv().is_some() {}
         assert_eq!(outbox.frames().capacity(), 0);
+    }
+
+    #[test]
+    fn drain_hands_frames_over_in_order_and_stops_when_asked() {
+        let (outbox, mut rx) = Outbox::new(8);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let frame = |n: u8| Frame::Binary(vec![n].into());
+        assert_eq!(rx.poll_drain(&mut cx, |_, _| true), Poll::Pending);
+        for n in 1..=3 {
+            assert_eq!(outbox.push(frame(n)), Ok(()));
+        }
+        let mut seen = Vec::new();
+        let left = rx.poll_drain(&mut cx, |frame, queued| {
+            seen.push((frame, queued));
+            seen.len() < 2
+        });
+        assert_eq!(left, Poll::Ready(true));
+        assert_eq!(seen, vec![(frame(1), 3), (frame(2), 2)]);
+        seen.clear();
+        let left = rx.poll_drain(&mut cx, |frame, queued| {
+            seen.push((frame, queued));
+            true
+        });
+        assert_eq!(left, Poll::Ready(false));
+        assert_eq!(seen, vec![(frame(3), 1)]);
+        assert_eq!(outbox.frames().capacity(), 0);
+    }
+
+    #[test]
+    fn push_refuses_beyond_the_bound() {
+        let (outbox, _rx) = Outbox::new(2);
+        let frame = |n: u8| Frame::Binary(vec![n].into());
+        assert_eq!(outbox.push(frame(1)), Ok(()));
+        assert_eq!(outbox.push(frame(2)), Ok(()));
+        assert_eq!(outbox.push(frame(3)), Err(Full));
     }
 
     #[tokio::test]

@@ -1,9 +1,13 @@
 //! Engine.IO v4 packets: one variant per packet type of the spec, and their text and binary
 //! encodings.
 
+use std::sync::Arc;
+
+use actix_http::ws::{Codec, Message};
 use base64::Engine as _;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
+use tokio_util::codec::Encoder as _;
 
 use super::error::DecodeError;
 
@@ -109,6 +113,29 @@ pub enum Frame {
     Text(ByteString),
     /// A binary message.
     Binary(Bytes),
+    /// A text packet bound for many connections, its WebSocket frame encoded once for all of
+    /// them ([`Frame::shared`]).
+    Shared(Arc<SharedText>),
+}
+
+/// A text packet together with the WebSocket frame that carries it, so that a broadcast's
+/// WebSocket connections copy the same bytes instead of each encoding a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SharedText {
+    text: ByteString,
+    websocket: Bytes,
+}
+
+impl SharedText {
+    /// The packet's text, type character included.
+    pub fn text(&self) -> &ByteString {
+        &self.text
+    }
+
+    /// The whole WebSocket text frame (header and payload, unmasked, as a server sends it).
+    pub fn websocket(&self) -> &Bytes {
+        &self.websocket
+    }
 }
 
 impl Frame {
@@ -125,10 +152,46 @@ impl Frame {
         Frame::Text(out.into())
     }
 
+    /// The same packet, made ready for many connections: a text frame gets its WebSocket
+    /// encoding now, once; a binary frame stays as it is.
+    ///
+    /// ```
+    /// use tidings_runtime::engineio::Frame;
+    /// let frame = Frame::message("hi").shared();
+    /// assert_eq!(frame.text().map(|t| &**t), Some("4hi"));
+    /// let Frame::Shared(shared) = &frame else { unreachable!() };
+    /// assert_eq!(&shared.websocket()[..], b"\x81\x034hi");
+    /// ```
+    #[must_use]
+    pub fn shared(self) -> Self {
+        match self {
+            Frame::Text(text) => {
+                let mut websocket = BytesMut::with_capacity(text.len() + 10);
+                // Encoding into a `BytesMut` cannot fail.
+                let _ = Codec::new().encode(Message::Text(text.clone()), &mut websocket);
+                Frame::Shared(Arc::new(SharedText {
+                    text,
+                    websocket: websocket.freeze(),
+                }))
+            }
+            other => other,
+        }
+    }
+
+    /// The packet's text, when it is a text packet.
+    pub fn text(&self) -> Option<&ByteString> {
+        match self {
+            Frame::Text(text) => Some(text),
+            Frame::Shared(shared) => Some(&shared.text),
+            Frame::Binary(_) => None,
+        }
+    }
+
     /// The number of bytes this frame takes on the wire (before any polling base64).
     pub fn len(&self) -> usize {
         match self {
             Frame::Text(text) => text.len(),
+            Frame::Shared(shared) => shared.text.len(),
             Frame::Binary(bytes) => bytes.len(),
         }
     }

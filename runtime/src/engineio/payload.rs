@@ -46,6 +46,7 @@ pub fn encode_payload(frames: &[Frame]) -> String {
         }
         match frame {
             Frame::Text(text) => out.push_str(text),
+            Frame::Shared(shared) => out.push_str(shared.text()),
             Frame::Binary(bytes) => {
                 out.push('b');
                 base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut out);

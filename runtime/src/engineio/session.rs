@@ -139,7 +139,12 @@ impl Session {
     /// # Errors
     /// [`SendError`] when the session is closed or its queue is full.
     pub fn send(&self, frame: Frame) -> Result<(), SendError> {
-        self.send_all(std::iter::once(frame))
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        self.outbox
+            .push(frame)
+            .map_err(|outbox::Full| self.refuse())
     }
 
     /// Queues several frames that belong together (a binary packet and its attachments): all of
@@ -151,10 +156,15 @@ impl Session {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
-        self.outbox.push_all(frames).map_err(|outbox::Full| {
-            self.close(CloseReason::QueueFull);
-            SendError::QueueFull
-        })
+        self.outbox
+            .push_all(frames)
+            .map_err(|outbox::Full| self.refuse())
+    }
+
+    /// The queue is full: the client is not keeping up, and the session closes.
+    fn refuse(&self) -> SendError {
+        self.close(CloseReason::QueueFull);
+        SendError::QueueFull
     }
 
     pub(crate) fn pong(&self) {

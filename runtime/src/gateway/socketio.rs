@@ -47,6 +47,7 @@ pub(crate) fn with_frames(message: Outgoing, frames: Vec<Frame>) -> Outgoing {
     message.with_cached(SLOT, frames)
 }
 
+/// The Socket.IO frames of `message`, the text one made ready for many WebSockets.
 pub(crate) fn encode(message: &Outgoing, nsp: &str) -> Vec<Frame> {
     Packet::Event {
         nsp: nsp.to_owned(),
@@ -55,6 +56,9 @@ pub(crate) fn encode(message: &Outgoing, nsp: &str) -> Vec<Frame> {
         id: None,
     }
     .encode()
+    .into_iter()
+    .map(Frame::shared)
+    .collect()
 }
 
 impl Sink for SocketIoSink {

@@ -200,6 +200,13 @@ impl Namespace {
 
 /// Queues the same frames for every recipient; returns how many took them.
 fn deliver(recipients: &[SocketRef], frames: &[Frame]) -> usize {
+    let shared: Vec<Frame>;
+    let frames = if recipients.len() > 1 {
+        shared = frames.iter().cloned().map(Frame::shared).collect();
+        &shared[..]
+    } else {
+        frames
+    };
     recipients
         .iter()
         .filter(|socket| {

@@ -70,6 +70,7 @@ pub(crate) fn open<H: EngineHandler>(
         input: BytesMut::new(),
         partial: None,
         out,
+        ready: None,
         phase,
     };
     Ok(response.message_body(BoxBody::new(connection)).map_or_else(
@@ -131,6 +132,9 @@ struct Connection<H: EngineHandler> {
     partial: Option<(bool, BytesMut)>,
     /// Encoded frames for the dispatcher to write.
     out: BytesMut,
+    /// A broadcast's shared WebSocket frame, handed to the dispatcher as it is when it is all
+    /// there is to write (only while `out` is empty).
+    ready: Option<Bytes>,
     phase: Phase,
 }
 
@@ -299,16 +303,32 @@ impl<H: EngineHandler> Connection<H> {
                     self.finish();
                     return;
                 }
-                for _ in 0..WRITE_BATCH {
-                    if self.out.len() >= WRITE_CHUNK {
-                        // More may be queued: come back once this chunk is taken.
-                        cx.waker().wake_by_ref();
-                        break;
+                let (out, ready) = (&mut self.out, &mut self.ready);
+                let mut taken = 0;
+                let drained = queue.poll_drain(cx, |frame, queued| {
+                    match frame {
+                        Frame::Shared(shared) if out.is_empty() && ready.is_none() => {
+                            *ready = Some(shared.websocket().clone());
+                        }
+                        frame => {
+                            if out.is_empty() {
+                                // Room for this batch at once, not a growth step per frame.
+                                let each =
+                                    ready.as_ref().map_or(0, Bytes::len).max(frame.len() + 14);
+                                out.reserve((each * (queued + 1)).min(WRITE_CHUNK));
+                            }
+                            if let Some(first) = ready.take() {
+                                out.extend_from_slice(&first);
+                            }
+                            encode_frame(out, frame);
+                        }
                     }
-                    match queue.poll_recv(cx) {
-                        Poll::Ready(frame) => encode_frame(&mut self.out, frame),
-                        Poll::Pending => break,
-                    }
+                    taken += 1;
+                    taken < WRITE_BATCH && out.len() < WRITE_CHUNK
+                });
+                if drained == Poll::Ready(true) {
+                    // More is queued: come back once this chunk is taken.
+                    cx.waker().wake_by_ref();
                 }
             }
             Phase::Done => {}
@@ -328,6 +348,9 @@ impl<H: EngineHandler> Connection<H> {
             reason,
             CloseReason::TransportClose | CloseReason::TransportError | CloseReason::QueueFull
         );
+        if let Some(first) = self.ready.take() {
+            self.out.extend_from_slice(&first);
+        }
         if let Phase::Open(queue) = &mut self.phase
             && writable
         {
@@ -356,6 +379,17 @@ impl<H: EngineHandler> Connection<H> {
     }
 }
 
+impl<H: EngineHandler> Connection<H> {
+    /// What is ready for the dispatcher: the encoded frames, or a shared frame as it is.
+    fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.out.is_empty() {
+            self.ready.take()
+        } else {
+            Some(self.out.split().freeze())
+        }
+    }
+}
+
 impl<H: EngineHandler> MessageBody for Connection<H> {
     type Error = Infallible;
 
@@ -368,8 +402,8 @@ impl<H: EngineHandler> MessageBody for Connection<H> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
-        if !this.out.is_empty() {
-            return Poll::Ready(Some(Ok(this.out.split().freeze())));
+        if let Some(chunk) = this.next_chunk() {
+            return Poll::Ready(Some(Ok(chunk)));
         }
         if matches!(this.phase, Phase::Done) {
             return Poll::Ready(None);
@@ -378,14 +412,14 @@ impl<H: EngineHandler> MessageBody for Connection<H> {
         this.entry.session.close_waker.register(cx.waker());
         this.read(cx);
         this.write(cx);
-        if this.out.is_empty() {
-            if matches!(this.phase, Phase::Done) {
-                Poll::Ready(None)
-            } else {
+        match this.next_chunk() {
+            Some(chunk) => Poll::Ready(Some(Ok(chunk))),
+            None if matches!(this.phase, Phase::Done) => Poll::Ready(None),
+            None => {
+                // Keep no write buffer while there is nothing to write.
+                this.out = BytesMut::new();
                 Poll::Pending
             }
-        } else {
-            Poll::Ready(Some(Ok(this.out.split().freeze())))
         }
     }
 }
@@ -415,11 +449,9 @@ fn encode(out: &mut BytesMut, message: Message) {
 }
 
 fn encode_frame(out: &mut BytesMut, frame: Frame) {
-    encode(
-        out,
-        match frame {
-            Frame::Text(text) => Message::Text(text),
-            Frame::Binary(bytes) => Message::Binary(bytes),
-        },
-    );
+    match frame {
+        Frame::Text(text) => encode(out, Message::Text(text)),
+        Frame::Binary(bytes) => encode(out, Message::Binary(bytes)),
+        Frame::Shared(shared) => out.extend_from_slice(shared.websocket()),
+    }
 }
