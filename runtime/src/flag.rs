@@ -4,8 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
 
-/// A flag that is set (and possibly cleared again) from anywhere and awaited by tasks; reading
-/// it is one atomic load.
+/// A flag that is set once, from anywhere, and awaited by tasks; reading it is one atomic load.
 #[derive(Debug, Default)]
 pub(crate) struct Flag {
     value: AtomicBool,
@@ -17,11 +16,6 @@ impl Flag {
     pub(crate) fn set(&self) {
         self.value.store(true, Ordering::Release);
         self.notify.notify_waiters();
-    }
-
-    /// Clears the flag.
-    pub(crate) fn clear(&self) {
-        self.value.store(false, Ordering::Release);
     }
 
     pub(crate) fn is_set(&self) -> bool {
@@ -59,7 +53,6 @@ mod tests {
         assert!(!waiter.is_finished());
         flag.set();
         waiter.await.unwrap_or_else(|e| panic!("waiter: {e}"));
-        flag.clear();
-        assert!(!flag.is_set());
+        assert!(flag.is_set());
     }
 }

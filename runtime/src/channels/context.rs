@@ -32,7 +32,7 @@ impl Handshake {
     /// use std::sync::Arc;
     /// use tidings_runtime::channels::Handshake;
     /// use tidings_runtime::engineio::Handshake as Request;
-    /// let request = Request { query: "EIO=4&token=t%201".into(), ..Default::default() };
+    /// let request = Request::from_parts([], "EIO=4&token=t%201", None);
     /// let auth = serde_json::value::RawValue::from_string(r#"{"token":"abc"}"#.into()).ok();
     /// let handshake = Handshake::new(Arc::new(request), auth);
     /// assert_eq!(handshake.query_param("token").as_deref(), Some("t 1"));
@@ -44,7 +44,7 @@ impl Handshake {
 
     /// The request headers (cookies, user agent, authorization ...).
     pub fn headers(&self) -> &HeaderMap {
-        &self.request.headers
+        self.request.headers()
     }
 
     /// A header's value, when present and valid text.
@@ -54,7 +54,7 @@ impl Handshake {
 
     /// The raw query string.
     pub fn query(&self) -> &str {
-        &self.request.query
+        self.request.query()
     }
 
     /// One query parameter, percent-decoded.
@@ -69,7 +69,7 @@ impl Handshake {
 
     /// The peer's address, when known.
     pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
-        self.request.remote_addr
+        self.request.remote_addr()
     }
 
     /// The auth payload, as raw JSON.

@@ -2,7 +2,10 @@
 //! and the heartbeat that supervises every session.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, http::Method, web};
 use bytes::Bytes;
@@ -11,8 +14,8 @@ use serde::Deserialize;
 
 use super::config::EngineConfig;
 use super::error::{CloseReason, RequestError};
-use super::packet::Packet;
-use super::session::{Handshake, Session, TransportKind};
+use super::packet::{Frame, Packet};
+use super::session::{Closing, Handshake, Session, TransportKind};
 use super::sid::Sid;
 use super::transport;
 
@@ -101,6 +104,26 @@ pub(crate) struct EngineInner<H: EngineHandler> {
     pub(crate) config: EngineConfig,
     pub(crate) handler: H,
     sessions: RwLock<HashMap<Sid, Entry<H::State>>>,
+    /// The sessions the heartbeat task watches, and whether that task runs.
+    heartbeat: Mutex<Heartbeat<H::State>>,
+    /// Sessions closed and waiting for the heartbeat task to clean them up.
+    closing: Arc<Closing>,
+}
+
+/// What the heartbeat task works through on each tick.
+struct Heartbeat<S> {
+    watched: Vec<Watched<S>>,
+    /// Whether the task runs; it ends when nothing is left to watch, and the next session
+    /// starts it again.
+    running: bool,
+}
+
+/// One open session, as the heartbeat sees it.
+struct Watched<S> {
+    entry: Entry<S>,
+    /// When the next ping is due, or, while a pong is awaited, when the wait ends.
+    due: Instant,
+    awaiting_pong: bool,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +142,11 @@ impl<H: EngineHandler> Engine<H> {
                 config,
                 handler,
                 sessions: RwLock::new(HashMap::new()),
+                heartbeat: Mutex::new(Heartbeat {
+                    watched: Vec::new(),
+                    running: false,
+                }),
+                closing: Arc::default(),
             }),
         }
     }
@@ -246,14 +274,19 @@ impl<H: EngineHandler> Engine<H> {
         .into()
     }
 
-    /// Creates a session, registers it, starts its supervisor, and returns its open packet.
+    /// Creates a session, registers it, hands it to the heartbeat, and returns its open packet.
     pub(crate) fn create_session(
         &self,
         req: &HttpRequest,
         transport: TransportKind,
     ) -> (Entry<H::State>, ByteString) {
         let handshake = Arc::new(Handshake::from_request(req));
-        let session = Session::new(handshake, transport, self.inner.config.max_queued_frames);
+        let session = Session::new(
+            handshake,
+            transport,
+            self.inner.config.max_queued_frames,
+            self.inner.closing.clone(),
+        );
         let session = Arc::new(session);
         let open = self.open_packet(session.sid(), transport);
         let state = Arc::new(self.inner.handler.on_open(&session));
@@ -262,8 +295,26 @@ impl<H: EngineHandler> Engine<H> {
             sessions.insert(entry.session.sid(), entry.clone());
         }
         tracing::debug!(sid = %entry.session.sid(), transport = transport.as_str(), "session opened");
-        tokio::spawn(supervise(self.inner.clone(), entry.clone()));
+        self.watch(entry.clone());
         (entry, open)
+    }
+
+    /// Puts a new session under the heartbeat, starting the heartbeat task if it is not running.
+    fn watch(&self, entry: Entry<H::State>) {
+        let mut heartbeat = self
+            .inner
+            .heartbeat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        heartbeat.watched.push(Watched {
+            entry,
+            due: Instant::now() + self.inner.config.ping_interval,
+            awaiting_pong: false,
+        });
+        if !heartbeat.running {
+            heartbeat.running = true;
+            tokio::spawn(run_heartbeat(self.inner.clone()));
+        }
     }
 
     fn open_polling(&self, req: &HttpRequest) -> HttpResponse {
@@ -295,52 +346,146 @@ impl<H: EngineHandler> Engine<H> {
     }
 }
 
-/// How long a polling session closed by the server waits for the poll that carries the close.
-const POLL_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often the heartbeat looks at its sessions: a tenth of the shorter of the ping interval
+/// and timeout, between 5 ms and 500 ms (pings and timeouts are that much late at most).
+fn tick(config: &EngineConfig) -> Duration {
+    (config.ping_interval.min(config.ping_timeout) / 10)
+        .clamp(Duration::from_millis(5), Duration::from_millis(500))
+}
 
-/// Runs the heartbeat of one session, then removes it and tells the handler once it closes.
-///
-/// The first ping goes out one `ping_interval` after the handshake; each later one an interval
-/// after the previous pong. A pong later than `ping_timeout` closes the session.
-async fn supervise<H: EngineHandler>(engine: Arc<EngineInner<H>>, entry: Entry<H::State>) {
-    let session = &entry.session;
+/// The heartbeat of every session of an engine, on one task (not one per session): pings each
+/// session one `ping_interval` after its handshake and then an interval after each pong, and
+/// closes it when a pong is later than `ping_timeout`. It also cleans up closed sessions at
+/// once: removes them from the table and tells the handler. It ends when no session is left.
+async fn run_heartbeat<H: EngineHandler>(engine: Arc<EngineInner<H>>) {
+    let mut running = Running {
+        engine: &engine,
+        armed: true,
+    };
     let ping = Packet::Ping(ByteString::new()).encode();
+    let tick = tick(&engine.config);
+    let mut next_beat = Instant::now() + tick;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(engine.config.ping_interval) => {}
-            () = session.closed() => break,
+            () = tokio::time::sleep_until(next_beat) => {}
+            () = engine.closing.wake.notified() => {}
         }
-        session.clear_pong();
-        if session.send(ping.clone()).is_err() {
-            break;
+        let now = Instant::now();
+        if now >= next_beat {
+            beat(&engine, now, &ping);
+            next_beat = now + tick;
         }
-        tokio::select! {
-            () = session.ponged() => {}
-            () = tokio::time::sleep(engine.config.ping_timeout) => {
+        for sid in engine.closing.take() {
+            reap(&engine, sid);
+        }
+        let mut heartbeat = engine
+            .heartbeat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A session is queued in `closing` before it shows as closed, so an empty watch list
+        // and an empty queue mean nothing is left to do.
+        if heartbeat.watched.is_empty() && engine.closing.is_empty() {
+            heartbeat.running = false;
+            running.armed = false;
+            return;
+        }
+    }
+}
+
+/// Marks the heartbeat task as gone when it is dropped unfinished (its runtime shut down), so
+/// that the next session starts a new one.
+struct Running<'a, H: EngineHandler> {
+    engine: &'a EngineInner<H>,
+    armed: bool,
+}
+
+impl<H: EngineHandler> Drop for Running<'_, H> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.engine
+                .heartbeat
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .running = false;
+        }
+    }
+}
+
+/// One look at every watched session: pings the due ones, closes the ones whose pong is late,
+/// and stops watching the closed ones.
+fn beat<H: EngineHandler>(engine: &EngineInner<H>, now: Instant, ping: &Frame) {
+    let config = &engine.config;
+    let mut heartbeat = engine
+        .heartbeat
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    heartbeat.watched.retain_mut(|watched| {
+        let session = &watched.entry.session;
+        if session.is_closed() {
+            return false;
+        }
+        if watched.awaiting_pong {
+            if session.has_ponged() {
+                watched.awaiting_pong = false;
+                watched.due = now + config.ping_interval;
+            } else if now >= watched.due {
                 session.close(CloseReason::PingTimeout);
-                break;
+                return false;
             }
-            () = session.closed() => break,
+        } else if now >= watched.due {
+            session.clear_pong();
+            if session.send(ping.clone()).is_err() {
+                return false;
+            }
+            watched.awaiting_pong = true;
+            watched.due = now + config.ping_timeout;
         }
+        true
+    });
+}
+
+/// How long a polling session closed by the server waits for the poll that carries the close.
+const POLL_CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Cleans up a closed session: out of the table, then the handler hears of it.
+fn reap<H: EngineHandler>(engine: &Arc<EngineInner<H>>, sid: Sid) {
+    let Some(entry) = engine
+        .sessions
+        .read()
+        .ok()
+        .and_then(|s| s.get(&sid).cloned())
+    else {
+        return;
+    };
+    let session = &entry.session;
+    // A polling client hears of a close from the server only through its next poll: keep the
+    // session reachable a moment, so that poll gets the close packet, not "unknown sid".
+    if session.transport() == TransportKind::Polling
+        && matches!(
+            session.close_reason(),
+            Some(CloseReason::ForcedClose | CloseReason::ServerShutdown)
+        )
+    {
+        let grace = engine.config.ping_interval.min(POLL_CLOSE_GRACE);
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(grace, entry.session.close_delivered()).await;
+            forget(&engine, &entry);
+        });
+    } else {
+        forget(engine, &entry);
+    }
+}
+
+fn forget<H: EngineHandler>(engine: &EngineInner<H>, entry: &Entry<H::State>) {
+    let session = &entry.session;
+    if let Ok(mut sessions) = engine.sessions.write() {
+        sessions.remove(&session.sid());
     }
     let reason = session
         .close_reason()
         .cloned()
         .unwrap_or(CloseReason::TransportError);
-    // A polling client hears of a close from the server only through its next poll: keep the
-    // session reachable a moment, so that poll gets the close packet, not "unknown sid".
-    if session.transport() == TransportKind::Polling
-        && matches!(
-            reason,
-            CloseReason::ForcedClose | CloseReason::ServerShutdown
-        )
-    {
-        let grace = engine.config.ping_interval.min(POLL_CLOSE_GRACE);
-        let _ = tokio::time::timeout(grace, session.close_delivered()).await;
-    }
-    if let Ok(mut sessions) = engine.sessions.write() {
-        sessions.remove(&session.sid());
-    }
     tracing::debug!(sid = %session.sid(), %reason, "session closed");
     engine.handler.on_close(session, &entry.state, &reason);
 }

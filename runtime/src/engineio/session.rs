@@ -48,6 +48,42 @@ pub enum SendError {
     QueueFull,
 }
 
+/// The sessions that have closed and are not yet cleaned up, for the engine's heartbeat task
+/// (which removes them from the table and tells the handler).
+#[derive(Debug, Default)]
+pub(crate) struct Closing {
+    sids: std::sync::Mutex<Vec<Sid>>,
+    /// Wakes the heartbeat task.
+    pub(crate) wake: Notify,
+}
+
+impl Closing {
+    fn push(&self, sid: Sid) {
+        self.sids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(sid);
+        self.wake.notify_one();
+    }
+
+    /// Every session closed since the last call.
+    pub(crate) fn take(&self) -> Vec<Sid> {
+        std::mem::take(
+            &mut *self
+                .sids
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty()
+    }
+}
+
 /// An Engine.IO session.
 #[derive(Debug)]
 pub struct Session {
@@ -65,7 +101,7 @@ pub struct Session {
     /// Set while a POST is being read; a second one at once is a protocol violation.
     pub(crate) posting: AtomicBool,
     /// Set when a pong arrives; the heartbeat clears it before each ping.
-    ponged: Flag,
+    ponged: AtomicBool,
     /// Set once, by the first `close`; a plain flag so the hot path (`send`) reads one atomic.
     closed: Flag,
     /// Wakes the WebSocket connection (polled by actix's dispatcher, not a task) on close.
@@ -73,10 +109,17 @@ pub struct Session {
     reason: OnceLock<CloseReason>,
     /// Set when a poll has carried the close packet to the client.
     close_delivered: Flag,
+    /// Where the session reports its close to the engine.
+    closing: Arc<Closing>,
 }
 
 impl Session {
-    pub(crate) fn new(handshake: Arc<Handshake>, transport: TransportKind, queue: usize) -> Self {
+    pub(crate) fn new(
+        handshake: Arc<Handshake>,
+        transport: TransportKind,
+        queue: usize,
+        closing: Arc<Closing>,
+    ) -> Self {
         let (outbox, rx) = Outbox::new(queue);
         Session {
             sid: Sid::random(),
@@ -87,11 +130,12 @@ impl Session {
             upgrading: AtomicBool::new(false),
             poll_wake: Notify::new(),
             posting: AtomicBool::new(false),
-            ponged: Flag::default(),
+            ponged: AtomicBool::new(false),
             closed: Flag::default(),
             close_waker: AtomicWaker::new(),
             reason: OnceLock::new(),
             close_delivered: Flag::default(),
+            closing,
         }
     }
 
@@ -168,17 +212,17 @@ impl Session {
     }
 
     pub(crate) fn pong(&self) {
-        self.ponged.set();
+        self.ponged.store(true, Ordering::Release);
     }
 
     /// Forgets earlier pongs (before a ping is sent).
     pub(crate) fn clear_pong(&self) {
-        self.ponged.clear();
+        self.ponged.store(false, Ordering::Release);
     }
 
-    /// Resolves once a pong has arrived since the last [`Session::clear_pong`].
-    pub(crate) async fn ponged(&self) {
-        self.ponged.wait().await;
+    /// Whether a pong has arrived since the last [`Session::clear_pong`].
+    pub(crate) fn has_ponged(&self) -> bool {
+        self.ponged.load(Ordering::Acquire)
     }
 
     /// Closes the session. The first reason given wins; later calls do nothing.
@@ -187,6 +231,9 @@ impl Session {
     /// followed by a close packet.
     pub fn close(&self, reason: CloseReason) {
         if self.reason.set(reason).is_ok() {
+            // Queued for clean-up before anyone can see the session closed: the heartbeat
+            // task stops watching a session once it sees it closed, and must find it there.
+            self.closing.push(self.sid);
             self.closed.set();
             self.close_waker.wake();
         }

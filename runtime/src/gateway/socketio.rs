@@ -208,40 +208,38 @@ pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
         ops: Mutex::default(),
     });
 
-    let on_subscribe = link.clone();
-    socket.on("subscribe", move |socket, payload, ack| {
-        let op = match payload.get::<String>(0) {
-            Ok(channel) => Op::Join {
-                channel,
-                payload: payload.arg(1).map(ToOwned::to_owned),
-                ack,
-            },
-            Err(_) => return reply_error(ack, "invalid"),
-        };
-        on_subscribe.queue(&socket, op);
-    });
-    let on_unsubscribe = link.clone();
-    socket.on("unsubscribe", move |socket, payload, ack| {
-        let op = match payload.get::<String>(0) {
-            Ok(channel) => Op::Leave { channel, ack },
-            Err(_) => return reply_error(ack, "invalid"),
-        };
-        on_unsubscribe.queue(&socket, op);
-    });
+    // One handler for every event (no per-socket map of handlers): the two control events,
+    // then `<channel>/<event>`.
     let on_event = link.clone();
     socket.on_fallback(move |socket, name, payload, ack| {
-        let Some((channel, event)) = name.rsplit_once('/') else {
-            // Not a channel event and not a control event of ours.
-            return reply_error(ack, "unknown_event");
-        };
-        if channel.is_empty() || event.is_empty() {
-            return reply_error(ack, "invalid");
-        }
-        let op = Op::Event {
-            channel: channel.to_owned(),
-            event: event.to_owned(),
-            payload,
-            ack,
+        let op = match name {
+            "subscribe" => match payload.get::<String>(0) {
+                Ok(channel) => Op::Join {
+                    channel,
+                    payload: payload.arg(1).map(ToOwned::to_owned),
+                    ack,
+                },
+                Err(_) => return reply_error(ack, "invalid"),
+            },
+            "unsubscribe" => match payload.get::<String>(0) {
+                Ok(channel) => Op::Leave { channel, ack },
+                Err(_) => return reply_error(ack, "invalid"),
+            },
+            name => {
+                let Some((channel, event)) = name.rsplit_once('/') else {
+                    // Not a channel event and not a control event of ours.
+                    return reply_error(ack, "unknown_event");
+                };
+                if channel.is_empty() || event.is_empty() {
+                    return reply_error(ack, "invalid");
+                }
+                Op::Event {
+                    channel: channel.to_owned(),
+                    event: event.to_owned(),
+                    payload,
+                    ack,
+                }
+            }
         };
         on_event.queue(&socket, op);
     });
