@@ -8,6 +8,10 @@
 //! `--base-port P`, `--no-pin` (do not use taskset), `--out FILE` (also write the table there).
 //! Raw results go to `target/bench/<unix time>/results.jsonl` beside the peers' logs.
 //!
+//! The peer `tidings-ref` (only when named in `--peers`) is `target/release/bench_server-ref`:
+//! tidings' bench server built from another commit (`scripts/bench --ref COMMIT` builds it), to
+//! compare a change with what it changes in the same run.
+//!
 //! The scenarios `redis-fanout-1k` and `redis-fanout-10k` (tidings only, run only when named in
 //! `--scenarios`) are the fan-out of the same size over two tidings nodes joined through Redis:
 //! a `redis-server` on a free loopback port (`--save "" --appendonly no`), node A and node B
@@ -109,8 +113,12 @@ fn peer_command(paths: &Paths, peer: &str, port: u16) -> Vec<String> {
     let bin = |name: &str| paths.release.join(name).display().to_string();
     let port = port.to_string();
     match peer {
-        "tidings" => vec![
-            bin("examples/bench_server"),
+        "tidings" | "tidings-ref" => vec![
+            bin(if peer == "tidings" {
+                "examples/bench_server"
+            } else {
+                "bench_server-ref"
+            }),
             "--port".into(),
             port,
             "--workers".into(),
