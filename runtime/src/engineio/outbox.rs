@@ -10,10 +10,6 @@ use futures_util::task::AtomicWaker;
 
 use super::packet::Frame;
 
-/// Above this capacity, a queue that has emptied gives its memory back. Zero: an idle
-/// connection keeps none (the next frame allocates a few slots again).
-const KEEP_CAPACITY: usize = 0;
-
 /// The shared state of one queue.
 #[derive(Debug)]
 pub(crate) struct Outbox {
@@ -135,9 +131,10 @@ impl Receiver {
     }
 }
 
-/// An emptied queue keeps no memory beyond a few slots.
+/// An emptied queue gives its memory back at once: an idle connection keeps none, and the next
+/// frame allocates a few slots again.
 fn release_if_empty(queue: &mut VecDeque<Frame>) {
-    if queue.is_empty() && queue.capacity() > KEEP_CAPACITY {
+    if queue.is_empty() && queue.capacity() > 0 {
         *queue = VecDeque::new();
     }
 }

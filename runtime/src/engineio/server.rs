@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use actix_web::{HttpRequest, HttpResponse, http::Method, web};
 use bytes::Bytes;
 use bytestring::ByteString;
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use super::config::EngineConfig;
 use super::error::{CloseReason, RequestError};
