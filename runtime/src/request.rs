@@ -109,13 +109,11 @@ impl RequestInfo {
     pub fn headers(&self) -> &HeaderMap {
         self.map.get_or_init(|| {
             let mut map = HeaderMap::with_capacity(self.names.len());
-            let mut start = self.query_end;
-            for (name, end) in self.names.iter() {
-                let end = *end;
-                if let Ok(value) = HeaderValue::from_maybe_shared(self.text.slice(start..end)) {
+            for (name, value) in self.entries() {
+                // `slice_ref` shares `text` (an empty value needs no sharing).
+                if let Ok(value) = HeaderValue::from_maybe_shared(self.text.slice_ref(value)) {
                     map.append(name.clone(), value);
                 }
-                start = end;
             }
             map
         })
