@@ -9,9 +9,9 @@
 pub mod adapter;
 mod builder;
 pub mod channels;
+mod compact;
 mod emitter;
 pub mod engineio;
-mod flag;
 mod gateway;
 mod payload;
 mod request;

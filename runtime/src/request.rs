@@ -1,16 +1,15 @@
 //! What a client's opening HTTP request carried: headers, query string and address. Shared
 //! (behind an `Arc`) by the Engine.IO session and the channel layer's view of a connection.
 //!
-//! A connection keeps this for its whole life, so it is stored compactly: every header value
-//! and the query string in one buffer of its own (not slices of actix's read buffer, which
-//! would keep that buffer alive once actix moves on to a new one), and the names beside
-//! them. The [`HeaderMap`] view is built the first time someone asks for it.
+//! A connection keeps this for its whole life, so it is stored compactly: the query string and
+//! every header's name and value in one buffer of its own (not slices of actix's read buffer,
+//! which would keep that buffer alive once actix moves on to a new one), and where each ends
+//! beside it. The [`HeaderMap`] view is built the first time someone asks for it.
 
 use std::sync::OnceLock;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use bytes::{BufMut as _, Bytes, BytesMut};
 
 /// The opening request of a connection: headers, query string and peer address.
 ///
@@ -30,24 +29,23 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 /// ```
 #[derive(Debug, Default)]
 pub struct RequestInfo {
-    /// The query string, then every header value, back to back.
-    text: Bytes,
-    /// Where the query string ends in `text`.
-    query_end: usize,
-    /// Each header's name and the end of its value in `text` (values follow one another).
-    names: Box<[(HeaderName, usize)]>,
+    /// The query string, then each header's name (lower case, as [`HeaderName`] keeps it) and
+    /// value, back to back.
+    text: Box<[u8]>,
+    /// Where the query string ends in `text`, then where each header's name and value end,
+    /// in pairs.
+    ends: Box<[u32]>,
     /// The peer's address, when known.
     remote_addr: Option<std::net::SocketAddr>,
     /// The headers as a map, made on first use.
-    map: OnceLock<HeaderMap>,
+    map: OnceLock<Box<HeaderMap>>,
 }
 
 impl Clone for RequestInfo {
     fn clone(&self) -> Self {
         RequestInfo {
             text: self.text.clone(),
-            query_end: self.query_end,
-            names: self.names.clone(),
+            ends: self.ends.clone(),
             remote_addr: self.remote_addr,
             map: OnceLock::new(),
         }
@@ -67,55 +65,82 @@ impl RequestInfo {
     }
 
     /// A request made of `headers` (in order; a name may repeat), a raw query string and an
-    /// address.
+    /// address. Headers past 4 GiB of text in all (far beyond what any HTTP server reads) are
+    /// left out.
     pub fn from_parts(
         headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
         query: &str,
         remote_addr: Option<std::net::SocketAddr>,
     ) -> Self {
+        /// Appends `bytes` to `text` and records where they end; false when `text` would
+        /// outgrow a `u32`.
+        fn push(text: &mut Vec<u8>, ends: &mut Vec<u32>, bytes: &[u8]) -> bool {
+            let Ok(end) = u32::try_from(text.len() + bytes.len()) else {
+                return false;
+            };
+            text.extend_from_slice(bytes);
+            ends.push(end);
+            true
+        }
+        // Sized exactly, so the boxed slices need no second allocation.
         let headers: Vec<(HeaderName, HeaderValue)> = headers.into_iter().collect();
-        let size = query.len() + headers.iter().map(|(_, v)| v.len()).sum::<usize>();
-        let mut text = BytesMut::with_capacity(size);
-        text.put_slice(query.as_bytes());
-        let query_end = text.len();
-        let names = headers
-            .into_iter()
-            .map(|(name, value)| {
-                text.put_slice(value.as_bytes());
-                (name, text.len())
-            })
-            .collect();
+        let size = headers.iter().fold(query.len(), |size, (name, value)| {
+            size.saturating_add(name.as_str().len() + value.len())
+        });
+        let mut text = Vec::with_capacity(size.min(u32::MAX as usize));
+        let mut ends = Vec::with_capacity(1 + 2 * headers.len());
+        if push(&mut text, &mut ends, query.as_bytes()) {
+            for (name, value) in headers {
+                let mark = (text.len(), ends.len());
+                if !(push(&mut text, &mut ends, name.as_str().as_bytes())
+                    && push(&mut text, &mut ends, value.as_bytes()))
+                {
+                    text.truncate(mark.0);
+                    ends.truncate(mark.1);
+                    break;
+                }
+            }
+        }
         RequestInfo {
-            text: text.freeze(),
-            query_end,
-            names,
+            text: text.into_boxed_slice(),
+            ends: ends.into_boxed_slice(),
             remote_addr,
             map: OnceLock::new(),
         }
     }
 
+    /// The bytes of `text` from `start` to `end`.
+    fn span(&self, start: u32, end: u32) -> &[u8] {
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
     /// Each header's name and value bytes, in the order they came.
-    fn entries(&self) -> impl Iterator<Item = (&HeaderName, &[u8])> {
-        let mut start = self.query_end;
-        self.names.iter().map(move |(name, end)| {
-            let end = *end;
-            let value = self.text.get(start..end).unwrap_or_default();
-            start = end;
-            (name, value)
+    fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let query_end = self.ends.first().copied().unwrap_or_default();
+        let pairs = self.ends.get(1..).unwrap_or_default().chunks_exact(2);
+        let mut start = query_end;
+        pairs.map(move |pair| {
+            let (name_end, value_end) = (pair[0], pair[1]);
+            let entry = (self.span(start, name_end), self.span(name_end, value_end));
+            start = value_end;
+            entry
         })
     }
 
     /// The request headers (cookies, user agent, authorization ...).
     pub fn headers(&self) -> &HeaderMap {
         self.map.get_or_init(|| {
-            let mut map = HeaderMap::with_capacity(self.names.len());
+            let mut map = HeaderMap::with_capacity(self.ends.len() / 2);
             for (name, value) in self.entries() {
-                // `slice_ref` shares `text` (an empty value needs no sharing).
-                if let Ok(value) = HeaderValue::from_maybe_shared(self.text.slice_ref(value)) {
-                    map.append(name.clone(), value);
+                if let (Ok(name), Ok(value)) =
+                    (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+                {
+                    map.append(name, value);
                 }
             }
-            map
+            Box::new(map)
         })
     }
 
@@ -123,13 +148,14 @@ impl RequestInfo {
     /// matched without regard to case.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.entries()
-            .find(|(header, _)| header.as_str().eq_ignore_ascii_case(name))
+            .find(|(header, _)| header.eq_ignore_ascii_case(name.as_bytes()))
             .and_then(|(_, value)| std::str::from_utf8(value).ok())
     }
 
     /// The raw query string.
     pub fn query(&self) -> &str {
-        std::str::from_utf8(self.text.get(..self.query_end).unwrap_or_default()).unwrap_or_default()
+        let query_end = self.ends.first().copied().unwrap_or_default();
+        std::str::from_utf8(self.span(0, query_end)).unwrap_or_default()
     }
 
     /// The peer's address, when known.
@@ -166,7 +192,7 @@ impl RequestInfo {
     /// ```
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.entries()
-            .filter(|(header, _)| *header == header::COOKIE)
+            .filter(|(header, _)| *header == header::COOKIE.as_str().as_bytes())
             .filter_map(|(_, value)| std::str::from_utf8(value).ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))

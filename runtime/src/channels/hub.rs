@@ -17,7 +17,8 @@ use serde_json::value::RawValue;
 use super::authorizer::Reply;
 use super::context::{AppData, ChannelContext, Handshake, Identity, JoinContext, LeaveReason};
 use super::error::{EmitError, EventError, JoinError};
-use super::registry::{Params, Registry};
+use super::registry::Registry;
+use crate::compact;
 use crate::engineio::Sid;
 use crate::payload::Payload;
 
@@ -142,7 +143,9 @@ pub struct Peer {
     pub(crate) handshake: Handshake,
     pub(crate) identity: Option<Identity>,
     pub(crate) sink: Arc<dyn Sink>,
-    joined: Mutex<HashMap<String, Params>>,
+    /// The channels joined (their parameters are the registry's to give again), in a list
+    /// that starts with room for one: most connections join few.
+    joined: Mutex<Vec<Box<str>>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -166,7 +169,7 @@ impl Peer {
             handshake,
             identity,
             sink,
-            joined: Mutex::new(HashMap::new()),
+            joined: Mutex::new(Vec::new()),
         }
     }
 
@@ -179,12 +182,14 @@ impl Peer {
     pub fn channels(&self) -> Vec<String> {
         self.joined
             .lock()
-            .map(|j| j.keys().cloned().collect())
+            .map(|j| j.iter().map(|c| c.to_string()).collect())
             .unwrap_or_default()
     }
 
     fn joined(&self, channel: &str) -> bool {
-        self.joined.lock().is_ok_and(|j| j.contains_key(channel))
+        self.joined
+            .lock()
+            .is_ok_and(|j| j.iter().any(|c| **c == *channel))
     }
 }
 
@@ -335,7 +340,7 @@ impl Hub {
             }
         }
         if let Ok(mut joined) = peer.joined.lock() {
-            joined.insert(channel.to_owned(), params.clone());
+            compact::push(&mut joined, channel.into());
         }
         if let Ok(mut shard) = self.shard(channel).write() {
             let members = shard.entry(channel.to_owned()).or_default();
@@ -377,9 +382,13 @@ impl Hub {
     }
 
     async fn remove(&self, peer: &Arc<Peer>, channel: &str, reason: &LeaveReason) -> bool {
-        let Some(params) = peer.joined.lock().ok().and_then(|mut j| j.remove(channel)) else {
+        let was_member = peer.joined.lock().ok().is_some_and(|mut j| {
+            let at = j.iter().position(|c| **c == *channel);
+            at.map(|at| j.remove(at)).is_some()
+        });
+        if !was_member {
             return false;
-        };
+        }
         if let Ok(mut shard) = self.shard(channel).write()
             && let Some(members) = shard.get_mut(channel)
         {
@@ -392,7 +401,7 @@ impl Hub {
             }
         }
         tracing::debug!(channel, member = %peer.id(), %reason, "left");
-        if let Some((entry, _)) = self.registry.resolve(channel) {
+        if let Some((entry, params)) = self.registry.resolve(channel) {
             let ctx = ChannelContext {
                 channel,
                 params: &params,
@@ -422,13 +431,10 @@ impl Hub {
         event: &str,
         payload: Payload,
     ) -> Result<Reply, EventError> {
-        let params = peer
-            .joined
-            .lock()
-            .ok()
-            .and_then(|j| j.get(channel).cloned())
-            .ok_or(EventError::NotSubscribed)?;
-        let (entry, _) = self
+        if !peer.joined(channel) {
+            return Err(EventError::NotSubscribed);
+        }
+        let (entry, params) = self
             .registry
             .resolve(channel)
             .ok_or(EventError::NotSubscribed)?;

@@ -1,16 +1,19 @@
 //! A session's outbound queue: bounded, never waiting on the sending side, and holding memory
 //! only while frames wait (an idle connection keeps an empty `VecDeque`, no block of slots).
+//!
+//! Any number of senders push; one reader at a time takes frames out (the session hands out
+//! that right: see `session::Reader`).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
 use super::packet::Frame;
 
-/// The shared state of one queue.
+/// One queue, kept inside its session.
 #[derive(Debug)]
 pub(crate) struct Outbox {
     frames: Mutex<VecDeque<Frame>>,
@@ -24,14 +27,13 @@ pub(crate) struct Outbox {
 pub(crate) struct Full;
 
 impl Outbox {
-    /// A queue of at most `max` frames (at least one), and the handle that reads it.
-    pub(crate) fn new(max: usize) -> (Arc<Outbox>, Receiver) {
-        let outbox = Arc::new(Outbox {
+    /// A queue of at most `max` frames (at least one).
+    pub(crate) fn new(max: usize) -> Outbox {
+        Outbox {
             frames: Mutex::new(VecDeque::new()),
             waker: AtomicWaker::new(),
             max: max.max(1),
-        });
-        (outbox.clone(), Receiver(outbox))
+        }
     }
 
     fn frames(&self) -> MutexGuard<'_, VecDeque<Frame>> {
@@ -68,25 +70,22 @@ impl Outbox {
     }
 }
 
-/// The reading end of an [`Outbox`].
-#[derive(Debug)]
-pub(crate) struct Receiver(Arc<Outbox>);
-
-impl Receiver {
+/// The reading side: one reader at a time (the waker registered is the last reader's).
+impl Outbox {
     /// The next frame, if one is queued.
-    pub(crate) fn try_recv(&mut self) -> Option<Frame> {
-        let mut queue = self.0.frames();
+    pub(crate) fn try_recv(&self) -> Option<Frame> {
+        let mut queue = self.frames();
         let frame = queue.pop_front();
         release_if_empty(&mut queue);
         frame
     }
 
     /// The next frame, or `Pending` with the task registered to be woken by the next push.
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Frame> {
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Frame> {
         if let Some(frame) = self.try_recv() {
             return Poll::Ready(frame);
         }
-        self.0.waker.register(cx.waker());
+        self.waker.register(cx.waker());
         // A push between the first look and the registration must not be missed.
         match self.try_recv() {
             Some(frame) => Poll::Ready(frame),
@@ -99,13 +98,13 @@ impl Receiver {
     /// when frames are left, `Ready(false)` when all were taken, `Pending` (the task registered
     /// for the next push) when none was queued.
     pub(crate) fn poll_drain(
-        &mut self,
+        &self,
         cx: &mut Context<'_>,
         mut each: impl FnMut(Frame, usize) -> bool,
     ) -> Poll<bool> {
         for attempt in 0..2 {
             {
-                let mut queue = self.0.frames();
+                let mut queue = self.frames();
                 if !queue.is_empty() {
                     while let Some(frame) = queue.pop_front() {
                         if !each(frame, queue.len() + 1) {
@@ -119,14 +118,14 @@ impl Receiver {
             }
             if attempt == 0 {
                 // A push between the first look and the registration must not be missed.
-                self.0.waker.register(cx.waker());
+                self.waker.register(cx.waker());
             }
         }
         Poll::Pending
     }
 
     /// Waits for the next frame.
-    pub(crate) async fn recv(&mut self) -> Frame {
+    pub(crate) async fn recv(&self) -> Frame {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 }
@@ -145,20 +144,20 @@ mod tests {
 
     #[test]
     fn bounded_all_or_nothing_and_in_order() {
-        let (outbox, mut rx) = Outbox::new(3);
+        let outbox = Outbox::new(3);
         let frame = |n: u8| Frame::Binary(vec![n].into());
         assert_eq!(outbox.push_all([frame(1), frame(2)].into_iter()), Ok(()));
         assert_eq!(outbox.push_all([frame(3), frame(4)].into_iter()), Err(Full));
         assert_eq!(outbox.push_all([frame(3)].into_iter()), Ok(()));
-        assert_eq!(rx.try_recv(), Some(frame(1)));
-        assert_eq!(rx.try_recv(), Some(frame(2)));
-        assert_eq!(rx.try_recv(), Some(frame(3)));
-        assert_eq!(rx.try_recv(), None);
+        assert_eq!(outbox.try_recv(), Some(frame(1)));
+        assert_eq!(outbox.try_recv(), Some(frame(2)));
+        assert_eq!(outbox.try_recv(), Some(frame(3)));
+        assert_eq!(outbox.try_recv(), None);
     }
 
     #[test]
     fn an_emptied_queue_gives_its_memory_back() {
-        let (outbox, mut rx) = Outbox::new(1000);
+        let outbox = Outbox::new(1000);
         outbox
             .push_all(
                 (0..100u8)
@@ -167,29 +166,29 @@ mod tests {
                     .into_iter(),
             )
             .unwrap_or_else(|_| panic!("room for 100"));
-        while rx.try_recv().is_some() {}
+        while outbox.try_recv().is_some() {}
         assert_eq!(outbox.frames().capacity(), 0);
     }
 
     #[test]
     fn drain_hands_frames_over_in_order_and_stops_when_asked() {
-        let (outbox, mut rx) = Outbox::new(8);
+        let outbox = Outbox::new(8);
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let frame = |n: u8| Frame::Binary(vec![n].into());
-        assert_eq!(rx.poll_drain(&mut cx, |_, _| true), Poll::Pending);
+        assert_eq!(outbox.poll_drain(&mut cx, |_, _| true), Poll::Pending);
         for n in 1..=3 {
             assert_eq!(outbox.push(frame(n)), Ok(()));
         }
         let mut seen = Vec::new();
-        let left = rx.poll_drain(&mut cx, |frame, queued| {
+        let left = outbox.poll_drain(&mut cx, |frame, queued| {
             seen.push((frame, queued));
             seen.len() < 2
         });
         assert_eq!(left, Poll::Ready(true));
         assert_eq!(seen, vec![(frame(1), 3), (frame(2), 2)]);
         seen.clear();
-        let left = rx.poll_drain(&mut cx, |frame, queued| {
+        let left = outbox.poll_drain(&mut cx, |frame, queued| {
             seen.push((frame, queued));
             true
         });
@@ -200,7 +199,7 @@ mod tests {
 
     #[test]
     fn push_refuses_beyond_the_bound() {
-        let (outbox, _rx) = Outbox::new(2);
+        let outbox = Outbox::new(2);
         let frame = |n: u8| Frame::Binary(vec![n].into());
         assert_eq!(outbox.push(frame(1)), Ok(()));
         assert_eq!(outbox.push(frame(2)), Ok(()));
@@ -209,8 +208,12 @@ mod tests {
 
     #[tokio::test]
     async fn recv_wakes_on_push() {
-        let (outbox, mut rx) = Outbox::new(4);
-        let reader = tokio::spawn(async move { rx.recv().await });
+        let outbox = Outbox::new(4);
+        let outbox = std::sync::Arc::new(outbox);
+        let reader = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.recv().await }
+        });
         tokio::task::yield_now().await;
         outbox
             .push_all([Frame::message("hi")].into_iter())

@@ -3,16 +3,16 @@
 
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 
 use super::error::CloseReason;
 use super::outbox::{self, Outbox};
 use super::packet::Frame;
 use super::sid::Sid;
-use crate::flag::Flag;
 
 /// The transport a session currently uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,32 +85,73 @@ impl Closing {
 }
 
 /// An Engine.IO session.
+///
+/// A long-lived connection keeps one, so it is one allocation: the queue is inside, and the
+/// session's yes/no states share one atomic byte and one [`Notify`] for whoever waits on them.
 #[derive(Debug)]
 pub struct Session {
     sid: Sid,
+    /// The bits below.
+    state: AtomicU8,
     handshake: Arc<Handshake>,
-    outbox: Arc<Outbox>,
-    /// The receiving end of the outbound queue, held by whichever transport is writing: a
-    /// pending poll, or the WebSocket connection. `try_lock` failing on a poll means
-    /// overlapping polls.
-    pub(crate) rx: Arc<Mutex<outbox::Receiver>>,
-    transport: AtomicU8,
-    upgrading: AtomicBool,
-    /// Wakes a pending poll when an upgrade starts, so it answers with a noop.
-    pub(crate) poll_wake: Notify,
-    /// Set while a POST is being read; a second one at once is a protocol violation.
-    pub(crate) posting: AtomicBool,
-    /// Set when a pong arrives; the heartbeat clears it before each ping.
-    ponged: AtomicBool,
-    /// Set once, by the first `close`; a plain flag so the hot path (`send`) reads one atomic.
-    closed: Flag,
+    outbox: Outbox,
+    /// Wakes tasks waiting on `state`: the close, the close delivered, an upgrade starting,
+    /// the queue's reader letting go.
+    changed: Notify,
     /// Wakes the WebSocket connection (polled by actix's dispatcher, not a task) on close.
     pub(crate) close_waker: AtomicWaker,
     reason: OnceLock<CloseReason>,
-    /// Set when a poll has carried the close packet to the client.
-    close_delivered: Flag,
     /// Where the session reports its close to the engine.
     closing: Arc<Closing>,
+}
+
+/// The session is on WebSocket (else polling).
+const WEBSOCKET: u8 = 1;
+/// An upgrade to WebSocket is under way.
+const UPGRADING: u8 = 1 << 1;
+/// A POST is being read; a second one at once is a protocol violation.
+const POSTING: u8 = 1 << 2;
+/// A pong arrived; the heartbeat clears it before each ping.
+const PONGED: u8 = 1 << 3;
+/// Set once, by the first `close`.
+const CLOSED: u8 = 1 << 4;
+/// A poll has carried the close packet to the client.
+const CLOSE_DELIVERED: u8 = 1 << 5;
+/// A transport holds the queue's reading end ([`Reader`]): a pending poll, or the WebSocket.
+/// Failing to take it on a poll means overlapping polls.
+const READING: u8 = 1 << 6;
+
+/// The right to take frames out of a session's queue, held by one transport at a time; let go
+/// when dropped.
+#[derive(Debug)]
+pub(crate) struct Reader(Arc<Session>);
+
+impl Reader {
+    /// The next frame, if one is queued.
+    pub(crate) fn try_recv(&mut self) -> Option<Frame> {
+        self.0.outbox.try_recv()
+    }
+
+    /// Waits for the next frame.
+    pub(crate) async fn recv(&mut self) -> Frame {
+        self.0.outbox.recv().await
+    }
+
+    /// Hands queued frames to `each`, as [`Outbox::poll_drain`].
+    pub(crate) fn poll_drain(
+        &mut self,
+        cx: &mut Context<'_>,
+        each: impl FnMut(Frame, usize) -> bool,
+    ) -> Poll<bool> {
+        self.0.outbox.poll_drain(cx, each)
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.state.fetch_and(!READING, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
 }
 
 impl Session {
@@ -120,22 +161,64 @@ impl Session {
         queue: usize,
         closing: Arc<Closing>,
     ) -> Self {
-        let (outbox, rx) = Outbox::new(queue);
+        let state = match transport {
+            TransportKind::WebSocket => WEBSOCKET,
+            TransportKind::Polling => 0,
+        };
         Session {
             sid: Sid::random(),
+            state: AtomicU8::new(state),
             handshake,
-            outbox,
-            rx: Arc::new(Mutex::new(rx)),
-            transport: AtomicU8::new(transport as u8),
-            upgrading: AtomicBool::new(false),
-            poll_wake: Notify::new(),
-            posting: AtomicBool::new(false),
-            ponged: AtomicBool::new(false),
-            closed: Flag::default(),
+            outbox: Outbox::new(queue),
+            changed: Notify::new(),
             close_waker: AtomicWaker::new(),
             reason: OnceLock::new(),
-            close_delivered: Flag::default(),
             closing,
+        }
+    }
+
+    fn is(&self, bit: u8) -> bool {
+        self.state.load(Ordering::Acquire) & bit != 0
+    }
+
+    /// Sets `bit`; true when it was clear.
+    fn set(&self, bit: u8) -> bool {
+        self.state.fetch_or(bit, Ordering::AcqRel) & bit == 0
+    }
+
+    fn clear(&self, bit: u8) {
+        self.state.fetch_and(!bit, Ordering::AcqRel);
+    }
+
+    /// Resolves once one of `bits` is set.
+    async fn until(&self, bits: u8) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Register before looking, so a change in between is not missed.
+            notified.as_mut().enable();
+            if self.is(bits) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The queue's reading end, unless a transport holds it.
+    pub(crate) fn try_reader(self: &Arc<Self>) -> Option<Reader> {
+        self.set(READING).then(|| Reader(self.clone()))
+    }
+
+    /// The queue's reading end, once the transport holding it lets go.
+    pub(crate) async fn reader(self: Arc<Self>) -> Reader {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(reader) = self.try_reader() {
+                return reader;
+            }
+            notified.await;
         }
     }
 
@@ -151,7 +234,7 @@ impl Session {
 
     /// The transport in use now.
     pub fn transport(&self) -> TransportKind {
-        if self.transport.load(Ordering::Acquire) == TransportKind::WebSocket as u8 {
+        if self.is(WEBSOCKET) {
             TransportKind::WebSocket
         } else {
             TransportKind::Polling
@@ -159,20 +242,34 @@ impl Session {
     }
 
     pub(crate) fn set_websocket(&self) {
-        self.transport
-            .store(TransportKind::WebSocket as u8, Ordering::Release);
-        self.upgrading.store(false, Ordering::Release);
+        self.set(WEBSOCKET);
+        self.clear(UPGRADING);
     }
 
-    /// Marks the start of an upgrade; returns false when one is already under way.
+    /// Marks the start of an upgrade (which wakes a pending poll, to answer with a noop);
+    /// returns false when one is already under way.
     pub(crate) fn start_upgrade(&self) -> bool {
-        let started = !self.upgrading.swap(true, Ordering::AcqRel);
-        self.poll_wake.notify_waiters();
+        let started = self.set(UPGRADING);
+        self.changed.notify_waiters();
         started
     }
 
     pub(crate) fn is_upgrading(&self) -> bool {
-        self.upgrading.load(Ordering::Acquire)
+        self.is(UPGRADING)
+    }
+
+    /// Resolves once an upgrade has started.
+    pub(crate) async fn upgrade_started(&self) {
+        self.until(UPGRADING).await;
+    }
+
+    /// Marks a POST as being read; false when one already is.
+    pub(crate) fn start_posting(&self) -> bool {
+        self.set(POSTING)
+    }
+
+    pub(crate) fn end_posting(&self) {
+        self.clear(POSTING);
     }
 
     /// Queues one encoded frame for the client.
@@ -212,17 +309,17 @@ impl Session {
     }
 
     pub(crate) fn pong(&self) {
-        self.ponged.store(true, Ordering::Release);
+        self.set(PONGED);
     }
 
     /// Forgets earlier pongs (before a ping is sent).
     pub(crate) fn clear_pong(&self) {
-        self.ponged.store(false, Ordering::Release);
+        self.clear(PONGED);
     }
 
     /// Whether a pong has arrived since the last [`Session::clear_pong`].
     pub(crate) fn has_ponged(&self) -> bool {
-        self.ponged.load(Ordering::Acquire)
+        self.is(PONGED)
     }
 
     /// Closes the session. The first reason given wins; later calls do nothing.
@@ -234,23 +331,25 @@ impl Session {
             // Queued for clean-up before anyone can see the session closed: the heartbeat
             // task stops watching a session once it sees it closed, and must find it there.
             self.closing.push(self.sid);
-            self.closed.set();
+            self.set(CLOSED);
+            self.changed.notify_waiters();
             self.close_waker.wake();
         }
     }
 
     /// Whether the session has been closed.
     pub fn is_closed(&self) -> bool {
-        self.closed.is_set()
+        self.is(CLOSED)
     }
 
     pub(crate) fn mark_close_delivered(&self) {
-        self.close_delivered.set();
+        self.set(CLOSE_DELIVERED);
+        self.changed.notify_waiters();
     }
 
     /// Resolves once a poll has carried the close packet to the client.
     pub(crate) async fn close_delivered(&self) {
-        self.close_delivered.wait().await;
+        self.until(CLOSE_DELIVERED).await;
     }
 
     /// Why the session closed, once it has.
@@ -260,6 +359,6 @@ impl Session {
 
     /// Resolves when the session closes.
     pub async fn closed(&self) {
-        self.closed.wait().await;
+        self.until(CLOSED).await;
     }
 }

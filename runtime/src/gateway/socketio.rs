@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde_json::value::RawValue;
 
 use crate::channels::{Handshake, Hub, Identity, Outgoing, Peer, Sink};
-use crate::engineio::{Frame, Session};
+use crate::engineio::Frame;
 use crate::payload::Payload;
-use crate::socketio::{AckSender, Packet, SocketRef};
+use crate::socketio::{AckSender, Packet, Socket, SocketRef};
 
 /// The encoding slot of Socket.IO frames in [`Outgoing`].
 pub(crate) const SLOT: usize = 0;
@@ -26,12 +26,6 @@ pub(crate) const SLOT: usize = 0;
 /// How many channel operations may wait per connection before it counts as abusive (above the
 /// default subscription limit, so a page subscribing to all its channels at once is fine).
 const MAX_PENDING_OPS: usize = 256;
-
-/// Delivers channel events to one Socket.IO socket.
-struct SocketIoSink {
-    session: Arc<Session>,
-    nsp: Arc<str>,
-}
 
 /// The Socket.IO frames of `message` in namespace `nsp`: the ones already cached in [`SLOT`]
 /// (by a local delivery or another node), else encoded now and cached. `None` when the slot
@@ -61,19 +55,22 @@ pub(crate) fn encode(message: &Outgoing, nsp: &str) -> Vec<Frame> {
     .collect()
 }
 
-impl Sink for SocketIoSink {
+/// A socket is its own sink: channel events go to its connection, in its namespace.
+impl Sink for Socket {
     fn deliver(&self, message: &Outgoing) -> bool {
+        let nsp = self.ns().name();
         let owned;
-        let frames = match message.cached(SLOT, |m| encode(m, &self.nsp)) {
+        let frames = match message.cached(SLOT, |m| encode(m, nsp)) {
             Some(frames) => frames,
             None => {
-                owned = encode(message, &self.nsp);
+                owned = encode(message, nsp);
                 &owned
             }
         };
+        let session = self.session();
         match frames.as_slice() {
-            [frame] => self.session.send(frame.clone()).is_ok(),
-            frames => self.session.send_all(frames.iter().cloned()).is_ok(),
+            [frame] => session.send(frame.clone()).is_ok(),
+            frames => session.send_all(frames.iter().cloned()).is_ok(),
         }
     }
 }
@@ -197,10 +194,9 @@ impl Link {
 /// Wires a freshly connected socket to the hub.
 pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
     let identity = socket.extension::<Identity>().map(|i| (*i).clone());
-    let sink = Arc::new(SocketIoSink {
-        session: socket.session().clone(),
-        nsp: Arc::from(socket.ns().name()),
-    });
+    // The peer holds the socket as its sink, and the socket's handlers hold the peer's
+    // link: the socket drops its handlers when it leaves, which ends that cycle.
+    let sink: Arc<dyn Sink> = socket.clone();
     let peer = Arc::new(Peer::new(socket.id(), handshake(socket), identity, sink));
     let link = Arc::new(Link {
         hub: hub.clone(),

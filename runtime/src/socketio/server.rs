@@ -2,8 +2,7 @@
 //! messages into packets (reassembling binary ones) and packets into socket calls.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use actix_web::web;
@@ -13,8 +12,9 @@ use super::error::PacketError;
 use super::namespace::Namespace;
 use super::packet::{Packet, Partial};
 use super::socket::{DisconnectReason, Socket, SocketRef};
+use crate::compact;
 use crate::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
-use crate::flag::Flag;
+use tokio::task::AbortHandle;
 
 /// Settings of a Socket.IO server.
 #[derive(Debug, Clone)]
@@ -211,40 +211,59 @@ pub struct IoHandler {
 
 /// What the Socket.IO layer keeps per connection.
 pub struct Client {
-    sockets: Mutex<HashMap<String, SocketRef>>,
-    partial: Mutex<Option<Partial>>,
-    /// Bumped whenever a binary packet starts or ends, so a stale attachment timer knows.
-    partial_generation: Arc<std::sync::atomic::AtomicU64>,
-    /// Set when the client joins its first namespace; ends the connect-timeout watch at once,
-    /// so a connected client holds no timer.
-    joined_any: Arc<Flag>,
+    /// One socket per namespace joined (most clients join one, so the list starts with room
+    /// for one).
+    sockets: Mutex<Vec<SocketRef>>,
+    /// A binary packet waiting for its attachments.
+    pending: Mutex<Pending>,
+    /// The timer that closes a connection which joins no namespace in time; the first join
+    /// stops it, so a connected client holds no timer.
+    connect_watch: Mutex<Option<AbortHandle>>,
+}
+
+/// A binary packet whose attachments are still coming, and the timer that closes the
+/// connection when they are late (stopped when the last one arrives).
+#[derive(Default)]
+struct Pending {
+    /// Boxed: only a connection in the middle of a binary packet has one.
+    partial: Option<Box<Partial>>,
+    watch: Option<AbortHandle>,
+}
+
+impl Pending {
+    /// Ends the wait for attachments (the packet completed, or the connection closed).
+    fn clear(&mut self) {
+        self.partial = None;
+        if let Some(watch) = self.watch.take() {
+            watch.abort();
+        }
+    }
+}
+
+/// `mutex`'s guard, whether or not a panic poisoned it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl EngineHandler for IoHandler {
     type State = Client;
 
     fn on_open(&self, session: &Arc<Session>) -> Client {
-        let joined_any = Arc::new(Flag::default());
         let timeout = self.inner.config.connect_timeout;
         let watched = session.clone();
-        let joined = joined_any.clone();
-        tokio::spawn(async move {
+        let watch = tokio::spawn(async move {
             tokio::select! {
                 () = tokio::time::sleep(timeout) => {
-                    if !joined.is_set() {
-                        tracing::debug!(sid = %watched.sid(), "no namespace joined in time");
-                        watched.close(CloseReason::ProtocolViolation("connect timeout"));
-                    }
+                    tracing::debug!(sid = %watched.sid(), "no namespace joined in time");
+                    watched.close(CloseReason::ProtocolViolation("connect timeout"));
                 }
                 () = watched.closed() => {}
-                () = joined.wait() => {}
             }
         });
         Client {
-            sockets: Mutex::new(HashMap::new()),
-            partial: Mutex::new(None),
-            partial_generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-            joined_any,
+            sockets: Mutex::new(Vec::new()),
+            pending: Mutex::default(),
+            connect_watch: Mutex::new(Some(watch.abort_handle())),
         }
     }
 
@@ -256,17 +275,14 @@ impl EngineHandler for IoHandler {
     }
 
     fn on_close(&self, _session: &Arc<Session>, client: &Client, reason: &CloseReason) {
-        let sockets: Vec<SocketRef> = client
-            .sockets
-            .lock()
-            .map(|mut sockets| sockets.drain().map(|(_, s)| s).collect())
-            .unwrap_or_default();
+        let sockets = std::mem::take(&mut *lock(&client.sockets));
         let reason = DisconnectReason::from(reason);
         for socket in sockets {
             socket.leave_namespace(&reason);
         }
-        if let Ok(mut partial) = client.partial.lock() {
-            partial.take();
+        lock(&client.pending).clear();
+        if let Some(watch) = lock(&client.connect_watch).take() {
+            watch.abort();
         }
     }
 }
@@ -279,35 +295,35 @@ impl IoHandler {
         message: Message,
     ) -> Result<(), PacketError> {
         let max_attachments = self.inner.config.max_attachments;
-        let mut pending = client
-            .partial
-            .lock()
-            .map_err(|_| PacketError::AttachmentsPending)?;
+        let mut pending = lock(&client.pending);
         let packet = match message {
             Message::Text(text) => {
-                if pending.is_some() {
+                if pending.partial.is_some() {
                     return Err(PacketError::AttachmentsPending);
                 }
                 let partial = Packet::decode(&text, max_attachments)?;
                 if partial.is_complete() {
                     partial.finish()?
                 } else {
-                    *pending = Some(partial);
-                    self.watch_attachments(session, client);
+                    pending.partial = Some(Box::new(partial));
+                    pending.watch = Some(self.watch_attachments(session));
                     return Ok(());
                 }
             }
             Message::Binary(bytes) => {
-                let mut partial = pending.take().ok_or(PacketError::UnexpectedBinary)?;
+                let mut partial = pending
+                    .partial
+                    .take()
+                    .ok_or(PacketError::UnexpectedBinary)?;
                 if partial.attachment_bytes() + bytes.len() > self.inner.config.engine.max_payload {
                     return Err(PacketError::AttachmentsTooLarge);
                 }
                 partial.push(bytes);
                 if partial.is_complete() {
-                    client.partial_generation.fetch_add(1, Ordering::AcqRel);
+                    pending.clear();
                     partial.finish()?
                 } else {
-                    *pending = Some(partial);
+                    pending.partial = Some(partial);
                     return Ok(());
                 }
             }
@@ -319,24 +335,21 @@ impl IoHandler {
 
     /// Closes the connection when the attachments of the binary packet just started do not
     /// all arrive within the ping timeout.
-    fn watch_attachments(&self, session: &Arc<Session>, client: &Client) {
-        let generation = client.partial_generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let current = client.partial_generation.clone();
+    fn watch_attachments(&self, session: &Arc<Session>) -> AbortHandle {
         let session = session.clone();
         let timeout = self.inner.config.engine.ping_timeout;
-        tokio::spawn(async move {
+        let watch = tokio::spawn(async move {
             tokio::select! {
                 () = tokio::time::sleep(timeout) => {
-                    if current.load(Ordering::Acquire) == generation {
-                        tracing::debug!(sid = %session.sid(), "binary attachments never arrived");
-                        session.close(CloseReason::ParseError(
-                            "binary attachments never arrived".to_owned(),
-                        ));
-                    }
+                    tracing::debug!(sid = %session.sid(), "binary attachments never arrived");
+                    session.close(CloseReason::ParseError(
+                        "binary attachments never arrived".to_owned(),
+                    ));
                 }
                 () = session.closed() => {}
             }
         });
+        watch.abort_handle()
     }
 
     fn dispatch(&self, session: &Arc<Session>, client: &Client, packet: Packet) {
@@ -396,11 +409,15 @@ impl IoHandler {
             return;
         }
         let socket = Arc::new(Socket::new(ns.clone(), session.clone(), auth));
-        client.joined_any.set();
+        if let Some(watch) = lock(&client.connect_watch).take() {
+            watch.abort();
+        }
         // Reserve the namespace slot at once so events that race the guard find the socket
         // (they are ignored until it is connected).
-        if let Ok(mut sockets) = client.sockets.lock() {
-            sockets.insert(nsp.clone(), socket.clone());
+        {
+            let mut sockets = lock(&client.sockets);
+            sockets.retain(|s| s.ns().name() != nsp);
+            compact::push(&mut sockets, socket.clone());
         }
         match ns.guard_fn() {
             None => accept(&socket),
@@ -444,19 +461,22 @@ fn accept(socket: &SocketRef) {
 impl Client {
     /// The connected socket on `nsp`; a slot whose socket has left is dropped.
     fn socket(&self, nsp: &str) -> Option<SocketRef> {
-        let mut sockets = self.sockets.lock().ok()?;
-        let socket = sockets.get(nsp)?.clone();
+        let mut sockets = lock(&self.sockets);
+        let at = sockets.iter().position(|s| s.ns().name() == nsp)?;
+        let socket = &sockets[at];
         if socket.connected() {
-            Some(socket)
+            Some(socket.clone())
         } else if socket.is_pending() {
             None
         } else {
-            sockets.remove(nsp);
+            sockets.swap_remove(at);
             None
         }
     }
 
     fn take_socket(&self, nsp: &str) -> Option<SocketRef> {
-        self.sockets.lock().ok()?.remove(nsp)
+        let mut sockets = lock(&self.sockets);
+        let at = sockets.iter().position(|s| s.ns().name() == nsp)?;
+        Some(sockets.swap_remove(at))
     }
 }

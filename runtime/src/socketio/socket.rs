@@ -1,9 +1,10 @@
 //! A client's connection to one namespace: its event handlers, acks both ways, rooms and
 //! disconnect.
 
-use std::collections::{HashMap, HashSet};
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,6 +14,7 @@ use tokio::sync::oneshot;
 use super::error::{AckError, EmitError};
 use super::namespace::Namespace;
 use super::packet::Packet;
+use crate::compact;
 use crate::engineio::{CloseReason, Handshake, Session, Sid, TransportKind};
 use crate::payload::Payload;
 
@@ -110,14 +112,30 @@ pub struct Socket {
     ns: Arc<Namespace>,
     session: Arc<Session>,
     auth: Option<Box<RawValue>>,
-    handlers: RwLock<HashMap<String, EventHandler>>,
-    fallback: RwLock<Option<FallbackHandler>>,
-    extensions: Mutex<HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
-    on_disconnect: Mutex<Vec<DisconnectHandler>>,
-    acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
+    handlers: Mutex<Handlers>,
+    /// Values the application attached, one per type (few, so a list).
+    extensions: Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>,
+    /// Emits waiting for the client's ack, by id (ids only grow, so an ordered map).
+    acks: Mutex<BTreeMap<u64, oneshot::Sender<Payload>>>,
     next_ack: AtomicU64,
-    rooms: Mutex<HashSet<String>>,
+    rooms: Mutex<BTreeSet<String>>,
     state: AtomicU8,
+}
+
+/// What a socket runs for the client's events and for its own disconnect. Every list starts
+/// empty and without memory: a socket of the channel protocol has one fallback and one
+/// disconnect handler, and a long-lived connection should not pay for more.
+#[derive(Default)]
+struct Handlers {
+    /// Handlers by event name; a socket has a handful, so a list searched in order.
+    events: Vec<(Box<str>, EventHandler)>,
+    fallback: Option<FallbackHandler>,
+    on_disconnect: Vec<DisconnectHandler>,
+}
+
+/// `mutex`'s guard, whether or not a panic poisoned it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 const PENDING: u8 = 0;
@@ -144,13 +162,11 @@ impl Socket {
             ns,
             session,
             auth,
-            handlers: RwLock::new(HashMap::new()),
-            fallback: RwLock::new(None),
-            extensions: Mutex::new(HashMap::new()),
-            on_disconnect: Mutex::new(Vec::new()),
-            acks: Mutex::new(HashMap::new()),
+            handlers: Mutex::default(),
+            extensions: Mutex::default(),
+            acks: Mutex::default(),
             next_ack: AtomicU64::new(0),
-            rooms: Mutex::new(HashSet::new()),
+            rooms: Mutex::default(),
             state: AtomicU8::new(PENDING),
         }
     }
@@ -202,8 +218,12 @@ impl Socket {
     where
         F: Fn(SocketRef, Payload, Option<AckSender>) + Send + Sync + 'static,
     {
-        if let Ok(mut handlers) = self.handlers.write() {
-            handlers.insert(event.into(), Arc::new(handler));
+        let event: Box<str> = event.into().into();
+        let handler: EventHandler = Arc::new(handler);
+        let mut handlers = self.handlers();
+        match handlers.events.iter_mut().find(|(name, _)| *name == event) {
+            Some((_, slot)) => *slot = handler,
+            None => compact::push(&mut handlers.events, (event, handler)),
         }
     }
 
@@ -213,9 +233,7 @@ impl Socket {
     where
         F: Fn(SocketRef, &str, Payload, Option<AckSender>) + Send + Sync + 'static,
     {
-        if let Ok(mut slot) = self.fallback.write() {
-            *slot = Some(Arc::new(handler));
-        }
+        self.handlers().fallback = Some(Arc::new(handler));
     }
 
     /// Attaches a value of type `T` to this socket (replacing any earlier `T`).
@@ -226,19 +244,18 @@ impl Socket {
     /// assert_eq!(socket.extension::<u32>().as_deref(), Some(&42));
     /// # }
     /// ```
-    pub fn insert_extension<T: std::any::Any + Send + Sync>(&self, value: T) {
-        if let Ok(mut extensions) = self.extensions.lock() {
-            extensions.insert(std::any::TypeId::of::<T>(), Arc::new(value));
-        }
+    pub fn insert_extension<T: Any + Send + Sync>(&self, value: T) {
+        let mut extensions = lock(&self.extensions);
+        extensions.retain(|(id, _)| *id != TypeId::of::<T>());
+        compact::push(&mut extensions, (TypeId::of::<T>(), Arc::new(value)));
     }
 
     /// The value of type `T` attached to this socket.
-    pub fn extension<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        let value = self
-            .extensions
-            .lock()
-            .ok()?
-            .get(&std::any::TypeId::of::<T>())?
+    pub fn extension<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let value = lock(&self.extensions)
+            .iter()
+            .find(|(id, _)| *id == TypeId::of::<T>())?
+            .1
             .clone();
         value.downcast().ok()
     }
@@ -248,9 +265,7 @@ impl Socket {
     where
         F: FnOnce(SocketRef, &DisconnectReason) + Send + 'static,
     {
-        if let Ok(mut handlers) = self.on_disconnect.lock() {
-            handlers.push(Box::new(handler));
-        }
+        compact::push(&mut self.handlers().on_disconnect, Box::new(handler));
     }
 
     /// Emits `event` to this client with one JSON argument (`&()` sends none).
@@ -296,9 +311,7 @@ impl Socket {
         check_event(event)?;
         let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        if let Ok(mut acks) = self.acks.lock() {
-            acks.insert(id, tx);
-        }
+        lock(&self.acks).insert(id, tx);
         let sent = self.send_packet(&Packet::Event {
             nsp: self.ns.name().to_owned(),
             event: event.to_owned(),
@@ -320,34 +333,25 @@ impl Socket {
     }
 
     fn forget_ack(&self, id: u64) {
-        if let Ok(mut acks) = self.acks.lock() {
-            acks.remove(&id);
-        }
+        lock(&self.acks).remove(&id);
     }
 
     /// Joins `room` in this namespace.
     pub fn join(self: &Arc<Self>, room: impl Into<String>) {
         let room = room.into();
-        if let Ok(mut rooms) = self.rooms.lock() {
-            rooms.insert(room.clone());
-        }
+        lock(&self.rooms).insert(room.clone());
         self.ns.add_to_room(room, self.clone());
     }
 
     /// Leaves `room`.
     pub fn leave(&self, room: &str) {
-        if let Ok(mut rooms) = self.rooms.lock() {
-            rooms.remove(room);
-        }
+        lock(&self.rooms).remove(room);
         self.ns.remove_from_room(room, self.id);
     }
 
     /// The rooms this socket is in.
     pub fn rooms(&self) -> Vec<String> {
-        self.rooms
-            .lock()
-            .map(|rooms| rooms.iter().cloned().collect())
-            .unwrap_or_default()
+        lock(&self.rooms).iter().cloned().collect()
     }
 
     /// Disconnects the socket from its namespace; the client sees `io server disconnect`.
@@ -365,6 +369,11 @@ impl Socket {
     /// Closes the whole underlying connection (every namespace of this client).
     pub fn close_connection(&self) {
         self.session.close(CloseReason::ForcedClose);
+    }
+
+    /// The handlers.
+    fn handlers(&self) -> MutexGuard<'_, Handlers> {
+        lock(&self.handlers)
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
@@ -394,28 +403,34 @@ impl Socket {
     }
 
     pub(crate) fn handle_event(self: &Arc<Self>, event: &str, payload: Payload, id: Option<u64>) {
-        let handler = self
-            .handlers
-            .read()
-            .ok()
-            .and_then(|handlers| handlers.get(event).cloned());
+        enum Found {
+            Event(EventHandler),
+            Fallback(FallbackHandler),
+            Nothing,
+        }
+        let found = {
+            let handlers = self.handlers();
+            match handlers.events.iter().find(|(name, _)| **name == *event) {
+                Some((_, handler)) => Found::Event(handler.clone()),
+                None => handlers
+                    .fallback
+                    .clone()
+                    .map_or(Found::Nothing, Found::Fallback),
+            }
+        };
         let ack = id.map(|id| AckSender {
             socket: self.clone(),
             id,
         });
-        if let Some(handler) = handler {
-            handler(self.clone(), payload, ack);
-            return;
-        }
-        let fallback = self.fallback.read().ok().and_then(|f| f.clone());
-        match fallback {
-            Some(fallback) => fallback(self.clone(), event, payload, ack),
-            None => tracing::trace!(socket = %self.id, event, "no handler for event"),
+        match found {
+            Found::Event(handler) => handler(self.clone(), payload, ack),
+            Found::Fallback(fallback) => fallback(self.clone(), event, payload, ack),
+            Found::Nothing => tracing::trace!(socket = %self.id, event, "no handler for event"),
         }
     }
 
     pub(crate) fn handle_ack(&self, id: u64, payload: Payload) {
-        let sender = self.acks.lock().ok().and_then(|mut acks| acks.remove(&id));
+        let sender = lock(&self.acks).remove(&id);
         if let Some(sender) = sender {
             let _ = sender.send(payload);
         }
@@ -427,31 +442,16 @@ impl Socket {
         if self.state.swap(LEFT, Ordering::AcqRel) != CONNECTED {
             return;
         }
-        let rooms: Vec<String> = self
-            .rooms
-            .lock()
-            .map(|mut rooms| rooms.drain().collect())
-            .unwrap_or_default();
+        let rooms = std::mem::take(&mut *lock(&self.rooms));
         for room in &rooms {
             self.ns.remove_from_room(room, self.id);
         }
         self.ns.remove_socket(self.id);
-        if let Ok(mut acks) = self.acks.lock() {
-            acks.clear();
-        }
-        let handlers: Vec<DisconnectHandler> = self
-            .on_disconnect
-            .lock()
-            .map(|mut handlers| handlers.drain(..).collect())
-            .unwrap_or_default();
-        if let Ok(mut events) = self.handlers.write() {
-            events.clear();
-        }
-        if let Ok(mut fallback) = self.fallback.write() {
-            fallback.take();
-        }
+        lock(&self.acks).clear();
+        // Dropping the handlers ends what they hold (a channel link holds this socket).
+        let Handlers { on_disconnect, .. } = std::mem::take(&mut *self.handlers());
         tracing::debug!(socket = %self.id, ns = self.ns.name(), %reason, "socket disconnected");
-        for handler in handlers {
+        for handler in on_disconnect {
             handler(self.clone(), reason);
         }
     }

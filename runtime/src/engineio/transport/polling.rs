@@ -7,6 +7,7 @@ use crate::engineio::error::{CloseReason, RequestError};
 use crate::engineio::packet::{Frame, Packet};
 use crate::engineio::payload::{decode_payload, encode_payload};
 use crate::engineio::server::{Engine, EngineHandler, Entry};
+use crate::engineio::session::Session;
 
 pub(crate) fn text_response(body: String) -> HttpResponse {
     HttpResponse::Ok()
@@ -21,20 +22,17 @@ pub(crate) async fn poll<H: EngineHandler>(
     entry: Entry<H::State>,
 ) -> Result<HttpResponse, RequestError> {
     let session = &entry.session;
-    let Ok(mut rx) = session.rx.try_lock() else {
+    let Some(mut rx) = session.try_reader() else {
         session.close(CloseReason::ProtocolViolation("overlapping polls"));
         return Err(RequestError::BadRequest);
     };
     let mut frames = Vec::new();
-    let wake = session.poll_wake.notified();
-    tokio::pin!(wake);
-    wake.as_mut().enable();
     if !session.is_upgrading() && !session.is_closed() {
         tokio::select! {
             biased;
             frame = rx.recv() => frames.push(frame),
             () = session.closed() => {}
-            () = &mut wake => {}
+            () = session.upgrade_started() => {}
         }
     }
     let limit = engine.config().max_payload;
@@ -69,20 +67,17 @@ pub(crate) async fn receive<H: EngineHandler>(
     mut body: actix_web::web::Payload,
 ) -> Result<HttpResponse, RequestError> {
     let session = &entry.session;
-    if session
-        .posting
-        .swap(true, std::sync::atomic::Ordering::AcqRel)
-    {
+    if !session.start_posting() {
         session.close(CloseReason::ProtocolViolation("overlapping data requests"));
         return Err(RequestError::BadRequest);
     }
-    struct Posting<'a>(&'a std::sync::atomic::AtomicBool);
+    struct Posting<'a>(&'a Session);
     impl Drop for Posting<'_> {
         fn drop(&mut self) {
-            self.0.store(false, std::sync::atomic::Ordering::Release);
+            self.0.end_posting();
         }
     }
-    let _posting = Posting(&session.posting);
+    let _posting = Posting(session);
 
     let limit = engine.config().max_payload;
     let declared = req

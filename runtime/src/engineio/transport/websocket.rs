@@ -16,14 +16,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::Stream as _;
-use tokio::sync::OwnedMutexGuard;
 use tokio_util::codec::{Decoder as _, Encoder as _};
 
 use crate::engineio::error::{CloseReason, RequestError};
-use crate::engineio::outbox;
 use crate::engineio::packet::{Frame, Packet};
 use crate::engineio::server::{Engine, EngineHandler, Entry};
-use crate::engineio::session::TransportKind;
+use crate::engineio::session::{Reader, TransportKind};
 
 /// How many queued frames one poll encodes before handing them to the dispatcher.
 const WRITE_BATCH: usize = 64;
@@ -45,11 +43,10 @@ pub(crate) fn open<H: EngineHandler>(
             let (entry, open) = engine.create_session(req, TransportKind::WebSocket);
             let mut out = BytesMut::new();
             encode(&mut out, Message::Text(open));
-            let queue = entry.session.rx.clone().try_lock_owned();
-            let phase = match queue {
-                Ok(queue) => Phase::Open(queue),
+            let phase = match entry.session.try_reader() {
+                Some(queue) => Phase::Open(queue),
                 // Nobody else knows the session yet; this cannot happen.
-                Err(_) => Phase::Acquiring(Box::pin(entry.session.rx.clone().lock_owned())),
+                None => Phase::Acquiring(Box::pin(entry.session.clone().reader())),
             };
             (entry, phase, out)
         }
@@ -102,7 +99,7 @@ pub(crate) fn refuse(
 }
 
 /// The session queue, held by the WebSocket once the connection owns the session.
-type Queue = OwnedMutexGuard<outbox::Receiver>;
+type Queue = Reader;
 
 /// Where a connection stands.
 enum Phase {
@@ -129,7 +126,8 @@ struct Connection<H: EngineHandler> {
     /// Bytes from the client not yet decoded.
     input: BytesMut,
     /// A message arriving in continuation frames: whether it is text, and its bytes so far.
-    partial: Option<(bool, BytesMut)>,
+    /// Boxed: rare, and the connection lives long.
+    partial: Option<Box<(bool, BytesMut)>>,
     /// Encoded frames for the dispatcher to write.
     out: BytesMut,
     /// A broadcast's shared WebSocket frame, handed to the dispatcher as it is when it is all
@@ -198,13 +196,13 @@ impl<H: EngineHandler> Connection<H> {
                 ws::Frame::Close(_) => return Ok(Some(Incoming::Closed)),
                 ws::Frame::Continuation(item) => {
                     let max = self.engine.config().max_payload;
-                    match (item, self.partial.as_mut()) {
+                    match (item, self.partial.as_deref_mut()) {
                         (Item::FirstText(bytes), None) => {
-                            self.partial = Some((true, BytesMut::from(&bytes[..])));
+                            self.partial = Some(Box::new((true, BytesMut::from(&bytes[..]))));
                             continue;
                         }
                         (Item::FirstBinary(bytes), None) => {
-                            self.partial = Some((false, BytesMut::from(&bytes[..])));
+                            self.partial = Some(Box::new((false, BytesMut::from(&bytes[..]))));
                             continue;
                         }
                         (Item::Continue(bytes), Some((_, so_far))) => {
@@ -219,7 +217,7 @@ impl<H: EngineHandler> Connection<H> {
                                 return Err(CloseReason::PayloadTooLarge);
                             }
                             so_far.extend_from_slice(&bytes);
-                            let Some((text, so_far)) = self.partial.take() else {
+                            let Some((text, so_far)) = self.partial.take().map(|p| *p) else {
                                 continue;
                             };
                             (text, so_far.freeze())
@@ -268,7 +266,7 @@ impl<H: EngineHandler> Connection<H> {
                 Packet::Upgrade if *probed => {
                     session.set_websocket();
                     tracing::debug!(sid = %session.sid(), "upgraded to websocket");
-                    self.phase = Phase::Acquiring(Box::pin(session.rx.clone().lock_owned()));
+                    self.phase = Phase::Acquiring(Box::pin(session.clone().reader()));
                 }
                 _ => self.abandon_upgrade(),
             },
