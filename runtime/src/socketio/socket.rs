@@ -3,7 +3,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -112,30 +112,37 @@ pub struct Socket {
     ns: Arc<Namespace>,
     session: Arc<Session>,
     auth: Option<Box<RawValue>>,
-    handlers: Mutex<Handlers>,
-    /// Values the application attached, one per type (few, so a list).
-    extensions: Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>,
-    /// Emits waiting for the client's ack, by id (ids only grow, so an ordered map).
-    acks: Mutex<BTreeMap<u64, oneshot::Sender<Payload>>>,
-    next_ack: AtomicU64,
-    rooms: Mutex<BTreeSet<String>>,
     state: AtomicU8,
+    inner: Mutex<Inner>,
 }
 
-/// What a socket runs for the client's events and for its own disconnect. Every list starts
-/// empty and without memory: a socket of the channel protocol has one fallback and one
-/// disconnect handler, and a long-lived connection should not pay for more.
+/// A socket's changing parts, under one lock.
 #[derive(Default)]
-struct Handlers {
-    /// Handlers by event name; a socket has a handful, so a list searched in order.
-    events: Vec<(Box<str>, EventHandler)>,
+struct Inner {
     fallback: Option<FallbackHandler>,
     on_disconnect: Vec<DisconnectHandler>,
+    /// Made on first use: a socket of the channel protocol never needs it, and a long-lived
+    /// connection should not pay for it.
+    extra: Option<Box<Extra>>,
 }
 
-/// `mutex`'s guard, whether or not a panic poisoned it.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// What many sockets never use: handlers by event name, extensions, acks, rooms.
+#[derive(Default)]
+struct Extra {
+    /// Handlers by event name; a socket has a handful, so a list searched in order.
+    events: Vec<(Box<str>, EventHandler)>,
+    /// Values the application attached, one per type (few, so a list).
+    extensions: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
+    /// Emits waiting for the client's ack, by id (ids only grow, so an ordered map).
+    acks: BTreeMap<u64, oneshot::Sender<Payload>>,
+    next_ack: u64,
+    rooms: BTreeSet<String>,
+}
+
+impl Inner {
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_default()
+    }
 }
 
 const PENDING: u8 = 0;
@@ -162,12 +169,8 @@ impl Socket {
             ns,
             session,
             auth,
-            handlers: Mutex::default(),
-            extensions: Mutex::default(),
-            acks: Mutex::default(),
-            next_ack: AtomicU64::new(0),
-            rooms: Mutex::default(),
             state: AtomicU8::new(PENDING),
+            inner: Mutex::default(),
         }
     }
 
@@ -220,10 +223,11 @@ impl Socket {
     {
         let event: Box<str> = event.into().into();
         let handler: EventHandler = Arc::new(handler);
-        let mut handlers = self.handlers();
-        match handlers.events.iter_mut().find(|(name, _)| *name == event) {
+        let mut inner = self.inner();
+        let events = &mut inner.extra().events;
+        match events.iter_mut().find(|(name, _)| *name == event) {
             Some((_, slot)) => *slot = handler,
-            None => compact::push(&mut handlers.events, (event, handler)),
+            None => compact::push(events, (event, handler)),
         }
     }
 
@@ -233,7 +237,7 @@ impl Socket {
     where
         F: Fn(SocketRef, &str, Payload, Option<AckSender>) + Send + Sync + 'static,
     {
-        self.handlers().fallback = Some(Arc::new(handler));
+        self.inner().fallback = Some(Arc::new(handler));
     }
 
     /// Attaches a value of type `T` to this socket (replacing any earlier `T`).
@@ -245,14 +249,19 @@ impl Socket {
     /// # }
     /// ```
     pub fn insert_extension<T: Any + Send + Sync>(&self, value: T) {
-        let mut extensions = lock(&self.extensions);
+        let mut inner = self.inner();
+        let extensions = &mut inner.extra().extensions;
         extensions.retain(|(id, _)| *id != TypeId::of::<T>());
-        compact::push(&mut extensions, (TypeId::of::<T>(), Arc::new(value)));
+        compact::push(extensions, (TypeId::of::<T>(), Arc::new(value)));
     }
 
     /// The value of type `T` attached to this socket.
     pub fn extension<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        let value = lock(&self.extensions)
+        let value = self
+            .inner()
+            .extra
+            .as_ref()?
+            .extensions
             .iter()
             .find(|(id, _)| *id == TypeId::of::<T>())?
             .1
@@ -265,7 +274,7 @@ impl Socket {
     where
         F: FnOnce(SocketRef, &DisconnectReason) + Send + 'static,
     {
-        compact::push(&mut self.handlers().on_disconnect, Box::new(handler));
+        compact::push(&mut self.inner().on_disconnect, Box::new(handler));
     }
 
     /// Emits `event` to this client with one JSON argument (`&()` sends none).
@@ -309,9 +318,15 @@ impl Socket {
         timeout: Duration,
     ) -> Result<Payload, AckError> {
         check_event(event)?;
-        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.acks).insert(id, tx);
+        let id = {
+            let mut inner = self.inner();
+            let extra = inner.extra();
+            let id = extra.next_ack;
+            extra.next_ack += 1;
+            extra.acks.insert(id, tx);
+            id
+        };
         let sent = self.send_packet(&Packet::Event {
             nsp: self.ns.name().to_owned(),
             event: event.to_owned(),
@@ -333,25 +348,33 @@ impl Socket {
     }
 
     fn forget_ack(&self, id: u64) {
-        lock(&self.acks).remove(&id);
+        if let Some(extra) = self.inner().extra.as_mut() {
+            extra.acks.remove(&id);
+        }
     }
 
     /// Joins `room` in this namespace.
     pub fn join(self: &Arc<Self>, room: impl Into<String>) {
         let room = room.into();
-        lock(&self.rooms).insert(room.clone());
+        self.inner().extra().rooms.insert(room.clone());
         self.ns.add_to_room(room, self.clone());
     }
 
     /// Leaves `room`.
     pub fn leave(&self, room: &str) {
-        lock(&self.rooms).remove(room);
+        if let Some(extra) = self.inner().extra.as_mut() {
+            extra.rooms.remove(room);
+        }
         self.ns.remove_from_room(room, self.id);
     }
 
     /// The rooms this socket is in.
     pub fn rooms(&self) -> Vec<String> {
-        lock(&self.rooms).iter().cloned().collect()
+        self.inner()
+            .extra
+            .as_ref()
+            .map(|extra| extra.rooms.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Disconnects the socket from its namespace; the client sees `io server disconnect`.
@@ -371,9 +394,8 @@ impl Socket {
         self.session.close(CloseReason::ForcedClose);
     }
 
-    /// The handlers.
-    fn handlers(&self) -> MutexGuard<'_, Handlers> {
-        lock(&self.handlers)
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
@@ -409,13 +431,15 @@ impl Socket {
             Nothing,
         }
         let found = {
-            let handlers = self.handlers();
-            match handlers.events.iter().find(|(name, _)| **name == *event) {
-                Some((_, handler)) => Found::Event(handler.clone()),
-                None => handlers
-                    .fallback
-                    .clone()
-                    .map_or(Found::Nothing, Found::Fallback),
+            let inner = self.inner();
+            let named = inner
+                .extra
+                .as_ref()
+                .and_then(|extra| extra.events.iter().find(|(name, _)| **name == *event));
+            match (named, &inner.fallback) {
+                (Some((_, handler)), _) => Found::Event(handler.clone()),
+                (None, Some(fallback)) => Found::Fallback(fallback.clone()),
+                (None, None) => Found::Nothing,
             }
         };
         let ack = id.map(|id| AckSender {
@@ -430,7 +454,11 @@ impl Socket {
     }
 
     pub(crate) fn handle_ack(&self, id: u64, payload: Payload) {
-        let sender = lock(&self.acks).remove(&id);
+        let sender = self
+            .inner()
+            .extra
+            .as_mut()
+            .and_then(|extra| extra.acks.remove(&id));
         if let Some(sender) = sender {
             let _ = sender.send(payload);
         }
@@ -442,14 +470,18 @@ impl Socket {
         if self.state.swap(LEFT, Ordering::AcqRel) != CONNECTED {
             return;
         }
-        let rooms = std::mem::take(&mut *lock(&self.rooms));
-        for room in &rooms {
+        // Everything goes at once: pending acks fail (their senders drop), and dropping the
+        // handlers ends what they hold (a channel link holds this socket).
+        let Inner {
+            on_disconnect,
+            extra,
+            ..
+        } = std::mem::take(&mut *self.inner());
+        for room in extra.iter().flat_map(|extra| &extra.rooms) {
             self.ns.remove_from_room(room, self.id);
         }
         self.ns.remove_socket(self.id);
-        lock(&self.acks).clear();
-        // Dropping the handlers ends what they hold (a channel link holds this socket).
-        let Handlers { on_disconnect, .. } = std::mem::take(&mut *self.handlers());
+        drop(extra);
         tracing::debug!(socket = %self.id, ns = self.ns.name(), %reason, "socket disconnected");
         for handler in on_disconnect {
             handler(self.clone(), reason);
