@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use futures_util::FutureExt as _;
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 use super::authorizer::Reply;
 use super::context::{AppData, ChannelContext, Handshake, Identity, JoinContext, LeaveReason};
 use super::error::{EmitError, EventError, JoinError};
 use super::registry::Registry;
-use crate::compact;
 use crate::engineio::Sid;
 use crate::payload::Payload;
 
@@ -143,9 +143,9 @@ pub struct Peer {
     pub(crate) handshake: Handshake,
     pub(crate) identity: Option<Identity>,
     pub(crate) sink: Arc<dyn Sink>,
-    /// The channels joined (their parameters are the registry's to give again), in a list
-    /// that starts with room for one: most connections join few.
-    joined: Mutex<Vec<Box<str>>>,
+    /// The channels joined (their parameters are the registry's to give again); the first is
+    /// kept inline, as most connections join few.
+    joined: Mutex<SmallVec<[Box<str>; 1]>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -169,7 +169,7 @@ impl Peer {
             handshake,
             identity,
             sink,
-            joined: Mutex::new(Vec::new()),
+            joined: Mutex::default(),
         }
     }
 
@@ -340,7 +340,7 @@ impl Hub {
             }
         }
         if let Ok(mut joined) = peer.joined.lock() {
-            compact::push(&mut joined, channel.into());
+            joined.push(channel.into());
         }
         if let Ok(mut shard) = self.shard(channel).write() {
             let members = shard.entry(channel.to_owned()).or_default();

@@ -104,22 +104,22 @@ pub(crate) struct EngineInner<H: EngineHandler> {
     pub(crate) handler: H,
     sessions: RwLock<HashMap<Sid, Entry<H::State>>>,
     /// The sessions the heartbeat task watches, and whether that task runs.
-    heartbeat: Mutex<Heartbeat<H::State>>,
+    heartbeat: Mutex<Heartbeat>,
     /// Sessions closed and waiting for the heartbeat task to clean them up.
     closing: Arc<Closing>,
 }
 
 /// What the heartbeat task works through on each tick.
-struct Heartbeat<S> {
-    watched: Vec<Watched<S>>,
+struct Heartbeat {
+    watched: Vec<Watched>,
     /// Whether the task runs; it ends when nothing is left to watch, and the next session
     /// starts it again.
     running: bool,
 }
 
 /// One open session, as the heartbeat sees it.
-struct Watched<S> {
-    entry: Entry<S>,
+struct Watched {
+    session: Arc<Session>,
     /// When the next ping is due, or, while a pong is awaited, when the wait ends.
     due: Instant,
     awaiting_pong: bool,
@@ -294,19 +294,19 @@ impl<H: EngineHandler> Engine<H> {
             sessions.insert(entry.session.sid(), entry.clone());
         }
         tracing::debug!(sid = %entry.session.sid(), transport = transport.as_str(), "session opened");
-        self.watch(entry.clone());
+        self.watch(entry.session.clone());
         (entry, open)
     }
 
     /// Puts a new session under the heartbeat, starting the heartbeat task if it is not running.
-    fn watch(&self, entry: Entry<H::State>) {
+    fn watch(&self, session: Arc<Session>) {
         let mut heartbeat = self
             .inner
             .heartbeat
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         heartbeat.watched.push(Watched {
-            entry,
+            session,
             due: Instant::now() + self.inner.config.ping_interval,
             awaiting_pong: false,
         });
@@ -419,7 +419,7 @@ fn beat<H: EngineHandler>(engine: &EngineInner<H>, now: Instant, ping: &Frame) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     heartbeat.watched.retain_mut(|watched| {
-        let session = &watched.entry.session;
+        let session = &watched.session;
         if session.is_closed() {
             return false;
         }

@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use crate::channels::{Handshake, Hub, Identity, Outgoing, Peer, Sink};
 use crate::engineio::Frame;
 use crate::payload::Payload;
-use crate::socketio::{AckSender, Packet, Socket, SocketRef};
+use crate::socketio::{AckSender, DisconnectReason, Listener, Packet, Socket, SocketRef};
 
 /// The encoding slot of Socket.IO frames in [`Outgoing`].
 pub(crate) const SLOT: usize = 0;
@@ -194,8 +194,9 @@ impl Link {
 /// Wires a freshly connected socket to the hub.
 pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
     let identity = socket.extension::<Identity>().map(|i| (*i).clone());
-    // The peer holds the socket as its sink, and the socket's handlers hold the peer's
-    // link: the socket drops its handlers when it leaves, which ends that cycle.
+    // The peer holds the socket as its sink, and the socket holds the link (its listener),
+    // which holds the peer: the socket lets go of its listener when it leaves, which ends
+    // that cycle.
     let sink: Arc<dyn Sink> = socket.clone();
     let peer = Arc::new(Peer::new(socket.id(), handshake(socket), identity, sink));
     let link = Arc::new(Link {
@@ -204,10 +205,19 @@ pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
         ops: Mutex::default(),
     });
 
-    // One handler for every event (no per-socket map of handlers): the two control events,
-    // then `<channel>/<event>`.
-    let on_event = link.clone();
-    socket.on_fallback(move |socket, name, payload, ack| {
+    socket.listen(link);
+}
+
+/// The link hears every event of its socket (there are no named handlers): the two control
+/// events, then `<channel>/<event>`; and the disconnect.
+impl Listener for Link {
+    fn on_event(
+        self: Arc<Self>,
+        socket: SocketRef,
+        name: &str,
+        payload: Payload,
+        ack: Option<AckSender>,
+    ) {
         let op = match name {
             "subscribe" => match payload.get::<String>(0) {
                 Ok(channel) => Op::Join {
@@ -237,9 +247,12 @@ pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
                 }
             }
         };
-        on_event.queue(&socket, op);
-    });
-    socket.on_disconnect(move |_, reason| link.disconnect(reason.to_string()));
+        self.queue(&socket, op);
+    }
+
+    fn on_disconnect(self: Arc<Self>, _socket: SocketRef, reason: &DisconnectReason) {
+        self.disconnect(reason.to_string());
+    }
 }
 
 fn reply(ack: Option<AckSender>, value: &serde_json::Value) {

@@ -15,4 +15,5 @@ pub use error::{AckError, EmitError, PacketError, PayloadError};
 pub use namespace::{ConnectRefusal, Namespace};
 pub use packet::{Packet, PacketType, Partial};
 pub use server::{Client, IoConfig, IoHandler, SocketIo, SocketIoBuilder};
+pub(crate) use socket::Listener;
 pub use socket::{AckSender, DisconnectReason, Socket, SocketRef};

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use actix_web::web;
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 use super::error::PacketError;
 use super::namespace::Namespace;
 use super::packet::{Packet, Partial};
 use super::socket::{DisconnectReason, Socket, SocketRef};
-use crate::compact;
 use crate::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
 use tokio::task::AbortHandle;
 
@@ -211,9 +211,8 @@ pub struct IoHandler {
 
 /// What the Socket.IO layer keeps per connection.
 pub struct Client {
-    /// One socket per namespace joined (most clients join one, so the list starts with room
-    /// for one).
-    sockets: Mutex<Vec<SocketRef>>,
+    /// One socket per namespace joined (most clients join one: that one is kept inline).
+    sockets: Mutex<SmallVec<[SocketRef; 1]>>,
     /// A binary packet waiting for its attachments.
     pending: Mutex<Pending>,
     /// The timer that closes a connection which joins no namespace in time; the first join
@@ -261,7 +260,7 @@ impl EngineHandler for IoHandler {
             }
         });
         Client {
-            sockets: Mutex::new(Vec::new()),
+            sockets: Mutex::default(),
             pending: Mutex::default(),
             connect_watch: Mutex::new(Some(watch.abort_handle())),
         }
@@ -417,7 +416,7 @@ impl IoHandler {
         {
             let mut sockets = lock(&client.sockets);
             sockets.retain(|s| s.ns().name() != nsp);
-            compact::push(&mut sockets, socket.clone());
+            sockets.push(socket.clone());
         }
         match ns.guard_fn() {
             None => accept(&socket),

@@ -23,7 +23,41 @@ pub type SocketRef = Arc<Socket>;
 
 type EventHandler = Arc<dyn Fn(SocketRef, Payload, Option<AckSender>) + Send + Sync>;
 type DisconnectHandler = Box<dyn FnOnce(SocketRef, &DisconnectReason) + Send>;
-type FallbackHandler = Arc<dyn Fn(SocketRef, &str, Payload, Option<AckSender>) + Send + Sync>;
+
+/// Hears every event a socket has no named handler for, and its disconnect: what
+/// [`Socket::on_fallback`] registers, and how a protocol built on sockets (the channel
+/// protocol) listens with one object it already has, not two closures allocated per socket.
+pub(crate) trait Listener: Send + Sync + 'static {
+    /// An event without a handler of its own.
+    fn on_event(
+        self: Arc<Self>,
+        socket: SocketRef,
+        event: &str,
+        payload: Payload,
+        ack: Option<AckSender>,
+    );
+
+    /// The socket left its namespace (after the handlers of [`Socket::on_disconnect`]).
+    fn on_disconnect(self: Arc<Self>, _socket: SocketRef, _reason: &DisconnectReason) {}
+}
+
+/// A fallback closure as a [`Listener`].
+struct FallbackFn<F>(F);
+
+impl<F> Listener for FallbackFn<F>
+where
+    F: Fn(SocketRef, &str, Payload, Option<AckSender>) + Send + Sync + 'static,
+{
+    fn on_event(
+        self: Arc<Self>,
+        socket: SocketRef,
+        event: &str,
+        payload: Payload,
+        ack: Option<AckSender>,
+    ) {
+        (self.0)(socket, event, payload, ack);
+    }
+}
 
 use super::packet::RESERVED_EVENTS;
 
@@ -119,7 +153,7 @@ pub struct Socket {
 /// A socket's changing parts, under one lock.
 #[derive(Default)]
 struct Inner {
-    fallback: Option<FallbackHandler>,
+    fallback: Option<Arc<dyn Listener>>,
     on_disconnect: Vec<DisconnectHandler>,
     /// Made on first use: a socket of the channel protocol never needs it, and a long-lived
     /// connection should not pay for it.
@@ -237,7 +271,13 @@ impl Socket {
     where
         F: Fn(SocketRef, &str, Payload, Option<AckSender>) + Send + Sync + 'static,
     {
-        self.inner().fallback = Some(Arc::new(handler));
+        self.listen(Arc::new(FallbackFn(handler)));
+    }
+
+    /// Makes `listener` the fallback: it hears every event without a named handler, and the
+    /// disconnect.
+    pub(crate) fn listen(&self, listener: Arc<dyn Listener>) {
+        self.inner().fallback = Some(listener);
     }
 
     /// Attaches a value of type `T` to this socket (replacing any earlier `T`).
@@ -427,7 +467,7 @@ impl Socket {
     pub(crate) fn handle_event(self: &Arc<Self>, event: &str, payload: Payload, id: Option<u64>) {
         enum Found {
             Event(EventHandler),
-            Fallback(FallbackHandler),
+            Fallback(Arc<dyn Listener>),
             Nothing,
         }
         let found = {
@@ -448,7 +488,7 @@ impl Socket {
         });
         match found {
             Found::Event(handler) => handler(self.clone(), payload, ack),
-            Found::Fallback(fallback) => fallback(self.clone(), event, payload, ack),
+            Found::Fallback(fallback) => fallback.on_event(self.clone(), event, payload, ack),
             Found::Nothing => tracing::trace!(socket = %self.id, event, "no handler for event"),
         }
     }
@@ -470,12 +510,13 @@ impl Socket {
         if self.state.swap(LEFT, Ordering::AcqRel) != CONNECTED {
             return;
         }
-        // Everything goes at once: pending acks fail (their senders drop), and dropping the
-        // handlers ends what they hold (a channel link holds this socket).
+        // Everything goes at once: pending acks fail (their senders drop), and the handlers
+        // are dropped once they have run, which ends what they hold (a channel link holds
+        // this socket).
         let Inner {
             on_disconnect,
             extra,
-            ..
+            fallback,
         } = std::mem::take(&mut *self.inner());
         for room in extra.iter().flat_map(|extra| &extra.rooms) {
             self.ns.remove_from_room(room, self.id);
@@ -485,6 +526,9 @@ impl Socket {
         tracing::debug!(socket = %self.id, ns = self.ns.name(), %reason, "socket disconnected");
         for handler in on_disconnect {
             handler(self.clone(), reason);
+        }
+        if let Some(fallback) = fallback {
+            fallback.on_disconnect(self.clone(), reason);
         }
     }
 }

@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use actix_http::ws::{self, CloseCode, Codec, Item, Message, ProtocolError};
@@ -19,7 +20,7 @@ use futures_util::Stream as _;
 use tokio_util::codec::{Decoder as _, Encoder as _};
 
 use crate::engineio::error::{CloseReason, RequestError};
-use crate::engineio::packet::{Frame, Packet};
+use crate::engineio::packet::{Frame, Packet, SharedText};
 use crate::engineio::server::{Engine, EngineHandler, Entry};
 use crate::engineio::session::{Reader, TransportKind};
 
@@ -132,7 +133,7 @@ struct Connection<H: EngineHandler> {
     out: BytesMut,
     /// A broadcast's shared WebSocket frame, handed to the dispatcher as it is when it is all
     /// there is to write (only while `out` is empty).
-    ready: Option<Bytes>,
+    ready: Option<Arc<SharedText>>,
     phase: Phase,
 }
 
@@ -306,17 +307,19 @@ impl<H: EngineHandler> Connection<H> {
                 let drained = queue.poll_drain(cx, |frame, queued| {
                     match frame {
                         Frame::Shared(shared) if out.is_empty() && ready.is_none() => {
-                            *ready = Some(shared.websocket().clone());
+                            *ready = Some(shared);
                         }
                         frame => {
                             if out.is_empty() {
                                 // Room for this batch at once, not a growth step per frame.
-                                let each =
-                                    ready.as_ref().map_or(0, Bytes::len).max(frame.len() + 14);
+                                let each = ready
+                                    .as_ref()
+                                    .map_or(0, |first| first.websocket().len())
+                                    .max(frame.len() + 14);
                                 out.reserve((each * (queued + 1)).min(WRITE_CHUNK));
                             }
                             if let Some(first) = ready.take() {
-                                out.extend_from_slice(&first);
+                                out.extend_from_slice(first.websocket());
                             }
                             encode_frame(out, frame);
                         }
@@ -347,7 +350,7 @@ impl<H: EngineHandler> Connection<H> {
             CloseReason::TransportClose | CloseReason::TransportError | CloseReason::QueueFull
         );
         if let Some(first) = self.ready.take() {
-            self.out.extend_from_slice(&first);
+            self.out.extend_from_slice(first.websocket());
         }
         if let Phase::Open(queue) = &mut self.phase
             && writable
@@ -381,7 +384,7 @@ impl<H: EngineHandler> Connection<H> {
     /// What is ready for the dispatcher: the encoded frames, or a shared frame as it is.
     fn next_chunk(&mut self) -> Option<Bytes> {
         if self.out.is_empty() {
-            self.ready.take()
+            self.ready.take().map(|shared| shared.websocket().clone())
         } else {
             Some(self.out.split().freeze())
         }
