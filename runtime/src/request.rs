@@ -3,8 +3,8 @@
 //!
 //! A connection keeps this for its whole life, so it is stored compactly: the query string and
 //! every header's name and value in one buffer of its own (not slices of actix's read buffer,
-//! which would keep that buffer alive once actix moves on to a new one), and where each ends
-//! beside it. The [`HeaderMap`] view is built the first time someone asks for it.
+//! which would keep that buffer alive once actix moves on to a new one), preceded by where each
+//! ends. The [`HeaderMap`] view is built the first time someone asks for it.
 
 use std::sync::OnceLock;
 
@@ -29,12 +29,12 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 /// ```
 #[derive(Debug, Default)]
 pub struct RequestInfo {
-    /// The query string, then each header's name (lower case, as [`HeaderName`] keeps it) and
-    /// value, back to back.
-    text: Box<[u8]>,
-    /// Where the query string ends in `text`, then where each header's name and value end,
-    /// in pairs.
-    ends: Box<[u32]>,
+    /// `ends` little-endian `u32`s, then the text: the query string, then each header's name
+    /// (lower case, as [`HeaderName`] keeps it) and value, back to back. The `u32`s say where
+    /// in the text the query string ends, then where each header's name and value end.
+    data: Box<[u8]>,
+    /// How many `u32`s `data` starts with.
+    ends: usize,
     /// The peer's address, when known.
     remote_addr: Option<std::net::SocketAddr>,
     /// The headers as a map, made on first use.
@@ -44,8 +44,8 @@ pub struct RequestInfo {
 impl Clone for RequestInfo {
     fn clone(&self) -> Self {
         RequestInfo {
-            text: self.text.clone(),
-            ends: self.ends.clone(),
+            data: self.data.clone(),
+            ends: self.ends,
             remote_addr: self.remote_addr,
             map: OnceLock::new(),
         }
@@ -101,28 +101,39 @@ impl RequestInfo {
                 }
             }
         }
+        // One block for both, sized exactly.
+        let mut data = Vec::with_capacity(4 * ends.len() + text.len());
+        for end in &ends {
+            data.extend_from_slice(&end.to_le_bytes());
+        }
+        data.extend_from_slice(&text);
         RequestInfo {
-            text: text.into_boxed_slice(),
-            ends: ends.into_boxed_slice(),
+            data: data.into_boxed_slice(),
+            ends: ends.len(),
             remote_addr,
             map: OnceLock::new(),
         }
     }
 
-    /// The bytes of `text` from `start` to `end`.
+    /// The `i`th end.
+    fn end(&self, i: usize) -> u32 {
+        self.data
+            .get(4 * i..4 * i + 4)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
+    }
+
+    /// The bytes of the text from `start` to `end`.
     fn span(&self, start: u32, end: u32) -> &[u8] {
-        self.text
-            .get(start as usize..end as usize)
-            .unwrap_or_default()
+        let text = self.data.get(4 * self.ends..).unwrap_or_default();
+        text.get(start as usize..end as usize).unwrap_or_default()
     }
 
     /// Each header's name and value bytes, in the order they came.
     fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let query_end = self.ends.first().copied().unwrap_or_default();
-        let pairs = self.ends.get(1..).unwrap_or_default().chunks_exact(2);
-        let mut start = query_end;
-        pairs.map(move |pair| {
-            let (name_end, value_end) = (pair[0], pair[1]);
+        let mut start = self.end(0);
+        (0..self.ends / 2).map(move |header| {
+            let (name_end, value_end) = (self.end(1 + 2 * header), self.end(2 + 2 * header));
             let entry = (self.span(start, name_end), self.span(name_end, value_end));
             start = value_end;
             entry
@@ -132,7 +143,7 @@ impl RequestInfo {
     /// The request headers (cookies, user agent, authorization ...).
     pub fn headers(&self) -> &HeaderMap {
         self.map.get_or_init(|| {
-            let mut map = HeaderMap::with_capacity(self.ends.len() / 2);
+            let mut map = HeaderMap::with_capacity(self.ends / 2);
             for (name, value) in self.entries() {
                 if let (Ok(name), Ok(value)) =
                     (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
@@ -154,8 +165,7 @@ impl RequestInfo {
 
     /// The raw query string.
     pub fn query(&self) -> &str {
-        let query_end = self.ends.first().copied().unwrap_or_default();
-        std::str::from_utf8(self.span(0, query_end)).unwrap_or_default()
+        std::str::from_utf8(self.span(0, self.end(0))).unwrap_or_default()
     }
 
     /// The peer's address, when known.

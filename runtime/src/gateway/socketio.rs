@@ -112,13 +112,18 @@ struct Link {
 
 #[derive(Default)]
 struct Ops {
-    pending: VecDeque<Op>,
+    /// Boxed, and only while some are pending: a link lives as long as its connection.
+    #[expect(
+        clippy::box_collection,
+        reason = "an idle link keeps 8 bytes instead of an empty VecDeque's 32"
+    )]
+    pending: Option<Box<VecDeque<Op>>>,
     /// A task is running the pending operations.
     running: bool,
     /// Some operation was queued: the peer may be a member of some channel.
     used: bool,
     /// The socket disconnected, for this reason; the peer leaves every channel next.
-    gone: Option<String>,
+    gone: Option<DisconnectReason>,
     /// The peer has left everything; nothing runs any more.
     ended: bool,
 }
@@ -133,24 +138,25 @@ impl Link {
         if ops.ended || ops.gone.is_some() {
             return;
         }
-        if ops.pending.len() >= MAX_PENDING_OPS {
+        let pending = ops.pending.get_or_insert_default();
+        if pending.len() >= MAX_PENDING_OPS {
             drop(ops);
             tracing::warn!(socket = %socket.id(), "too many pending channel operations; closing");
             socket.close_connection();
             return;
         }
-        ops.pending.push_back(op);
+        pending.push_back(op);
         ops.used = true;
         self.start(&mut ops);
     }
 
     /// The socket is gone: pending operations are dropped and the peer leaves every channel.
-    fn disconnect(self: &Arc<Self>, reason: String) {
+    fn disconnect(self: &Arc<Self>, reason: DisconnectReason) {
         let mut ops = self.ops();
         if !ops.used || ops.ended {
             return;
         }
-        ops.pending.clear();
+        ops.pending = None;
         ops.gone = Some(reason);
         self.start(&mut ops);
     }
@@ -167,7 +173,7 @@ impl Link {
         loop {
             let next = {
                 let mut ops = self.ops();
-                match ops.pending.pop_front() {
+                match ops.pending.as_mut().and_then(|pending| pending.pop_front()) {
                     Some(op) => Ok(op),
                     None => match ops.gone.take() {
                         Some(reason) => {
@@ -176,7 +182,7 @@ impl Link {
                         }
                         None => {
                             ops.running = false;
-                            ops.pending = VecDeque::new();
+                            ops.pending = None;
                             Err(None)
                         }
                     },
@@ -184,7 +190,9 @@ impl Link {
             };
             match next {
                 Ok(op) => execute(&self.hub, &self.peer, op).await,
-                Err(Some(reason)) => return self.hub.disconnect(&self.peer, reason).await,
+                Err(Some(reason)) => {
+                    return self.hub.disconnect(&self.peer, reason.to_string()).await;
+                }
                 Err(None) => return,
             }
         }
@@ -251,7 +259,7 @@ impl Listener for Link {
     }
 
     fn on_disconnect(self: Arc<Self>, _socket: SocketRef, reason: &DisconnectReason) {
-        self.disconnect(reason.to_string());
+        self.disconnect(reason.clone());
     }
 }
 
