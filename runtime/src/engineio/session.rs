@@ -222,6 +222,17 @@ impl Session {
         }
     }
 
+    /// A WebSocket session on its own, for the tests of the layers above.
+    #[cfg(test)]
+    pub(crate) fn detached(queue: usize) -> Arc<Session> {
+        Arc::new(Session::new(
+            Arc::default(),
+            TransportKind::WebSocket,
+            queue,
+            Arc::default(),
+        ))
+    }
+
     /// The session id.
     pub fn sid(&self) -> Sid {
         self.sid

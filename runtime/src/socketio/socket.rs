@@ -154,17 +154,18 @@ pub struct Socket {
 #[derive(Default)]
 struct Inner {
     fallback: Option<Arc<dyn Listener>>,
-    on_disconnect: Vec<DisconnectHandler>,
     /// Made on first use: a socket of the channel protocol never needs it, and a long-lived
     /// connection should not pay for it.
     extra: Option<Box<Extra>>,
 }
 
-/// What many sockets never use: handlers by event name, extensions, acks, rooms.
+/// What many sockets never use: handlers by event name and for the disconnect, extensions,
+/// acks, rooms.
 #[derive(Default)]
 struct Extra {
     /// Handlers by event name; a socket has a handful, so a list searched in order.
     events: Vec<(Box<str>, EventHandler)>,
+    on_disconnect: Vec<DisconnectHandler>,
     /// Values the application attached, one per type (few, so a list).
     extensions: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
     /// Emits waiting for the client's ack, by id (ids only grow, so an ordered map).
@@ -314,7 +315,7 @@ impl Socket {
     where
         F: FnOnce(SocketRef, &DisconnectReason) + Send + 'static,
     {
-        compact::push(&mut self.inner().on_disconnect, Box::new(handler));
+        compact::push(&mut self.inner().extra().on_disconnect, Box::new(handler));
     }
 
     /// Emits `event` to this client with one JSON argument (`&()` sends none).
@@ -513,16 +514,16 @@ impl Socket {
         // Everything goes at once: pending acks fail (their senders drop), and the handlers
         // are dropped once they have run, which ends what they hold (a channel link holds
         // this socket).
-        let Inner {
+        let Inner { extra, fallback } = std::mem::take(&mut *self.inner());
+        let Extra {
+            rooms,
             on_disconnect,
-            extra,
-            fallback,
-        } = std::mem::take(&mut *self.inner());
-        for room in extra.iter().flat_map(|extra| &extra.rooms) {
+            ..
+        } = extra.map(|extra| *extra).unwrap_or_default();
+        for room in &rooms {
             self.ns.remove_from_room(room, self.id);
         }
         self.ns.remove_socket(self.id);
-        drop(extra);
         tracing::debug!(socket = %self.id, ns = self.ns.name(), %reason, "socket disconnected");
         for handler in on_disconnect {
             handler(self.clone(), reason);
@@ -538,4 +539,117 @@ fn check_event(event: &str) -> Result<(), EmitError> {
         return Err(EmitError::ReservedEvent(event.to_owned()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn connected_socket() -> SocketRef {
+        let ns = Arc::new(Namespace::new("/".to_owned(), Box::new(|_| {})));
+        let socket = Arc::new(Socket::new(ns, Session::detached(16), None));
+        assert!(socket.set_connected());
+        socket.ns().connected(&socket);
+        socket
+    }
+
+    struct Counting(Arc<AtomicUsize>);
+
+    impl Listener for Counting {
+        fn on_event(self: Arc<Self>, _: SocketRef, _: &str, _: Payload, _: Option<AckSender>) {}
+
+        fn on_disconnect(self: Arc<Self>, _: SocketRef, reason: &DisconnectReason) {
+            assert_eq!(*reason, DisconnectReason::TransportClose);
+            self.0.fetch_add(10, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn leaving_runs_every_disconnect_handler_once_and_lets_go_of_everything() {
+        let socket = connected_socket();
+        let runs = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let runs = runs.clone();
+            socket.on_disconnect(move |_, _| {
+                runs.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        let listener = Arc::new(Counting(runs.clone()));
+        socket.listen(listener.clone());
+        socket.on("event", |_, _, _| {});
+        socket.insert_extension(7u32);
+        socket.insert_extension(8u32);
+        assert_eq!(socket.extension::<u32>().as_deref(), Some(&8));
+        socket.join("a");
+        socket.join("b");
+        socket.join("a");
+        assert_eq!(socket.rooms(), ["a", "b"]);
+        assert_eq!(socket.ns().room_count(), 2);
+        let asking = tokio::spawn({
+            let socket = socket.clone();
+            async move {
+                socket
+                    .emit_with_ack("question", Payload::new(), Duration::from_secs(30))
+                    .await
+            }
+        });
+        while socket
+            .inner()
+            .extra
+            .as_ref()
+            .is_none_or(|e| e.acks.is_empty())
+        {
+            tokio::task::yield_now().await;
+        }
+
+        socket.leave_namespace(&DisconnectReason::TransportClose);
+        socket.leave_namespace(&DisconnectReason::TransportClose);
+
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            13,
+            "three handlers and the listener, once"
+        );
+        assert!(matches!(
+            asking.await.unwrap_or_else(|e| panic!("{e}")),
+            Err(AckError::Disconnected)
+        ));
+        assert!(socket.rooms().is_empty());
+        assert_eq!(socket.ns().room_count(), 0);
+        assert_eq!(socket.ns().socket_count(), 0);
+        assert_eq!(
+            Arc::strong_count(&listener),
+            1,
+            "the socket let go of its listener"
+        );
+        assert!(!socket.connected());
+    }
+
+    #[test]
+    fn events_go_to_their_handler_else_to_the_fallback() {
+        let socket = connected_socket();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let named = seen.clone();
+        socket.on("ping", move |_, _, _| {
+            named
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push("ping".to_owned())
+        });
+        let other = seen.clone();
+        socket.on_fallback(move |_, event, _, _| {
+            other
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(format!("fallback {event}"));
+        });
+        socket.handle_event("ping", Payload::new(), None);
+        socket.handle_event("pong", Payload::new(), None);
+        assert_eq!(
+            *seen.lock().unwrap_or_else(PoisonError::into_inner),
+            ["ping", "fallback pong"]
+        );
+    }
 }
