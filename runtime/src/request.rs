@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 /// The opening request of a connection: headers, query string and peer address.
 ///
@@ -55,10 +56,12 @@ impl Clone for RequestInfo {
 impl RequestInfo {
     /// What `req` carried.
     pub fn from_request(req: &HttpRequest) -> Self {
-        Self::from_parts(
-            req.headers()
-                .iter()
-                .map(|(name, value)| (name.clone(), value.clone())),
+        Self::build(
+            || {
+                req.headers()
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            },
             req.query_string(),
             req.peer_addr(),
         )
@@ -72,44 +75,57 @@ impl RequestInfo {
         query: &str,
         remote_addr: Option<std::net::SocketAddr>,
     ) -> Self {
-        /// Appends `bytes` to `text` and records where they end; false when `text` would
-        /// outgrow a `u32`.
-        fn push(text: &mut Vec<u8>, ends: &mut Vec<u32>, bytes: &[u8]) -> bool {
-            let Ok(end) = u32::try_from(text.len() + bytes.len()) else {
-                return false;
-            };
-            text.extend_from_slice(bytes);
-            ends.push(end);
-            true
-        }
-        // Sized exactly, so the boxed slices need no second allocation.
         let headers: Vec<(HeaderName, HeaderValue)> = headers.into_iter().collect();
-        let size = headers.iter().fold(query.len(), |size, (name, value)| {
-            size.saturating_add(name.as_str().len() + value.len())
-        });
-        let mut text = Vec::with_capacity(size.min(u32::MAX as usize));
-        let mut ends = Vec::with_capacity(1 + 2 * headers.len());
-        if push(&mut text, &mut ends, query.as_bytes()) {
-            for (name, value) in headers {
-                let mark = (text.len(), ends.len());
-                if !(push(&mut text, &mut ends, name.as_str().as_bytes())
-                    && push(&mut text, &mut ends, value.as_bytes()))
-                {
-                    text.truncate(mark.0);
-                    ends.truncate(mark.1);
-                    break;
-                }
+        Self::build(
+            || {
+                headers
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            },
+            query,
+            remote_addr,
+        )
+    }
+
+    /// Copies the query and the headers into one buffer sized exactly (a first walk over
+    /// `headers()` measures, the second copies).
+    fn build<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(
+        headers: impl Fn() -> I,
+        query: &str,
+        remote_addr: Option<std::net::SocketAddr>,
+    ) -> Self {
+        const LIMIT: usize = u32::MAX as usize;
+        let query = if query.len() > LIMIT { "" } else { query };
+        let (mut size, mut count) = (query.len(), 0);
+        for (name, value) in headers() {
+            let next = size + name.len() + value.len();
+            if next > LIMIT {
+                break;
             }
+            (size, count) = (next, count + 1);
         }
-        // One block for both, sized exactly.
-        let mut data = Vec::with_capacity(4 * ends.len() + text.len());
-        for end in &ends {
-            data.extend_from_slice(&end.to_le_bytes());
+        let ends_len = 1 + 2 * count;
+        let mut ends: SmallVec<[u32; 32]> = SmallVec::with_capacity(ends_len);
+        let mut data = Vec::with_capacity(4 * ends_len + size);
+        data.resize(4 * ends_len, 0);
+        let text_start = data.len();
+        // Every end fits a u32: the text was measured against LIMIT above.
+        let mut mark =
+            |data: &Vec<u8>| ends.push(u32::try_from(data.len() - text_start).unwrap_or(u32::MAX));
+        data.extend_from_slice(query.as_bytes());
+        mark(&data);
+        for (name, value) in headers().take(count) {
+            data.extend_from_slice(name.as_bytes());
+            mark(&data);
+            data.extend_from_slice(value);
+            mark(&data);
         }
-        data.extend_from_slice(&text);
+        for (slot, end) in data.chunks_exact_mut(4).zip(&ends) {
+            slot.copy_from_slice(&end.to_le_bytes());
+        }
         RequestInfo {
             data: data.into_boxed_slice(),
-            ends: ends.len(),
+            ends: ends_len,
             remote_addr,
             map: OnceLock::new(),
         }

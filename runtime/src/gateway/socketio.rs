@@ -263,16 +263,38 @@ impl Listener for Link {
     }
 }
 
-fn reply(ack: Option<AckSender>, value: &serde_json::Value) {
+/// The answer to a control event: `{"status":"ok"}` or `{"status":"error","reason":R}`,
+/// serialized straight from this (no JSON tree is built per subscribe).
+#[derive(serde::Serialize)]
+struct Status<'a> {
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+fn reply<T: serde::Serialize + ?Sized>(ack: Option<AckSender>, value: &T) {
     if let Some(ack) = ack {
         let _ = ack.send_value(value);
     }
 }
 
+fn reply_ok(ack: Option<AckSender>) {
+    reply(
+        ack,
+        &Status {
+            status: "ok",
+            reason: None,
+        },
+    );
+}
+
 fn reply_error(ack: Option<AckSender>, reason: &str) {
     reply(
         ack,
-        &serde_json::json!({"status": "error", "reason": reason}),
+        &Status {
+            status: "error",
+            reason: Some(reason),
+        },
     );
 }
 
@@ -284,7 +306,7 @@ async fn execute(hub: &Hub, peer: &Arc<Peer>, op: Op) {
             payload,
             ack,
         } => match hub.join(peer, &channel, payload.as_deref()).await {
-            Ok(()) => reply(ack, &serde_json::json!({"status": "ok"})),
+            Ok(()) => reply_ok(ack),
             Err(err) => {
                 tracing::debug!(channel, member = %peer.id(), %err, "join refused");
                 reply_error(ack, err.reason());
@@ -292,7 +314,7 @@ async fn execute(hub: &Hub, peer: &Arc<Peer>, op: Op) {
         },
         Op::Leave { channel, ack } => {
             hub.leave(peer, &channel).await;
-            reply(ack, &serde_json::json!({"status": "ok"}));
+            reply_ok(ack);
         }
         Op::Event {
             channel,
