@@ -78,6 +78,7 @@ async fn main() -> std::io::Result<()> {
     let server = HttpServer::new(move || App::new().configure(tidings.configure()).service(emit))
         .workers(workers)
         .backlog(4096)
+        .tcp_nodelay(true)
         .bind((args.host.as_str(), args.port))?;
     for addr in server.addrs() {
         println!("listening on http://{addr}");

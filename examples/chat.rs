@@ -211,6 +211,8 @@ async fn main() -> std::io::Result<()> {
             )
     })
     .disable_signals()
+    // Each event goes out at once instead of waiting for the client's ACK of the previous one.
+    .tcp_nodelay(true)
     .bind((args.host.as_str(), args.port))?;
     for addr in server.addrs() {
         println!("listening on http://{addr}");

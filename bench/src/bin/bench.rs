@@ -134,7 +134,13 @@ fn peer_command(paths: &Paths, peer: &str, port: u16) -> Vec<String> {
             "--port".into(),
             port,
         ],
-        "socketioxide" => vec![bin("peer-socketioxide"), "--port".into(), port],
+        // TCP_NODELAY, as tidings' bench_server, Node's http server and the baseline have it.
+        "socketioxide" => vec![
+            bin("peer-socketioxide"),
+            "--port".into(),
+            port,
+            "--nodelay".into(),
+        ],
         "baseline" => vec![bin("peer-baseline"), "--port".into(), port],
         other => fail(&format!("unknown peer {other:?}")),
     }

@@ -7,7 +7,8 @@
 //! of tidings' `max_queued_frames`, so both servers buffer the same burst.
 //!
 //! Run: `peer-socketioxide --port 3000 [--nodelay]` (`--nodelay` sets TCP_NODELAY on accepted
-//! sockets; off by default, as in tidings' bench_server; it made no measurable difference).
+//! sockets, as axum's `serve(..).tcp_nodelay(true)` would; `scripts/bench` passes it, since the
+//! other peers all have it: tidings' bench_server, Node's http server, the baseline).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
