@@ -208,8 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn recv_wakes_on_push() {
-        let outbox = Outbox::new(4);
-        let outbox = std::sync::Arc::new(outbox);
+        let outbox = std::sync::Arc::new(Outbox::new(4));
         let reader = tokio::spawn({
             let outbox = outbox.clone();
             async move { outbox.recv().await }

@@ -149,7 +149,7 @@ impl Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.0.state.fetch_and(!READING, Ordering::AcqRel);
+        self.0.clear(READING);
         self.0.changed.notify_waiters();
     }
 }
@@ -190,18 +190,30 @@ impl Session {
         self.state.fetch_and(!bit, Ordering::AcqRel);
     }
 
-    /// Resolves once one of `bits` is set.
-    async fn until(&self, bits: u8) {
+    /// Sets `bit` and wakes whoever waits on the state; true when it was clear.
+    fn announce(&self, bit: u8) -> bool {
+        let was_clear = self.set(bit);
+        self.changed.notify_waiters();
+        was_clear
+    }
+
+    /// What `ready` gives, once it gives something: it looks again on every change of state.
+    async fn wait_for<T>(&self, mut ready: impl FnMut() -> Option<T>) -> T {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             // Register before looking, so a change in between is not missed.
             notified.as_mut().enable();
-            if self.is(bits) {
-                return;
+            if let Some(value) = ready() {
+                return value;
             }
             notified.await;
         }
+    }
+
+    /// Resolves once one of `bits` is set.
+    async fn until(&self, bits: u8) {
+        self.wait_for(|| self.is(bits).then_some(())).await;
     }
 
     /// The queue's reading end, unless a transport holds it.
@@ -211,15 +223,7 @@ impl Session {
 
     /// The queue's reading end, once the transport holding it lets go.
     pub(crate) async fn reader(self: Arc<Self>) -> Reader {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(reader) = self.try_reader() {
-                return reader;
-            }
-            notified.await;
-        }
+        self.wait_for(|| self.try_reader()).await
     }
 
     /// A WebSocket session on its own, for the tests of the layers above.
@@ -260,9 +264,7 @@ impl Session {
     /// Marks the start of an upgrade (which wakes a pending poll, to answer with a noop);
     /// returns false when one is already under way.
     pub(crate) fn start_upgrade(&self) -> bool {
-        let started = self.set(UPGRADING);
-        self.changed.notify_waiters();
-        started
+        self.announce(UPGRADING)
     }
 
     pub(crate) fn is_upgrading(&self) -> bool {
@@ -342,8 +344,7 @@ impl Session {
             // Queued for clean-up before anyone can see the session closed: the heartbeat
             // task stops watching a session once it sees it closed, and must find it there.
             self.closing.push(self.sid);
-            self.set(CLOSED);
-            self.changed.notify_waiters();
+            self.announce(CLOSED);
             self.close_waker.wake();
         }
     }
@@ -354,8 +355,7 @@ impl Session {
     }
 
     pub(crate) fn mark_close_delivered(&self) {
-        self.set(CLOSE_DELIVERED);
-        self.changed.notify_waiters();
+        self.announce(CLOSE_DELIVERED);
     }
 
     /// Resolves once a poll has carried the close packet to the client.
@@ -371,5 +371,57 @@ impl Session {
     /// Resolves when the session closes.
     pub async fn closed(&self) {
         self.until(CLOSED).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn one_reader_at_a_time_and_the_next_one_gets_the_queue_when_it_is_let_go() {
+        let session = Session::detached(8);
+        let first = session.try_reader();
+        assert!(first.is_some());
+        assert!(session.try_reader().is_none(), "a second reader at once");
+        let waiting = tokio::spawn(session.clone().reader());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "the queue is still held");
+        assert!(session.send(Frame::message("hi")).is_ok());
+        drop(first);
+        let mut second = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap_or_else(|_| panic!("the waiting reader never got the queue"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(second.try_recv(), Some(Frame::message("hi")));
+    }
+
+    #[tokio::test]
+    async fn states_are_independent_and_the_close_wakes_its_waiters() {
+        let session = Session::detached(8);
+        assert_eq!(session.transport(), TransportKind::WebSocket);
+        assert!(session.start_posting());
+        assert!(!session.start_posting());
+        session.pong();
+        assert!(session.has_ponged() && !session.is_closed() && !session.is_upgrading());
+        session.end_posting();
+        session.clear_pong();
+        assert!(session.start_posting() && !session.has_ponged());
+        let closed = tokio::spawn({
+            let session = session.clone();
+            async move { session.closed().await }
+        });
+        tokio::task::yield_now().await;
+        session.close(CloseReason::ServerShutdown);
+        session.close(CloseReason::PingTimeout);
+        tokio::time::timeout(Duration::from_secs(5), closed)
+            .await
+            .unwrap_or_else(|_| panic!("closed() never resolved"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(session.is_closed());
+        assert_eq!(session.close_reason(), Some(&CloseReason::ServerShutdown));
+        assert_eq!(session.send(Frame::message("late")), Err(SendError::Closed));
     }
 }

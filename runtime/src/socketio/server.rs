@@ -8,13 +8,13 @@ use std::time::Duration;
 use actix_web::web;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
+use tokio::task::AbortHandle;
 
 use super::error::PacketError;
 use super::namespace::Namespace;
 use super::packet::{Packet, Partial};
 use super::socket::{DisconnectReason, Socket, SocketRef};
 use crate::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
-use tokio::task::AbortHandle;
 
 /// Settings of a Socket.IO server.
 #[derive(Debug, Clone)]
