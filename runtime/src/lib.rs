@@ -16,6 +16,7 @@ mod gateway;
 mod payload;
 mod request;
 pub mod socketio;
+mod sync;
 
 pub use builder::{BuildError, Tidings, TidingsBuilder};
 pub use emitter::{EmitTo, MissingEmitter, SocketEmitter};

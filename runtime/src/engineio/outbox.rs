@@ -6,12 +6,13 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
 use super::packet::Frame;
+use crate::sync::lock;
 
 /// One queue, kept inside its session.
 #[derive(Debug)]
@@ -37,7 +38,7 @@ impl Outbox {
     }
 
     fn frames(&self) -> MutexGuard<'_, VecDeque<Frame>> {
-        self.frames.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.frames)
     }
 
     /// Queues every frame of `frames`, or none when they do not all fit.

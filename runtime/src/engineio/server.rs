@@ -2,7 +2,7 @@
 //! and the heartbeat that supervises every session.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, http::Method, web};
@@ -17,6 +17,7 @@ use super::packet::{Frame, Packet};
 use super::session::{Closing, Handshake, Session, TransportKind};
 use super::sid::Sid;
 use super::transport;
+use crate::sync::lock;
 
 /// A message for the layer above Engine.IO.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,11 +301,7 @@ impl<H: EngineHandler> Engine<H> {
 
     /// Puts a new session under the heartbeat, starting the heartbeat task if it is not running.
     fn watch(&self, session: Arc<Session>) {
-        let mut heartbeat = self
-            .inner
-            .heartbeat
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut heartbeat = lock(&self.inner.heartbeat);
         heartbeat.watched.push(Watched {
             session,
             due: Instant::now() + self.inner.config.ping_interval,
@@ -377,10 +374,7 @@ async fn run_heartbeat<H: EngineHandler>(engine: Arc<EngineInner<H>>) {
         for sid in engine.closing.take() {
             reap(&engine, sid);
         }
-        let mut heartbeat = engine
-            .heartbeat
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut heartbeat = lock(&engine.heartbeat);
         // A session is queued in `closing` before it shows as closed, so an empty watch list
         // and an empty queue mean nothing is left to do.
         if heartbeat.watched.is_empty() && engine.closing.is_empty() {
@@ -401,11 +395,7 @@ struct Running<'a, H: EngineHandler> {
 impl<H: EngineHandler> Drop for Running<'_, H> {
     fn drop(&mut self) {
         if self.armed {
-            self.engine
-                .heartbeat
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .running = false;
+            lock(&self.engine.heartbeat).running = false;
         }
     }
 }
@@ -414,10 +404,7 @@ impl<H: EngineHandler> Drop for Running<'_, H> {
 /// and stops watching the closed ones.
 fn beat<H: EngineHandler>(engine: &EngineInner<H>, now: Instant, ping: &Frame) {
     let config = &engine.config;
-    let mut heartbeat = engine
-        .heartbeat
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut heartbeat = lock(&engine.heartbeat);
     heartbeat.watched.retain_mut(|watched| {
         let session = &watched.session;
         if session.is_closed() {

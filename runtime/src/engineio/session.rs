@@ -13,6 +13,7 @@ use super::error::CloseReason;
 use super::outbox::{self, Outbox};
 use super::packet::Frame;
 use super::sid::Sid;
+use crate::sync::lock;
 
 /// The transport a session currently uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,28 +60,17 @@ pub(crate) struct Closing {
 
 impl Closing {
     fn push(&self, sid: Sid) {
-        self.sids
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(sid);
+        lock(&self.sids).push(sid);
         self.wake.notify_one();
     }
 
     /// Every session closed since the last call.
     pub(crate) fn take(&self) -> Vec<Sid> {
-        std::mem::take(
-            &mut *self
-                .sids
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        std::mem::take(&mut *lock(&self.sids))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.sids
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_empty()
+        lock(&self.sids).is_empty()
     }
 }
 

@@ -11,7 +11,7 @@
 //! pending.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::value::RawValue;
 
@@ -19,6 +19,7 @@ use crate::channels::{Handshake, Hub, Identity, Outgoing, Peer, Sink};
 use crate::engineio::Frame;
 use crate::payload::Payload;
 use crate::socketio::{AckSender, DisconnectReason, Listener, Packet, Socket, SocketRef};
+use crate::sync::lock;
 
 /// The encoding slot of Socket.IO frames in [`Outgoing`].
 pub(crate) const SLOT: usize = 0;
@@ -130,7 +131,7 @@ struct Ops {
 
 impl Link {
     fn ops(&self) -> MutexGuard<'_, Ops> {
-        self.ops.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.ops)
     }
 
     fn queue(self: &Arc<Self>, socket: &SocketRef, op: Op) {

@@ -2,7 +2,7 @@
 //! messages into packets (reassembling binary ones) and packets into socket calls.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use actix_web::web;
@@ -15,6 +15,7 @@ use super::namespace::Namespace;
 use super::packet::{Packet, Partial};
 use super::socket::{DisconnectReason, Socket, SocketRef};
 use crate::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
+use crate::sync::lock;
 
 /// Settings of a Socket.IO server.
 #[derive(Debug, Clone)]
@@ -237,11 +238,6 @@ impl Pending {
             watch.abort();
         }
     }
-}
-
-/// `mutex`'s guard, whether or not a panic poisoned it.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl EngineHandler for IoHandler {

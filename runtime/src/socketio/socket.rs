@@ -4,7 +4,7 @@
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -17,6 +17,7 @@ use super::packet::Packet;
 use crate::compact;
 use crate::engineio::{CloseReason, Handshake, Session, Sid, TransportKind};
 use crate::payload::Payload;
+use crate::sync::lock;
 
 /// A shared handle to a [`Socket`]; what every handler receives.
 pub type SocketRef = Arc<Socket>;
@@ -436,7 +437,7 @@ impl Socket {
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
@@ -632,24 +633,13 @@ mod tests {
         let socket = connected_socket();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let named = seen.clone();
-        socket.on("ping", move |_, _, _| {
-            named
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push("ping".to_owned())
-        });
+        socket.on("ping", move |_, _, _| lock(&named).push("ping".to_owned()));
         let other = seen.clone();
         socket.on_fallback(move |_, event, _, _| {
-            other
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(format!("fallback {event}"));
+            lock(&other).push(format!("fallback {event}"));
         });
         socket.handle_event("ping", Payload::new(), None);
         socket.handle_event("pong", Payload::new(), None);
-        assert_eq!(
-            *seen.lock().unwrap_or_else(PoisonError::into_inner),
-            ["ping", "fallback pong"]
-        );
+        assert_eq!(*lock(&seen), ["ping", "fallback pong"]);
     }
 }
