@@ -138,6 +138,12 @@ impl SharedText {
     }
 }
 
+/// Appends one server WebSocket frame (never masked) to `out`.
+pub(crate) fn encode_websocket(out: &mut BytesMut, message: Message) {
+    // Encoding into a `BytesMut` cannot fail.
+    let _ = Codec::new().encode(message, out);
+}
+
 impl Frame {
     /// A text message frame (`4` + `text`).
     ///
@@ -167,8 +173,7 @@ impl Frame {
         match self {
             Frame::Text(text) => {
                 let mut websocket = BytesMut::with_capacity(text.len() + 10);
-                // Encoding into a `BytesMut` cannot fail.
-                let _ = Codec::new().encode(Message::Text(text.clone()), &mut websocket);
+                encode_websocket(&mut websocket, Message::Text(text.clone()));
                 Frame::Shared(Arc::new(SharedText {
                     text,
                     websocket: websocket.freeze(),

@@ -134,6 +134,13 @@ struct EngineQuery {
     sid: Option<String>,
 }
 
+impl<H: EngineHandler> EngineInner<H> {
+    /// The open session with this id.
+    fn lookup(&self, sid: Sid) -> Option<Entry<H::State>> {
+        self.sessions.read().ok()?.get(&sid).cloned()
+    }
+}
+
 impl<H: EngineHandler> Engine<H> {
     /// A server with these settings over this handler.
     pub fn new(config: EngineConfig, handler: H) -> Self {
@@ -235,7 +242,7 @@ impl<H: EngineHandler> Engine<H> {
             };
         };
         let entry = Sid::parse(&sid)
-            .and_then(|sid| self.lookup(sid))
+            .and_then(|sid| self.inner.lookup(sid))
             .ok_or(RequestError::UnknownSid)?;
         match (transport, entry.session.transport()) {
             (TransportKind::Polling, TransportKind::Polling) => match *req.method() {
@@ -251,10 +258,6 @@ impl<H: EngineHandler> Engine<H> {
             }
             (TransportKind::Polling, TransportKind::WebSocket) => Err(RequestError::BadRequest),
         }
-    }
-
-    fn lookup(&self, sid: Sid) -> Option<Entry<H::State>> {
-        self.inner.sessions.read().ok()?.get(&sid).cloned()
     }
 
     /// The open packet for a new session.
@@ -435,12 +438,7 @@ const POLL_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Cleans up a closed session: out of the table, then the handler hears of it.
 fn reap<H: EngineHandler>(engine: &Arc<EngineInner<H>>, sid: Sid) {
-    let Some(entry) = engine
-        .sessions
-        .read()
-        .ok()
-        .and_then(|s| s.get(&sid).cloned())
-    else {
+    let Some(entry) = engine.lookup(sid) else {
         return;
     };
     let session = &entry.session;

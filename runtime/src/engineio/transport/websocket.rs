@@ -17,10 +17,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::Stream as _;
-use tokio_util::codec::{Decoder as _, Encoder as _};
+use tokio_util::codec::Decoder as _;
 
 use crate::engineio::error::{CloseReason, RequestError};
-use crate::engineio::packet::{Frame, Packet, SharedText};
+use crate::engineio::packet::{Frame, Packet, SharedText, encode_websocket};
 use crate::engineio::server::{Engine, EngineHandler, Entry};
 use crate::engineio::session::{Reader, TransportKind};
 
@@ -43,7 +43,7 @@ pub(crate) fn open<H: EngineHandler>(
         None => {
             let (entry, open) = engine.create_session(req, TransportKind::WebSocket);
             let mut out = BytesMut::new();
-            encode(&mut out, Message::Text(open));
+            encode_websocket(&mut out, Message::Text(open));
             let phase = match entry.session.try_reader() {
                 Some(queue) => Phase::Open(queue),
                 // Nobody else knows the session yet; this cannot happen.
@@ -84,7 +84,7 @@ pub(crate) fn refuse(
 ) -> Result<HttpResponse, RequestError> {
     let mut response = ws::handshake(req.head()).map_err(|_| RequestError::BadRequest)?;
     let mut out = BytesMut::new();
-    encode(
+    encode_websocket(
         &mut out,
         Message::Close(Some(ws::CloseReason {
             code: CloseCode::Policy,
@@ -190,7 +190,7 @@ impl<H: EngineHandler> Connection<H> {
                 ws::Frame::Text(bytes) => (true, bytes),
                 ws::Frame::Binary(bytes) => (false, bytes),
                 ws::Frame::Ping(bytes) => {
-                    encode(&mut self.out, Message::Pong(bytes));
+                    encode_websocket(&mut self.out, Message::Pong(bytes));
                     continue;
                 }
                 ws::Frame::Pong(_) => continue,
@@ -255,7 +255,7 @@ impl<H: EngineHandler> Connection<H> {
             Phase::Probing { probed, .. } => match packet {
                 Packet::Ping(data) if &*data == "probe" && !*probed => {
                     if session.start_upgrade() {
-                        encode(
+                        encode_websocket(
                             &mut self.out,
                             Message::Text(ByteString::from_static("3probe")),
                         );
@@ -278,7 +278,7 @@ impl<H: EngineHandler> Connection<H> {
     /// Gives up an upgrade: the WebSocket closes, the polling session goes on.
     fn abandon_upgrade(&mut self) {
         tracing::debug!(sid = %self.entry.session.sid(), "upgrade abandoned");
-        encode(&mut self.out, Message::Close(None));
+        encode_websocket(&mut self.out, Message::Close(None));
         self.phase = Phase::Done;
     }
 
@@ -368,7 +368,7 @@ impl<H: EngineHandler> Connection<H> {
             _ => CloseCode::Normal,
         };
         if !matches!(reason, CloseReason::TransportError) {
-            encode(
+            encode_websocket(
                 &mut self.out,
                 Message::Close(Some(ws::CloseReason {
                     code,
@@ -443,16 +443,10 @@ fn protocol_reason(err: ProtocolError) -> CloseReason {
     }
 }
 
-/// Appends one server frame (never masked) to `out`.
-fn encode(out: &mut BytesMut, message: Message) {
-    // Encoding into a `BytesMut` cannot fail.
-    let _ = Codec::new().encode(message, out);
-}
-
 fn encode_frame(out: &mut BytesMut, frame: Frame) {
     match frame {
-        Frame::Text(text) => encode(out, Message::Text(text)),
-        Frame::Binary(bytes) => encode(out, Message::Binary(bytes)),
+        Frame::Text(text) => encode_websocket(out, Message::Text(text)),
+        Frame::Binary(bytes) => encode_websocket(out, Message::Binary(bytes)),
         Frame::Shared(shared) => out.extend_from_slice(shared.websocket()),
     }
 }
