@@ -86,6 +86,8 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let server = HttpServer::new(move || App::new().configure(tidings.configure()).service(emit))
         .workers(workers)
+        // Lets the server end a WebSocket whose client stopped reading.
+        .on_connect(tidings::on_connect)
         .backlog(4096)
         .tcp_nodelay(true)
         .bind((args.host.as_str(), args.port))?;

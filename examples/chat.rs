@@ -211,6 +211,8 @@ async fn main() -> std::io::Result<()> {
             )
     })
     .disable_signals()
+    // Lets the server end a WebSocket whose client stopped reading.
+    .on_connect(tidings::on_connect)
     // Each event goes out at once instead of waiting for the client's ACK of the previous one.
     .tcp_nodelay(true)
     .bind((args.host.as_str(), args.port))?;

@@ -12,7 +12,7 @@
 //! - Any other namespace is refused (`Invalid namespace`).
 //!
 //! Run: `cargo run --example echo -- --port 3000 [--ping-interval MS] [--ping-timeout MS]
-//! [--max-payload BYTES]`.
+//! [--max-payload BYTES] [--connect-timeout MS]`.
 
 #[path = "support/args.rs"]
 mod args;
@@ -86,6 +86,12 @@ async fn main() -> std::io::Result<()> {
     if let Some(max) = args.max_payload {
         builder = builder.max_payload(max);
     }
+    if let Some(ms) = args
+        .flag("--connect-timeout")
+        .and_then(|value| value.parse::<u64>().ok())
+    {
+        builder = builder.connect_timeout(Duration::from_millis(ms));
+    }
     let io = builder.build();
     io.ns("/", on_default);
     io.ns("/custom", |socket| emit_auth(&socket));
@@ -105,6 +111,8 @@ async fn main() -> std::io::Result<()> {
         });
 
     let server = HttpServer::new(move || App::new().configure(io.configure()))
+        // Lets the server end a WebSocket whose client stopped reading.
+        .on_connect(tidings::engineio::on_connect)
         .bind((args.host.as_str(), args.port))?;
     for addr in server.addrs() {
         println!("listening on http://{addr}");

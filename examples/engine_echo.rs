@@ -54,6 +54,8 @@ async fn main() -> std::io::Result<()> {
     }
     let engine = Engine::new(config, Echo);
     let server = HttpServer::new(move || App::new().configure(engine.configure()))
+        // Lets the server end a WebSocket whose client stopped reading.
+        .on_connect(tidings::engineio::on_connect)
         .bind((args.host.as_str(), args.port))?;
     for addr in server.addrs() {
         println!("listening on http://{addr}");

@@ -5,6 +5,7 @@ pub use tidings_runtime::channels::{
     Authorizer, ChannelContext, ChannelLimits, EmitError, Handshake, JoinContext, LeaveReason,
     Reply,
 };
+pub use tidings_runtime::engineio::on_connect;
 pub use tidings_runtime::socketio::ConnectRefusal;
 pub use tidings_runtime::{
     Binary, BuildError, EmitTo, Payload, SocketEmitter, Tidings, TidingsBuilder, channels,

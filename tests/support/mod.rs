@@ -217,6 +217,7 @@ impl InProcess {
                         .configure(routes.clone())
                 })
                 .workers(2)
+                .on_connect(tidings::on_connect)
                 .disable_signals()
                 .shutdown_timeout(1)
                 .bind(("127.0.0.1", 0))?;

@@ -26,6 +26,10 @@ pub struct EngineConfig {
     pub upgrade_timeout: Duration,
     /// How many frames may wait for a client before it counts as too slow and is closed.
     pub max_queued_frames: usize,
+    /// How many bytes may wait for a client before it counts as too slow and is closed (a
+    /// broadcast counts in full for every connection it waits for; one frame is always
+    /// taken, whatever its size).
+    pub max_queued_bytes: usize,
     /// Whether clients may use HTTP long-polling.
     pub allow_polling: bool,
     /// Whether clients may use WebSocket (directly, or by upgrading from polling).
@@ -41,6 +45,7 @@ impl Default for EngineConfig {
             max_payload: 1_000_000,
             upgrade_timeout: Duration::from_millis(10_000),
             max_queued_frames: 4096,
+            max_queued_bytes: 1024 * 1024,
             allow_polling: true,
             allow_websocket: true,
         }

@@ -103,3 +103,13 @@ pub enum CloseReason {
     #[error("server shutting down")]
     ServerShutdown,
 }
+
+impl CloseReason {
+    /// Whether a polling client must still be told of this close by its next poll: the
+    /// server's own decisions (the application's, a shutdown). After any other close the
+    /// session is forgotten at once, as the reference server does, and the next request
+    /// with its sid is answered "unknown sid".
+    pub(crate) fn awaits_delivery(&self) -> bool {
+        matches!(self, CloseReason::ForcedClose | CloseReason::ServerShutdown)
+    }
+}

@@ -12,6 +12,7 @@ mod payload;
 mod server;
 mod session;
 mod sid;
+mod tcp;
 mod transport;
 
 pub use config::EngineConfig;
@@ -21,3 +22,4 @@ pub use payload::{SEPARATOR, decode_payload, encode_packet, encode_payload};
 pub use server::{Engine, EngineHandler, Message};
 pub use session::{Handshake, SendError, Session, TransportKind};
 pub use sid::Sid;
+pub use tcp::on_connect;

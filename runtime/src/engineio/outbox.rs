@@ -1,5 +1,6 @@
-//! A session's outbound queue: bounded, never waiting on the sending side, and holding memory
-//! only while frames wait (an idle connection keeps an empty `VecDeque`, no block of slots).
+//! A session's outbound queue: bounded in frames and in bytes, never waiting on the sending
+//! side, and holding memory only while frames wait (an idle connection keeps an empty
+//! `VecDeque`, no block of slots).
 //!
 //! Any number of senders push; one reader at a time takes frames out (the session hands out
 //! that right: see `session::Reader`).
@@ -17,10 +18,55 @@ use crate::sync::lock;
 /// One queue, kept inside its session.
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    frames: Mutex<VecDeque<Frame>>,
+    frames: Mutex<Queue>,
     /// Wakes whichever transport is reading the queue.
     waker: AtomicWaker,
-    max: usize,
+    limits: Limits,
+}
+
+/// How much may wait in one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Frames (at least one).
+    pub(crate) frames: usize,
+    /// Bytes, as [`Frame::len`] counts them; a shared broadcast frame counts in full in every
+    /// queue that holds it. A lone frame is always taken, whatever its size.
+    pub(crate) bytes: usize,
+}
+
+/// The frames and how many bytes they hold.
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+}
+
+impl Queue {
+    fn pop_front(&mut self) -> Option<Frame> {
+        let frame = self.frames.pop_front()?;
+        self.bytes -= frame.len();
+        if self.frames.is_empty() {
+            // An emptied queue gives its memory back at once: an idle connection keeps none,
+            // and the next frame allocates a few slots again.
+            self.frames = VecDeque::new();
+            self.bytes = 0;
+        }
+        Some(frame)
+    }
+
+    fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Whether `count` more frames of `bytes` bytes in all stay within `limits`.
+    fn fits(&self, count: usize, bytes: usize, limits: Limits) -> bool {
+        self.frames.len() + count <= limits.frames
+            && (self.frames.is_empty() || self.bytes + bytes <= limits.bytes)
+    }
 }
 
 /// Why frames were refused.
@@ -28,16 +74,19 @@ pub(crate) struct Outbox {
 pub(crate) struct Full;
 
 impl Outbox {
-    /// A queue of at most `max` frames (at least one).
-    pub(crate) fn new(max: usize) -> Outbox {
+    /// A queue within `limits`.
+    pub(crate) fn new(limits: Limits) -> Outbox {
         Outbox {
-            frames: Mutex::new(VecDeque::new()),
+            frames: Mutex::new(Queue::default()),
             waker: AtomicWaker::new(),
-            max: max.max(1),
+            limits: Limits {
+                frames: limits.frames.max(1),
+                bytes: limits.bytes,
+            },
         }
     }
 
-    fn frames(&self) -> MutexGuard<'_, VecDeque<Frame>> {
+    fn frames(&self) -> MutexGuard<'_, Queue> {
         lock(&self.frames)
     }
 
@@ -48,10 +97,15 @@ impl Outbox {
     ) -> Result<(), Full> {
         {
             let mut queue = self.frames();
-            if queue.len() + frames.len() > self.max {
+            let count = frames.len();
+            // Binary packets have few parts: look at them twice rather than collect them.
+            let frames: smallvec::SmallVec<[Frame; 4]> = frames.collect();
+            let bytes = frames.iter().map(Frame::len).sum();
+            if !queue.fits(count, bytes, self.limits) {
                 return Err(Full);
             }
-            queue.extend(frames);
+            queue.bytes += bytes;
+            queue.frames.extend(frames);
         }
         self.waker.wake();
         Ok(())
@@ -61,10 +115,11 @@ impl Outbox {
     pub(crate) fn push(&self, frame: Frame) -> Result<(), Full> {
         {
             let mut queue = self.frames();
-            if queue.len() >= self.max {
+            if !queue.fits(1, frame.len(), self.limits) {
                 return Err(Full);
             }
-            queue.push_back(frame);
+            queue.bytes += frame.len();
+            queue.frames.push_back(frame);
         }
         self.waker.wake();
         Ok(())
@@ -75,10 +130,7 @@ impl Outbox {
 impl Outbox {
     /// The next frame, if one is queued.
     pub(crate) fn try_recv(&self) -> Option<Frame> {
-        let mut queue = self.frames();
-        let frame = queue.pop_front();
-        release_if_empty(&mut queue);
-        frame
+        self.frames().pop_front()
     }
 
     /// The next frame, or `Pending` with the task registered to be woken by the next push.
@@ -112,9 +164,7 @@ impl Outbox {
                             break;
                         }
                     }
-                    let left = !queue.is_empty();
-                    release_if_empty(&mut queue);
-                    return Poll::Ready(left);
+                    return Poll::Ready(!queue.is_empty());
                 }
             }
             if attempt == 0 {
@@ -131,21 +181,20 @@ impl Outbox {
     }
 }
 
-/// An emptied queue gives its memory back at once: an idle connection keeps none, and the next
-/// frame allocates a few slots again.
-fn release_if_empty(queue: &mut VecDeque<Frame>) {
-    if queue.is_empty() && queue.capacity() > 0 {
-        *queue = VecDeque::new();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn frames(max: usize) -> Limits {
+        Limits {
+            frames: max,
+            bytes: usize::MAX,
+        }
+    }
+
     #[test]
     fn bounded_all_or_nothing_and_in_order() {
-        let outbox = Outbox::new(3);
+        let outbox = Outbox::new(frames(3));
         let frame = |n: u8| Frame::Binary(vec![n].into());
         assert_eq!(outbox.push_all([frame(1), frame(2)].into_iter()), Ok(()));
         assert_eq!(outbox.push_all([frame(3), frame(4)].into_iter()), Err(Full));
@@ -158,7 +207,7 @@ mod tests {
 
     #[test]
     fn an_emptied_queue_gives_its_memory_back() {
-        let outbox = Outbox::new(1000);
+        let outbox = Outbox::new(frames(1000));
         outbox
             .push_all(
                 (0..100u8)
@@ -168,12 +217,12 @@ mod tests {
             )
             .unwrap_or_else(|_| panic!("room for 100"));
         while outbox.try_recv().is_some() {}
-        assert_eq!(outbox.frames().capacity(), 0);
+        assert_eq!(outbox.frames().frames.capacity(), 0);
     }
 
     #[test]
     fn drain_hands_frames_over_in_order_and_stops_when_asked() {
-        let outbox = Outbox::new(8);
+        let outbox = Outbox::new(frames(8));
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let frame = |n: u8| Frame::Binary(vec![n].into());
@@ -195,21 +244,63 @@ mod tests {
         });
         assert_eq!(left, Poll::Ready(false));
         assert_eq!(seen, vec![(frame(3), 1)]);
-        assert_eq!(outbox.frames().capacity(), 0);
+        assert_eq!(outbox.frames().frames.capacity(), 0);
     }
 
     #[test]
     fn push_refuses_beyond_the_bound() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(frames(2));
         let frame = |n: u8| Frame::Binary(vec![n].into());
         assert_eq!(outbox.push(frame(1)), Ok(()));
         assert_eq!(outbox.push(frame(2)), Ok(()));
         assert_eq!(outbox.push(frame(3)), Err(Full));
     }
 
+    #[test]
+    fn bytes_are_bounded_too_and_counted_back_as_frames_leave() {
+        let outbox = Outbox::new(Limits {
+            frames: 100,
+            bytes: 10,
+        });
+        let frame = |n: usize| Frame::Binary(vec![0; n].into());
+        // A lone frame is always taken, even one beyond the bound.
+        assert_eq!(outbox.push(frame(25)), Ok(()));
+        assert_eq!(outbox.push(frame(1)), Err(Full));
+        assert_eq!(outbox.try_recv(), Some(frame(25)));
+        assert_eq!(outbox.push(frame(6)), Ok(()));
+        assert_eq!(outbox.push(frame(4)), Ok(()));
+        assert_eq!(outbox.push(frame(1)), Err(Full), "11 bytes would wait");
+        assert_eq!(outbox.push_all([frame(1)].into_iter()), Err(Full));
+        assert_eq!(outbox.try_recv(), Some(frame(6)));
+        assert_eq!(
+            outbox.push_all([frame(3), frame(3)].into_iter()),
+            Ok(()),
+            "4 + 3 + 3 bytes fit"
+        );
+        assert_eq!(outbox.frames().bytes, 10);
+        while outbox.try_recv().is_some() {}
+        assert_eq!(outbox.frames().bytes, 0);
+    }
+
+    #[test]
+    fn a_shared_frame_counts_in_full_in_every_queue() {
+        let shared = Frame::message(&"x".repeat(99)).shared();
+        let limits = Limits {
+            frames: 100,
+            bytes: 250,
+        };
+        let (a, b) = (Outbox::new(limits), Outbox::new(limits));
+        for _ in 0..2 {
+            assert_eq!(a.push(shared.clone()), Ok(()));
+            assert_eq!(b.push(shared.clone()), Ok(()));
+        }
+        assert_eq!(a.push(shared.clone()), Err(Full));
+        assert_eq!(b.push(shared), Err(Full));
+    }
+
     #[tokio::test]
     async fn recv_wakes_on_push() {
-        let outbox = std::sync::Arc::new(Outbox::new(4));
+        let outbox = std::sync::Arc::new(Outbox::new(frames(4)));
         let reader = tokio::spawn({
             let outbox = outbox.clone();
             async move { outbox.recv().await }

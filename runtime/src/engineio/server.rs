@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::config::EngineConfig;
 use super::error::{CloseReason, RequestError};
+use super::outbox::Limits;
 use super::packet::{Frame, Packet};
 use super::session::{Closing, Handshake, Session, TransportKind};
 use super::sid::Sid;
@@ -241,8 +242,11 @@ impl<H: EngineHandler> Engine<H> {
                 TransportKind::WebSocket => transport::websocket::open(self, &req, body, None),
             };
         };
+        // A closed session is unknown at once (the reference server forgets it at its close),
+        // except a polling one closed by the server whose close no poll has carried yet.
         let entry = Sid::parse(&sid)
             .and_then(|sid| self.inner.lookup(sid))
+            .filter(|entry| !entry.session.is_gone())
             .ok_or(RequestError::UnknownSid)?;
         match (transport, entry.session.transport()) {
             (TransportKind::Polling, TransportKind::Polling) => match *req.method() {
@@ -287,7 +291,10 @@ impl<H: EngineHandler> Engine<H> {
         let session = Session::new(
             handshake,
             transport,
-            self.inner.config.max_queued_frames,
+            Limits {
+                frames: self.inner.config.max_queued_frames,
+                bytes: self.inner.config.max_queued_bytes,
+            },
             self.inner.closing.clone(),
         );
         let session = Arc::new(session);
@@ -346,7 +353,8 @@ impl<H: EngineHandler> Engine<H> {
 }
 
 /// How often the heartbeat looks at its sessions: a tenth of the shorter of the ping interval
-/// and timeout, between 5 ms and 500 ms (pings and timeouts are that much late at most).
+/// and timeout, between 5 ms and 500 ms (pings go out up to that much early; a session whose
+/// pong is late is closed on time, by a wake-up at its deadline).
 fn tick(config: &EngineConfig) -> Duration {
     (config.ping_interval.min(config.ping_timeout) / 10)
         .clamp(Duration::from_millis(5), Duration::from_millis(500))
@@ -363,16 +371,16 @@ async fn run_heartbeat<H: EngineHandler>(engine: Arc<EngineInner<H>>) {
     };
     let ping = Packet::Ping(ByteString::new()).encode();
     let tick = tick(&engine.config);
-    let mut next_beat = Instant::now() + tick;
+    let mut wake_at = Instant::now() + tick;
     loop {
         tokio::select! {
-            () = tokio::time::sleep_until(next_beat) => {}
+            () = tokio::time::sleep_until(wake_at) => {}
             () = engine.closing.wake.notified() => {}
         }
         let now = Instant::now();
-        if now >= next_beat {
-            beat(&engine, now, &ping);
-            next_beat = now + tick;
+        if now >= wake_at {
+            let deadline = beat(&engine, now, tick, &ping);
+            wake_at = deadline.map_or(now + tick, |deadline| deadline.min(now + tick));
         }
         for sid in engine.closing.take() {
             reap(&engine, sid);
@@ -403,11 +411,19 @@ impl<H: EngineHandler> Drop for Running<'_, H> {
     }
 }
 
-/// One look at every watched session: pings the due ones, closes the ones whose pong is late,
-/// and stops watching the closed ones.
-fn beat<H: EngineHandler>(engine: &EngineInner<H>, now: Instant, ping: &Frame) {
+/// One look at every watched session: pings the ones due before the next tick (a ping may go
+/// up to a tick early, never late), closes the ones whose pong is late, and stops watching the
+/// closed ones. Returns the earliest moment a pong still awaited is due, so that a silent
+/// session is closed on time, not up to a tick late.
+fn beat<H: EngineHandler>(
+    engine: &EngineInner<H>,
+    now: Instant,
+    tick: Duration,
+    ping: &Frame,
+) -> Option<Instant> {
     let config = &engine.config;
     let mut heartbeat = lock(&engine.heartbeat);
+    let mut earliest: Option<Instant> = None;
     heartbeat.watched.retain_mut(|watched| {
         let session = &watched.session;
         if session.is_closed() {
@@ -421,7 +437,7 @@ fn beat<H: EngineHandler>(engine: &EngineInner<H>, now: Instant, ping: &Frame) {
                 session.close(CloseReason::PingTimeout);
                 return false;
             }
-        } else if now >= watched.due {
+        } else if now + tick >= watched.due {
             session.clear_pong();
             if session.send(ping.clone()).is_err() {
                 return false;
@@ -429,8 +445,12 @@ fn beat<H: EngineHandler>(engine: &EngineInner<H>, now: Instant, ping: &Frame) {
             watched.awaiting_pong = true;
             watched.due = now + config.ping_timeout;
         }
+        if watched.awaiting_pong {
+            earliest = Some(earliest.map_or(watched.due, |e| e.min(watched.due)));
+        }
         true
     });
+    earliest
 }
 
 /// How long a polling session closed by the server waits for the poll that carries the close.
@@ -445,10 +465,9 @@ fn reap<H: EngineHandler>(engine: &Arc<EngineInner<H>>, sid: Sid) {
     // A polling client hears of a close from the server only through its next poll: keep the
     // session reachable a moment, so that poll gets the close packet, not "unknown sid".
     if session.transport() == TransportKind::Polling
-        && matches!(
-            session.close_reason(),
-            Some(CloseReason::ForcedClose | CloseReason::ServerShutdown)
-        )
+        && session
+            .close_reason()
+            .is_some_and(CloseReason::awaits_delivery)
     {
         let grace = engine.config.ping_interval.min(POLL_CLOSE_GRACE);
         let engine = engine.clone();

@@ -10,7 +10,7 @@ use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use super::error::CloseReason;
-use super::outbox::{self, Outbox};
+use super::outbox::{self, Limits, Outbox};
 use super::packet::Frame;
 use super::sid::Sid;
 use crate::sync::lock;
@@ -148,7 +148,7 @@ impl Session {
     pub(crate) fn new(
         handshake: Arc<Handshake>,
         transport: TransportKind,
-        queue: usize,
+        queue: Limits,
         closing: Arc<Closing>,
     ) -> Self {
         let state = match transport {
@@ -222,7 +222,10 @@ impl Session {
         Arc::new(Session::new(
             Arc::default(),
             TransportKind::WebSocket,
-            queue,
+            Limits {
+                frames: queue,
+                bytes: usize::MAX,
+            },
             Arc::default(),
         ))
     }
@@ -277,8 +280,8 @@ impl Session {
 
     /// Queues one encoded frame for the client.
     ///
-    /// Never waits: when the client lets `max_queued_frames` frames pile up, the session is
-    /// closed with [`CloseReason::QueueFull`] and the frame is refused.
+    /// Never waits: when the client lets `max_queued_frames` frames or `max_queued_bytes` bytes
+    /// pile up, the session is closed with [`CloseReason::QueueFull`] and the frame is refused.
     ///
     /// # Errors
     /// [`SendError`] when the session is closed or its queue is full.
@@ -351,6 +354,17 @@ impl Session {
     /// Resolves once a poll has carried the close packet to the client.
     pub(crate) async fn close_delivered(&self) {
         self.until(CLOSE_DELIVERED).await;
+    }
+
+    /// Whether requests for this session are answered "unknown sid": it has closed, and it is
+    /// not a polling session closed by the server whose close packet no poll has carried yet.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.is_closed()
+            && !(self.transport() == TransportKind::Polling
+                && self
+                    .close_reason()
+                    .is_some_and(CloseReason::awaits_delivery)
+                && !self.is(CLOSE_DELIVERED))
     }
 
     /// Why the session closed, once it has.

@@ -95,6 +95,22 @@ impl SocketIoBuilder {
         self
     }
 
+    /// How many bytes may wait for a slow client before it is disconnected (default 1 MiB).
+    ///
+    /// A broadcast counts in full for every connection it waits for; one frame is always
+    /// taken, whatever its size.
+    ///
+    /// ```
+    /// let io = tidings_runtime::socketio::SocketIo::builder()
+    ///     .max_queued_bytes(4 * 1024 * 1024)
+    ///     .build();
+    /// assert_eq!(io.config().engine.max_queued_bytes, 4 * 1024 * 1024);
+    /// ```
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.config.engine.max_queued_bytes = bytes;
+        self
+    }
+
     /// The whole configuration at once.
     pub fn config(mut self, config: IoConfig) -> Self {
         self.config = config;

@@ -43,7 +43,11 @@ pub(crate) async fn poll<H: EngineHandler>(
         frames.push(frame);
     }
     if frames.is_empty() {
-        if session.is_closed() {
+        if session.close_reason() == Some(&CloseReason::TransportClose) {
+            // The client closed the session itself (a close packet): its pending poll ends
+            // with a noop, as the reference server answers; the next one is refused.
+            frames.push(Packet::Noop.encode());
+        } else if session.is_closed() {
             // The close goes alone, after everything queued was delivered: clients drop
             // messages that share a payload with the close (socket.io-client hands them over
             // on the next tick, when the socket is already disconnected), and the official

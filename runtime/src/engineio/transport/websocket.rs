@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_http::ws::{self, CloseCode, Codec, Item, Message, ProtocolError};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
@@ -23,12 +24,17 @@ use crate::engineio::error::{CloseReason, RequestError};
 use crate::engineio::packet::{Frame, Packet, SharedText, encode_websocket};
 use crate::engineio::server::{Engine, EngineHandler, Entry};
 use crate::engineio::session::{Reader, TransportKind};
+use crate::engineio::tcp;
 
 /// How many queued frames one poll encodes before handing them to the dispatcher.
 const WRITE_BATCH: usize = 64;
 
 /// Stop adding frames to one chunk once it is this big (the dispatcher buffers 32 KiB).
 const WRITE_CHUNK: usize = 16 * 1024;
+
+/// How long a connection may stay open once its session has ended with nothing left to write
+/// but the close frame; then its TCP connection is shut down (with [`tcp::on_connect`]).
+const CLOSE_LINGER: Duration = Duration::from_millis(500);
 
 /// Accepts a WebSocket: a new session when `entry` is `None`, else an upgrade of `entry`.
 pub(crate) fn open<H: EngineHandler>(
@@ -70,6 +76,7 @@ pub(crate) fn open<H: EngineHandler>(
         out,
         ready: None,
         phase,
+        tcp: tcp::socket_of(req),
     };
     Ok(response.message_body(BoxBody::new(connection)).map_or_else(
         |_| HttpResponse::InternalServerError().finish(),
@@ -135,6 +142,8 @@ struct Connection<H: EngineHandler> {
     /// there is to write (only while `out` is empty).
     ready: Option<Arc<SharedText>>,
     phase: Phase,
+    /// The TCP connection, when the server kept a handle on it ([`tcp::on_connect`]).
+    tcp: Option<std::sync::Weak<socket2::Socket>>,
 }
 
 /// What a frame from the client asks of the connection.
@@ -377,6 +386,20 @@ impl<H: EngineHandler> Connection<H> {
             );
         }
         self.phase = Phase::Done;
+        // A client that does not read would keep the connection open forever: what is left
+        // to write gets a while to leave (the client's own patience when queued frames are
+        // still to be delivered), then the connection is shut down.
+        if let Some(socket) = self.tcp.take() {
+            let linger = if writable {
+                self.engine
+                    .config()
+                    .ping_timeout
+                    .max(Duration::from_secs(1))
+            } else {
+                CLOSE_LINGER
+            };
+            tcp::end_after(socket, linger);
+        }
     }
 }
 
