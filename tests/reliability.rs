@@ -108,6 +108,9 @@ async fn flood_route(emitter: SocketEmitter, body: web::Json<FloodRequest>) -> H
 struct StatsQuery {
     /// `1` leaves the `left` list out (only its length), for frequent sampling.
     summary: Option<u8>,
+    /// A client's local port: the answer says how many descriptors this process holds for
+    /// TCP connections from it (`peer_fds`).
+    peer_port: Option<u16>,
 }
 
 /// GET /stats: connection, subscription and channel counts, the `left` log and the RSS.
@@ -123,11 +126,51 @@ async fn stats_route(
         "channels": tidings.hub().channel_count(),
         "left_count": left.len(),
         "rss_kib": rss_kib(),
+        "fds": open_fds(),
     });
     if query.summary != Some(1) {
         stats["left"] = json!(left);
     }
+    if let Some(port) = query.peer_port {
+        stats["peer_fds"] = json!(fds_of_peer(port));
+    }
     HttpResponse::Ok().json(stats)
+}
+
+/// How many file descriptors this process has open (0 when unknown).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+/// How many of this process's file descriptors are TCP sockets connected to the loopback
+/// client port `port` (read from /proc/net/tcp and /proc/self/fd).
+fn fds_of_peer(port: u16) -> usize {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let remote_port = fields.get(2)?.rsplit(':').next()?;
+                    (u16::from_str_radix(remote_port, 16).ok()? == port)
+                        .then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    std::fs::read_dir("/proc/self/fd").map_or(0, |fds| {
+        fds.filter_map(Result::ok)
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter(|target| {
+                inodes
+                    .iter()
+                    .any(|inode| target.as_os_str() == inode.as_str())
+            })
+            .count()
+    })
 }
 
 /// VmRSS of this process, in KiB (0 when unknown).
@@ -237,6 +280,32 @@ fn slow_consumer_is_cut_off_and_memory_stays_bounded() {
     assert!(
         peak - baseline < 200.0 * MIB,
         "RSS grew by {:.1} MiB during the flood (limit 200 MiB)",
+        (peak - baseline) / MIB
+    );
+    assert!(server.is_running(), "the server thread ended");
+}
+
+/// Twenty clients that read and one that stops reading get 3,000 emits of about 10 KB: the
+/// stalled one is cut as a slow consumer once about 1 MiB waits for it (the default byte bound;
+/// 3,000 such frames fit the frame bound), the readers get every message in order, and the
+/// stalled client's TCP connection is closed by the server within a second of the cut (its file
+/// descriptor released) although the client reads nothing.
+#[test]
+fn stalled_reader_of_large_messages_is_cut_by_bytes_and_its_connection_closed() {
+    let _serial = serial();
+    let server = start_server(|io| io);
+    let results = run_scenario(&server, "stalled-large", Duration::from_secs(90));
+    let baseline = number(&results, "rss_baseline_kib");
+    let peak = number(&results, "rss_peak_kib");
+    println!(
+        "stalled-large RSS: baseline {:.1} MiB, peak {:.1} MiB (peak - baseline {:.1} MiB)",
+        baseline / MIB,
+        peak / MIB,
+        (peak - baseline) / MIB
+    );
+    assert!(
+        peak - baseline < 40.0 * MIB,
+        "RSS grew by {:.1} MiB while one reader stalled (it was 73 MiB with no byte bound)",
         (peak - baseline) / MIB
     );
     assert!(server.is_running(), "the server thread ended");

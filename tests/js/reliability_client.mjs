@@ -20,6 +20,7 @@ const WS_URL = `${URL.replace(/^http/, "ws")}/socket.io/?EIO=4&transport=websock
 const RESULTS = process.env.TIDINGS_RESULTS;
 const SCENARIO_TIMEOUT_MS = {
   "slow-consumer": 80_000,
+  "stalled-large": 80_000,
   churn: 80_000,
   attackers: 50_000,
   limits: 25_000,
@@ -378,6 +379,107 @@ const scenarios = {
       stalled_close_code: closed.code,
       rss_final_kib: after.rss_kib,
     });
+    for (const c of good) c.leaving = true;
+  },
+
+  // Twenty clients that read, one that stops reading; 3,000 emits of about 10 KB. The frame
+  // bound (4,096) never fills: the stalled client must be cut by the byte bound (1 MiB), and
+  // its TCP connection closed by the server within a second, whatever it does.
+  async "stalled-large"() {
+    const TOTAL = 3_000;
+    const BATCH = 50;
+    const PAD = 10_000;
+    const GOOD = 20;
+    // Readers may fall this far behind before the next batch (kernel buffers hold it).
+    const LAG = 100;
+
+    step("baseline RSS");
+    const baseline = (await stats()).rss_kib;
+
+    step("good clients subscribe");
+    const good = await startClients(GOOD, "good");
+
+    step("stalled client: handshake and subscribe");
+    const stalled = new RawClient();
+    const stalledSid = await stalled.handshake("stalled client");
+    assert.deepStrictEqual(await stalled.subscribe("chats/1", 0, "stalled client"), OK, "stalled subscribe ack");
+    stalled.pause();
+    const stalledPort = stalled.ws._socket.localPort;
+    const stalledFds = (await http("GET", `/stats?summary=1&peer_port=${stalledPort}`)).json.peer_fds;
+
+    assert.ok(stalledFds >= 1, `the server holds no descriptor of the stalled connection (${stalledFds})`);
+
+    let peak = baseline;
+    const queued = [];
+    // When the cut showed in the left log, and when the server held no descriptor of the
+    // stalled connection any more.
+    let cutAt = null;
+    let closedAt = null;
+    const held = async () => (await http("GET", `/stats?summary=1&peer_port=${stalledPort}`)).json.peer_fds;
+    for (let from = 0; from < TOTAL; from += BATCH) {
+      step(`batch from ${from}: good clients within ${LAG} messages`);
+      await receivedAll(good, from - LAG, 20_000);
+      step(`batch from ${from}: POST /flood`);
+      queued.push(await flood(from, BATCH, PAD));
+      const s = await stats();
+      peak = Math.max(peak, s.rss_kib);
+      if (cutAt === null && s.left_count > 0) cutAt = Date.now();
+      if (cutAt !== null && closedAt === null && (await held()) === 0) closedAt = Date.now();
+    }
+    const firstShort = queued.findIndex((q) => q < (GOOD + 1) * BATCH);
+    Object.assign(results, {
+      messages: TOTAL,
+      pad_bytes: PAD,
+      stalled_member: stalledSid,
+      stalled_dropped_during_batch: firstShort,
+      queued_total_per_batch: runs(queued),
+      rss_baseline_kib: baseline,
+      rss_peak_kib: peak,
+    });
+    assert.ok(firstShort >= 0, `the stalled client was never dropped: queued_total per batch ${runs(queued)}`);
+    assert.ok(
+      queued.slice(firstShort + 1).every((q) => q === GOOD * BATCH),
+      `after the drop every batch must reach exactly the ${GOOD} good clients: ${runs(queued)}`,
+    );
+
+    step("good clients: every message once, in order");
+    await checkStreamComplete(good, TOTAL, 30_000);
+
+    step("stalled client in the left log as a slow consumer");
+    const left = await until(
+      10_000,
+      async () => (await stats({ summary: false })).left.find(([member]) => member === stalledSid),
+      () => `stalled member ${stalledSid} not in the left log`,
+      100,
+    );
+    assert.equal(left[1], "chats/1", "left log: channel");
+    assert.match(left[2], /slow consumer/, "left log: reason");
+    cutAt ??= Date.now();
+
+    step("the server closes the stalled TCP connection (its descriptors go)");
+    let fdsNow;
+    await until(
+      3_000,
+      async () => (fdsNow = await held()) === 0,
+      () => `the server still holds ${fdsNow} descriptors of the stalled client's connection`,
+      20,
+    );
+    closedAt ??= Date.now();
+    const closedAfterCutMs = closedAt - cutAt;
+
+    step("the stalled client reads again: everything sent, then the end");
+    const resumedAt = Date.now();
+    stalled.resume();
+    const closed = await within(5_000, stalled.closed, "stalled client still open 5 s after it resumed reading");
+    Object.assign(results, {
+      stalled_left_reason: left[2],
+      stalled_connection_fds_before: stalledFds,
+      server_closed_within_ms_of_the_cut: closedAfterCutMs,
+      stalled_received_in_all: stalled.received,
+      stalled_end_after_resume_ms: closed.at - resumedAt,
+      stalled_close_code: closed.code,
+    });
+    assert.ok(closedAfterCutMs <= 2_000, `the server closed the connection ${closedAfterCutMs} ms after the cut`);
     for (const c of good) c.leaving = true;
   },
 

@@ -17,6 +17,7 @@ use super::outbox::Limits;
 use super::packet::{Frame, Packet};
 use super::session::{Closing, Handshake, Session, TransportKind};
 use super::sid::Sid;
+use super::tcp;
 use super::transport;
 use crate::sync::lock;
 
@@ -453,6 +454,10 @@ fn beat<H: EngineHandler>(
     earliest
 }
 
+/// How long a WebSocket connection may stay open once its session has ended with nothing left
+/// to write but the close frame; then its TCP connection is shut down (see [`tcp::on_connect`]).
+const CLOSE_LINGER: Duration = Duration::from_millis(500);
+
 /// How long a polling session closed by the server waits for the poll that carries the close.
 const POLL_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -482,6 +487,18 @@ fn reap<H: EngineHandler>(engine: &Arc<EngineInner<H>>, sid: Sid) {
 
 fn forget<H: EngineHandler>(engine: &EngineInner<H>, entry: &Entry<H::State>) {
     let session = &entry.session;
+    // A client that does not read would keep its WebSocket open for ever (actix-http writes
+    // until the peer takes the bytes): what is left gets a while to leave, then the TCP
+    // connection is shut down.
+    if let Some(socket) = session.tcp() {
+        let linger = match session.close_reason() {
+            Some(
+                CloseReason::ForcedClose | CloseReason::ServerShutdown | CloseReason::PingTimeout,
+            ) => engine.config.ping_timeout.max(Duration::from_secs(1)),
+            _ => CLOSE_LINGER,
+        };
+        tcp::end_after(socket.clone(), linger);
+    }
     if let Ok(mut sessions) = engine.sessions.write() {
         sessions.remove(&session.sid());
     }

@@ -2,8 +2,8 @@
 //! how it ends. Transports and the layer above share it through an `Arc`.
 
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{OnceLock, Weak};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
@@ -91,6 +91,9 @@ pub struct Session {
     /// Wakes the WebSocket connection (polled by actix's dispatcher, not a task) on close.
     pub(crate) close_waker: AtomicWaker,
     reason: OnceLock<CloseReason>,
+    /// The TCP connection of its WebSocket, when the server keeps handles on connections
+    /// (`engineio::on_connect`): shut down shortly after the close if it is still open.
+    tcp: OnceLock<Weak<socket2::Socket>>,
     /// Where the session reports its close to the engine.
     closing: Arc<Closing>,
 }
@@ -163,6 +166,7 @@ impl Session {
             changed: Notify::new(),
             close_waker: AtomicWaker::new(),
             reason: OnceLock::new(),
+            tcp: OnceLock::new(),
             closing,
         }
     }
@@ -365,6 +369,16 @@ impl Session {
                     .close_reason()
                     .is_some_and(CloseReason::awaits_delivery)
                 && !self.is(CLOSE_DELIVERED))
+    }
+
+    /// Binds the session to the TCP connection of its WebSocket.
+    pub(crate) fn set_tcp(&self, socket: Weak<socket2::Socket>) {
+        let _ = self.tcp.set(socket);
+    }
+
+    /// The TCP connection of the session's WebSocket, when it has a handle on it.
+    pub(crate) fn tcp(&self) -> Option<&Weak<socket2::Socket>> {
+        self.tcp.get()
     }
 
     /// Why the session closed, once it has.

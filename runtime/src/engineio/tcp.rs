@@ -67,11 +67,12 @@ pub(crate) fn end_after(socket: Weak<socket2::Socket>, after: Duration) {
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
         if let Some(socket) = socket.upgrade() {
+            let result = socket.shutdown(std::net::Shutdown::Both);
             tracing::debug!(
                 ?after,
-                "connection still open after its session ended: shutting it down"
+                ?result,
+                "connection still open after its session ended: shut down"
             );
-            let _ = socket.shutdown(std::net::Shutdown::Both);
         }
     });
 }

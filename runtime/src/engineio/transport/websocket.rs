@@ -10,7 +10,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use actix_http::ws::{self, CloseCode, Codec, Item, Message, ProtocolError};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
@@ -32,10 +31,6 @@ const WRITE_BATCH: usize = 64;
 /// Stop adding frames to one chunk once it is this big (the dispatcher buffers 32 KiB).
 const WRITE_CHUNK: usize = 16 * 1024;
 
-/// How long a connection may stay open once its session has ended with nothing left to write
-/// but the close frame; then its TCP connection is shut down (with [`tcp::on_connect`]).
-const CLOSE_LINGER: Duration = Duration::from_millis(500);
-
 /// Accepts a WebSocket: a new session when `entry` is `None`, else an upgrade of `entry`.
 pub(crate) fn open<H: EngineHandler>(
     engine: &Engine<H>,
@@ -45,9 +40,13 @@ pub(crate) fn open<H: EngineHandler>(
 ) -> Result<HttpResponse, RequestError> {
     let mut response = ws::handshake(req.head()).map_err(|_| RequestError::BadRequest)?;
     let max = engine.config().max_payload;
+    let tcp = tcp::socket_of(req);
     let (entry, phase, out) = match entry {
         None => {
             let (entry, open) = engine.create_session(req, TransportKind::WebSocket);
+            if let Some(socket) = &tcp {
+                entry.session.set_tcp(socket.clone());
+            }
             let mut out = BytesMut::new();
             encode_websocket(&mut out, Message::Text(open));
             let phase = match entry.session.try_reader() {
@@ -76,7 +75,7 @@ pub(crate) fn open<H: EngineHandler>(
         out,
         ready: None,
         phase,
-        tcp: tcp::socket_of(req),
+        tcp,
     };
     Ok(response.message_body(BoxBody::new(connection)).map_or_else(
         |_| HttpResponse::InternalServerError().finish(),
@@ -142,7 +141,8 @@ struct Connection<H: EngineHandler> {
     /// there is to write (only while `out` is empty).
     ready: Option<Arc<SharedText>>,
     phase: Phase,
-    /// The TCP connection, when the server kept a handle on it ([`tcp::on_connect`]).
+    /// The TCP connection, when the server kept a handle on it ([`tcp::on_connect`]); the
+    /// session gets it once it is on this WebSocket.
     tcp: Option<std::sync::Weak<socket2::Socket>>,
 }
 
@@ -274,6 +274,9 @@ impl<H: EngineHandler> Connection<H> {
                     }
                 }
                 Packet::Upgrade if *probed => {
+                    if let Some(socket) = self.tcp.take() {
+                        session.set_tcp(socket);
+                    }
                     session.set_websocket();
                     tracing::debug!(sid = %session.sid(), "upgraded to websocket");
                     self.phase = Phase::Acquiring(Box::pin(session.clone().reader()));
@@ -386,20 +389,6 @@ impl<H: EngineHandler> Connection<H> {
             );
         }
         self.phase = Phase::Done;
-        // A client that does not read would keep the connection open forever: what is left
-        // to write gets a while to leave (the client's own patience when queued frames are
-        // still to be delivered), then the connection is shut down.
-        if let Some(socket) = self.tcp.take() {
-            let linger = if writable {
-                self.engine
-                    .config()
-                    .ping_timeout
-                    .max(Duration::from_secs(1))
-            } else {
-                CLOSE_LINGER
-            };
-            tcp::end_after(socket, linger);
-        }
     }
 }
 
