@@ -6,8 +6,12 @@
 //! Run: `cargo run --example chat` and open <http://127.0.0.1:8080/chat> in two tabs; add
 //! `?token=northle-vip` to the address of one of them to get into the private room.
 //!
+//! The VIP token may also come as the cookie `northle_token`, which is why pages of other
+//! origins are refused unless listed with `--allow-origin`.
+//!
 //! Flags: `--port P`, `--host H`, `--vip-token T`, `--redis URL` (run several nodes as one
-//! cluster through Redis: a message posted on any node shows on the pages of every node).
+//! cluster through Redis: a message posted on any node shows on the pages of every node),
+//! `--allow-origin ORIGIN` (repeatable: a page of that origin may connect, with its cookies).
 
 #[path = "support/args.rs"]
 mod args;
@@ -19,6 +23,7 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, get, post, web};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use tidings::origin::OriginPolicy;
 use tidings::{
     Authorizer, ChannelContext, ConnectRefusal, Handshake, JoinContext, Payload, Reply,
     SocketEmitter, Tidings, channel,
@@ -169,6 +174,13 @@ async fn main() -> std::io::Result<()> {
     let script = client_script().unwrap_or_default();
 
     let mut builder = Tidings::builder();
+    // Pages of other origins may connect only when listed (the default refuses them: they
+    // would connect with the visitor's cookie).
+    let allowed: Vec<&str> = args.flags("--allow-origin").collect();
+    if !allowed.is_empty() {
+        let policy = OriginPolicy::allow(allowed).map_err(std::io::Error::other)?;
+        builder = builder.origins(policy.with_credentials(true));
+    }
     if let Some(url) = args.flag("--redis") {
         builder = builder.redis(url)?;
     }
@@ -178,6 +190,7 @@ async fn main() -> std::io::Result<()> {
                 .auth::<serde_json::Value>()
                 .and_then(|auth| auth.get("token")?.as_str().map(str::to_owned))
                 .or_else(|| handshake.query_param("token"))
+                .or_else(|| handshake.cookie("northle_token").map(str::to_owned))
                 .filter(|token| !token.is_empty());
             let vip_token = vip_token.clone();
             async move {

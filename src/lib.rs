@@ -9,7 +9,7 @@ pub use tidings_runtime::engineio::on_connect;
 pub use tidings_runtime::socketio::ConnectRefusal;
 pub use tidings_runtime::{
     Binary, BuildError, EmitTo, Payload, SocketEmitter, Tidings, TidingsBuilder, channels,
-    engineio, socketio,
+    engineio, origin, socketio,
 };
 
 /// What generated code refers to; not public API.

@@ -47,6 +47,15 @@ impl Args {
         args
     }
 
+    /// Every value of an example's own flag that may be given several times.
+    #[allow(dead_code, reason = "not every example has such flags")]
+    pub fn flags<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.rest
+            .iter()
+            .filter(move |(flag, _)| flag == name)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// The value of an example's own flag (`--redis`, `--workers` ...), if given.
     #[allow(dead_code, reason = "not every example has flags of its own")]
     pub fn flag(&self, name: &str) -> Option<&str> {

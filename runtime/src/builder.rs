@@ -66,6 +66,25 @@ impl TidingsBuilder {
         self
     }
 
+    /// Which web pages may connect, over every protocol (default: only the server's own
+    /// origin; requests without an `Origin`, from clients that are not browsers, always pass),
+    /// and the CORS answers of long-polling to pages of other allowed origins.
+    ///
+    /// ```no_run
+    /// use tidings_runtime::{Tidings, origin::OriginPolicy};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let tidings = Tidings::builder()
+    ///     .origins(OriginPolicy::allow(["https://app.example.com"]).map_err(std::io::Error::other)?)
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn origins(mut self, policy: crate::origin::OriginPolicy) -> Self {
+        self.io = self.io.origins(policy);
+        self
+    }
+
     /// The Socket.IO namespace the channels live in (default `/`).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();

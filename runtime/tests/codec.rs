@@ -409,7 +409,7 @@ fn sid_parse_table() {
 fn sid_random_is_twenty_url_safe_chars_and_parses_back() {
     let mut seen = std::collections::HashSet::new();
     for _ in 0..1000 {
-        let sid = Sid::random();
+        let sid = Sid::random().unwrap_or_else(|e| panic!("{e}"));
         let text = sid.as_str();
         assert_eq!(text.len(), Sid::LEN);
         assert!(
@@ -1300,7 +1300,7 @@ fn socketio_encode_table() {
 
 #[test]
 fn socketio_encode_connect_with_random_sid() {
-    let sid = Sid::random();
+    let sid = Sid::random().unwrap_or_else(|e| panic!("{e}"));
     let packet = Packet::Connect {
         nsp: "/admin".into(),
         data: Some(raw(&format!(r#"{{"sid":"{sid}"}}"#))),

@@ -1019,7 +1019,7 @@ mod tests {
         let node = node_id();
         let message = Outgoing::new("chats/1", "message", payload());
         let expected = sio::encode(&message, "/");
-        let sid = Sid::random();
+        let sid = Sid::random().unwrap_or_else(|e| panic!("{e}"));
         let body = encode(&node, &message, Some(sid), "/").unwrap();
         assert_eq!(origin(&body), Some(&node));
 
@@ -1091,7 +1091,7 @@ mod tests {
         let body = encode(
             &node_id(),
             &Outgoing::new("c", "e", payload()),
-            Some(Sid::random()),
+            Some(Sid::random().unwrap_or_else(|e| panic!("{e}"))),
             "/",
         )
         .unwrap();

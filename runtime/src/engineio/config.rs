@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::origin::OriginPolicy;
+
 /// Settings of an Engine.IO server. The defaults are the official server's.
 ///
 /// ```
@@ -34,6 +36,9 @@ pub struct EngineConfig {
     pub allow_polling: bool,
     /// Whether clients may use WebSocket (directly, or by upgrading from polling).
     pub allow_websocket: bool,
+    /// Which web pages may connect (by default only the server's own origin), and the CORS
+    /// answers of long-polling to pages of other allowed origins.
+    pub origins: OriginPolicy,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +53,7 @@ impl Default for EngineConfig {
             max_queued_bytes: 1024 * 1024,
             allow_polling: true,
             allow_websocket: true,
+            origins: OriginPolicy::default(),
         }
     }
 }

@@ -40,6 +40,13 @@ pub enum RequestError {
     /// The `EIO` query parameter is not `4`.
     #[error("Unsupported protocol version")]
     UnsupportedProtocolVersion,
+    /// A browser page of an origin that the server's origin policy does not allow
+    /// (HTTP 403; see [`OriginPolicy`](crate::origin::OriginPolicy)).
+    #[error("Origin not allowed")]
+    OriginNotAllowed,
+    /// The server could not open a session (its OS random source failed; HTTP 500).
+    #[error("Server error")]
+    ServerError,
 }
 
 impl RequestError {
@@ -49,7 +56,8 @@ impl RequestError {
             RequestError::UnknownTransport => 0,
             RequestError::UnknownSid => 1,
             RequestError::BadHandshakeMethod => 2,
-            RequestError::BadRequest => 3,
+            RequestError::BadRequest | RequestError::ServerError => 3,
+            RequestError::OriginNotAllowed => 4,
             RequestError::UnsupportedProtocolVersion => 5,
         }
     }
@@ -57,11 +65,15 @@ impl RequestError {
 
 impl actix_web::ResponseError for RequestError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::BAD_REQUEST
+        match self {
+            RequestError::OriginNotAllowed => StatusCode::FORBIDDEN,
+            RequestError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::BadRequest()
+        HttpResponse::build(self.status_code())
             .content_type("application/json")
             .body(format!(
                 r#"{{"code":{},"message":"{}"}}"#,

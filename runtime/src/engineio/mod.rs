@@ -21,5 +21,5 @@ pub use packet::{Frame, Packet, SharedText};
 pub use payload::{SEPARATOR, decode_payload, encode_packet, encode_payload};
 pub use server::{Engine, EngineHandler, Message};
 pub use session::{Handshake, SendError, Session, TransportKind};
-pub use sid::Sid;
+pub use sid::{NoRandomness, Sid};
 pub use tcp::on_connect;

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, http::Method, web};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use bytes::Bytes;
 use bytestring::ByteString;
 use serde::Deserialize;
@@ -19,6 +20,7 @@ use super::session::{Closing, Handshake, Session, TransportKind};
 use super::sid::Sid;
 use super::tcp;
 use super::transport;
+use crate::origin::Verdict;
 use crate::sync::lock;
 
 /// A message for the layer above Engine.IO.
@@ -206,11 +208,38 @@ impl<H: EngineHandler> Engine<H> {
                 cfg.service(web::resource(path).route(web::route().to(
                     move |req: HttpRequest, body: web::Payload| {
                         let engine = engine.clone();
-                        async move { engine.handle(req, body).await }
+                        async move { engine.answer(req, body).await }
                     },
                 )));
             }
         }
+    }
+
+    /// Answers a request: the origin policy first, before anything is created; then the
+    /// request itself, with the CORS headers of an allowed page of another origin.
+    async fn answer(&self, req: HttpRequest, body: web::Payload) -> HttpResponse {
+        let origins = &self.inner.config.origins;
+        let verdict = origins.check(req.headers());
+        if let Verdict::Refused(origin) = &verdict {
+            tracing::info!(%origin, path = req.path(), "request refused: origin not allowed");
+            return RequestError::OriginNotAllowed.error_response();
+        }
+        if req.method() == Method::OPTIONS {
+            return match &verdict {
+                Verdict::CrossOrigin(origin) => origins.preflight(origin, req.headers()),
+                _ => RequestError::BadRequest.error_response(),
+            };
+        }
+        let mut response = self
+            .handle(req, body)
+            .await
+            .unwrap_or_else(|err| err.error_response());
+        if let Verdict::CrossOrigin(origin) = &verdict
+            && response.status() != StatusCode::SWITCHING_PROTOCOLS
+        {
+            origins.cors_headers(origin, &mut response);
+        }
+        response
     }
 
     async fn handle(
@@ -239,7 +268,7 @@ impl<H: EngineHandler> Engine<H> {
                 return Err(RequestError::BadHandshakeMethod);
             }
             return match transport {
-                TransportKind::Polling => Ok(self.open_polling(&req)),
+                TransportKind::Polling => self.open_polling(&req),
                 TransportKind::WebSocket => transport::websocket::open(self, &req, body, None),
             };
         };
@@ -287,7 +316,7 @@ impl<H: EngineHandler> Engine<H> {
         &self,
         req: &HttpRequest,
         transport: TransportKind,
-    ) -> (Entry<H::State>, ByteString) {
+    ) -> Result<(Entry<H::State>, ByteString), RequestError> {
         let handshake = Arc::new(Handshake::from_request(req));
         let session = Session::new(
             handshake,
@@ -297,7 +326,8 @@ impl<H: EngineHandler> Engine<H> {
                 bytes: self.inner.config.max_queued_bytes,
             },
             self.inner.closing.clone(),
-        );
+        )
+        .map_err(|_| RequestError::ServerError)?;
         let session = Arc::new(session);
         let open = self.open_packet(session.sid(), transport);
         let state = Arc::new(self.inner.handler.on_open(&session));
@@ -307,7 +337,7 @@ impl<H: EngineHandler> Engine<H> {
         }
         tracing::debug!(sid = %entry.session.sid(), transport = transport.as_str(), "session opened");
         self.watch(entry.session.clone());
-        (entry, open)
+        Ok((entry, open))
     }
 
     /// Puts a new session under the heartbeat, starting the heartbeat task if it is not running.
@@ -324,9 +354,9 @@ impl<H: EngineHandler> Engine<H> {
         }
     }
 
-    fn open_polling(&self, req: &HttpRequest) -> HttpResponse {
-        let (_, open) = self.create_session(req, TransportKind::Polling);
-        transport::polling::text_response(open.to_string())
+    fn open_polling(&self, req: &HttpRequest) -> Result<HttpResponse, RequestError> {
+        let (_, open) = self.create_session(req, TransportKind::Polling)?;
+        Ok(transport::polling::text_response(open.to_string()))
     }
 
     /// Handles one decoded packet from a client, whatever transport brought it.

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use super::error::CloseReason;
 use super::outbox::{self, Limits, Outbox};
 use super::packet::Frame;
-use super::sid::Sid;
+use super::sid::{NoRandomness, Sid};
 use crate::sync::lock;
 
 /// The transport a session currently uses.
@@ -153,13 +153,13 @@ impl Session {
         transport: TransportKind,
         queue: Limits,
         closing: Arc<Closing>,
-    ) -> Self {
+    ) -> Result<Self, NoRandomness> {
         let state = match transport {
             TransportKind::WebSocket => WEBSOCKET,
             TransportKind::Polling => 0,
         };
-        Session {
-            sid: Sid::random(),
+        Ok(Session {
+            sid: Sid::random()?,
             state: AtomicU8::new(state),
             handshake,
             outbox: Outbox::new(queue),
@@ -168,7 +168,7 @@ impl Session {
             reason: OnceLock::new(),
             tcp: OnceLock::new(),
             closing,
-        }
+        })
     }
 
     fn is(&self, bit: u8) -> bool {
@@ -223,7 +223,7 @@ impl Session {
     /// A WebSocket session on its own, for the tests of the layers above.
     #[cfg(test)]
     pub(crate) fn detached(queue: usize) -> Arc<Session> {
-        Arc::new(Session::new(
+        let session = Session::new(
             Arc::default(),
             TransportKind::WebSocket,
             Limits {
@@ -231,7 +231,8 @@ impl Session {
                 bytes: usize::MAX,
             },
             Arc::default(),
-        ))
+        );
+        Arc::new(session.unwrap_or_else(|err| panic!("{err}")))
     }
 
     /// The session id.

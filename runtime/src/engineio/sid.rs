@@ -13,31 +13,41 @@ impl Sid {
     /// The length of every id, in characters.
     pub const LEN: usize = 20;
 
-    /// A new random id.
+    /// A new random id, from the OS random source.
     ///
     /// ```
     /// use tidings_runtime::engineio::Sid;
-    /// assert_ne!(Sid::random(), Sid::random());
-    /// assert_eq!(Sid::random().as_str().len(), 20);
+    /// # fn main() -> Result<(), tidings_runtime::engineio::NoRandomness> {
+    /// assert_ne!(Sid::random()?, Sid::random()?);
+    /// assert_eq!(Sid::random()?.as_str().len(), 20);
+    /// # Ok(())
+    /// # }
     /// ```
-    pub fn random() -> Self {
-        let raw = random_bytes();
+    ///
+    /// # Errors
+    /// [`NoRandomness`] when the OS random source fails: an id is a session's only credential
+    /// on polling requests, so there is no guessable fallback; the connection is refused.
+    pub fn random() -> Result<Self, NoRandomness> {
+        let raw = random_bytes()?;
         let mut out = [0u8; Self::LEN];
         // 15 bytes always encode to exactly 20 characters without padding.
         let written = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode_slice(raw, &mut out)
             .unwrap_or(0);
         debug_assert_eq!(written, Self::LEN);
-        Sid(out)
+        Ok(Sid(out))
     }
 
     /// Parses an id sent by a client; `None` when it cannot be one of ours.
     ///
     /// ```
     /// use tidings_runtime::engineio::Sid;
-    /// let sid = Sid::random();
+    /// # fn main() -> Result<(), tidings_runtime::engineio::NoRandomness> {
+    /// let sid = Sid::random()?;
     /// assert_eq!(Sid::parse(sid.as_str()), Some(sid));
     /// assert_eq!(Sid::parse("short"), None);
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn parse(text: &str) -> Option<Self> {
         let bytes: [u8; Self::LEN] = text.as_bytes().try_into().ok()?;
@@ -64,24 +74,19 @@ thread_local! {
         const { RefCell::new(([0; 15 * IDS_PER_READ], 15 * IDS_PER_READ)) };
 }
 
+/// The OS random source failed, so no unguessable id could be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the OS random source failed")]
+pub struct NoRandomness;
+
 /// 15 bytes from the OS random source (through this thread's pool).
-fn random_bytes() -> [u8; 15] {
+fn random_bytes() -> Result<[u8; 15], NoRandomness> {
     POOL.with_borrow_mut(|(pool, used)| {
         if *used + 15 > pool.len() {
-            // The OS random source failing is not something a peer can cause; fall back to a
-            // time-and-counter mix rather than panic.
-            if getrandom::fill(pool).is_err() {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or_default();
-                for (i, chunk) in pool.chunks_mut(15).enumerate() {
-                    let mixed = nanos
-                        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                        .wrapping_add(i as u128);
-                    chunk.copy_from_slice(&mixed.to_le_bytes()[..15]);
-                }
-            }
+            getrandom::fill(pool).map_err(|err| {
+                tracing::error!(%err, "the OS random source failed: refusing new connections");
+                NoRandomness
+            })?;
             *used = 0;
         }
         let mut raw = [0u8; 15];
@@ -89,7 +94,7 @@ fn random_bytes() -> [u8; 15] {
         raw.copy_from_slice(taken);
         taken.fill(0);
         *used += 15;
-        raw
+        Ok(raw)
     })
 }
 
@@ -111,8 +116,9 @@ mod tests {
 
     #[test]
     fn ids_stay_unique_across_pool_refills() {
-        let ids: std::collections::HashSet<Sid> =
-            (0..IDS_PER_READ * 4 + 7).map(|_| Sid::random()).collect();
+        let ids: std::collections::HashSet<Sid> = (0..IDS_PER_READ * 4 + 7)
+            .filter_map(|_| Sid::random().ok())
+            .collect();
         assert_eq!(ids.len(), IDS_PER_READ * 4 + 7);
         assert!(ids.iter().all(|id| Sid::parse(id.as_str()) == Some(*id)));
     }

@@ -14,7 +14,8 @@ use super::error::PacketError;
 use super::namespace::Namespace;
 use super::packet::{Packet, Partial};
 use super::socket::{DisconnectReason, Socket, SocketRef};
-use crate::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
+use crate::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session, Sid};
+use crate::origin::OriginPolicy;
 use crate::sync::lock;
 
 /// Settings of a Socket.IO server.
@@ -108,6 +109,21 @@ impl SocketIoBuilder {
     /// ```
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
         self.config.engine.max_queued_bytes = bytes;
+        self
+    }
+
+    /// Which web pages may connect, and the CORS answers of long-polling (default: only the
+    /// server's own origin; see [`OriginPolicy`]).
+    ///
+    /// ```
+    /// use tidings_runtime::origin::OriginPolicy;
+    /// let io = tidings_runtime::socketio::SocketIo::builder()
+    ///     .origins(OriginPolicy::allow(["https://app.example.com"]).unwrap())
+    ///     .build();
+    /// assert!(io.config().engine.origins.allows(Some("https://app.example.com"), Some("rt.example.com")));
+    /// ```
+    pub fn origins(mut self, policy: OriginPolicy) -> Self {
+        self.config.engine.origins = policy;
         self
     }
 
@@ -419,7 +435,19 @@ impl IoHandler {
             tracing::debug!(sid = %session.sid(), nsp, "already connected to namespace");
             return;
         }
-        let socket = Arc::new(Socket::new(ns.clone(), session.clone(), auth));
+        let Ok(id) = Sid::random() else {
+            // No unguessable id can be made (logged where it failed): refuse the namespace.
+            let _ = session.send_all(
+                Packet::ConnectError {
+                    nsp,
+                    message: "Server error".to_owned(),
+                }
+                .encode()
+                .into_iter(),
+            );
+            return;
+        };
+        let socket = Arc::new(Socket::new(id, ns.clone(), session.clone(), auth));
         if let Some(watch) = lock(&client.connect_watch).take() {
             watch.abort();
         }

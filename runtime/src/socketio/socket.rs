@@ -196,12 +196,13 @@ impl std::fmt::Debug for Socket {
 
 impl Socket {
     pub(crate) fn new(
+        id: Sid,
         ns: Arc<Namespace>,
         session: Arc<Session>,
         auth: Option<Box<RawValue>>,
     ) -> Self {
         Socket {
-            id: Sid::random(),
+            id,
             ns,
             session,
             auth,
@@ -550,7 +551,8 @@ mod tests {
 
     fn connected_socket() -> SocketRef {
         let ns = Arc::new(Namespace::new("/".to_owned(), Box::new(|_| {})));
-        let socket = Arc::new(Socket::new(ns, Session::detached(16), None));
+        let id = Sid::random().unwrap_or_else(|err| panic!("{err}"));
+        let socket = Arc::new(Socket::new(id, ns, Session::detached(16), None));
         assert!(socket.set_connected());
         socket.ns().connected(&socket);
         socket

@@ -60,7 +60,7 @@ fn block_on<F: Future>(future: F) -> F::Output {
 fn join(hub: &Hub, name: &str) -> (Result<(), JoinError>, Vec<(String, String)>) {
     SEEN.lock().unwrap().clear();
     let peer = Arc::new(Peer::new(
-        Sid::random(),
+        Sid::random().expect("OS randomness"),
         Handshake::default(),
         None,
         Arc::new(NoSink),

@@ -43,7 +43,7 @@ pub(crate) fn open<H: EngineHandler>(
     let tcp = tcp::socket_of(req);
     let (entry, phase, out) = match entry {
         None => {
-            let (entry, open) = engine.create_session(req, TransportKind::WebSocket);
+            let (entry, open) = engine.create_session(req, TransportKind::WebSocket)?;
             if let Some(socket) = &tcp {
                 entry.session.set_tcp(socket.clone());
             }
