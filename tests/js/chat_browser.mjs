@@ -7,12 +7,10 @@
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { step, run } from "./harness.mjs";
+import { launchChromium, step, run } from "./harness.mjs";
 
 const URL = (process.env.TIDINGS_URL ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
 const SHOTS = process.env.TIDINGS_SCREENSHOT_DIR ?? "target";
-const CHROMIUM = process.env.TIDINGS_CHROMIUM ?? "/usr/bin/chromium";
 const TIMEOUT_MS = 45_000;
 const WAIT_MS = 10_000;
 
@@ -40,19 +38,7 @@ async function messages(page, list) {
 const scenarios = {
   async "two-pages"() {
     step("launch chromium");
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const context = await browser.newContext();
       const alice = await context.newPage();

@@ -105,3 +105,25 @@ export async function run(script, scenarios, { where, timeoutMs, finish = () => 
   }
   process.exit(code);
 }
+
+/**
+ * Debian's Chromium, headless, through playwright-core, with the flags this machine needs (no
+ * sandbox as root, no background networking, which a closed network refuses). `TIDINGS_CHROMIUM`
+ * overrides the path.
+ */
+export async function launchChromium() {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: process.env.TIDINGS_CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}

@@ -14,29 +14,15 @@
 // Usage: TIDINGS_URL=<A> TIDINGS_FOREIGN_URL=<B> node tests/js/origin_browser.mjs <scenario>
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { chromium } from "playwright-core";
-import { step, run } from "./harness.mjs";
+import { launchChromium, step, run } from "./harness.mjs";
 
 const A = (process.env.TIDINGS_URL ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
 const B = (process.env.TIDINGS_FOREIGN_URL ?? "http://127.0.0.1:8081").replace(/\/+$/, "");
-const CHROMIUM = process.env.TIDINGS_CHROMIUM ?? "/usr/bin/chromium";
 const ENGINE = "/socket.io/?EIO=4";
 const WAIT_MS = 5_000;
 
 async function withBrowser(body) {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const browser = await launchChromium();
   try {
     const context = await browser.newContext();
     // The visitor's session on A: cookies belong to the host, whatever the port.

@@ -281,6 +281,20 @@ async function checkStreamComplete(clients, n, ms) {
   }
 }
 
+// Waits for `member`'s entry in the server's `left` log and checks that it left chats/1 as a
+// slow consumer; resolves with the entry [member, channel, reason].
+async function leftAsSlowConsumer(member) {
+  const left = await until(
+    10_000,
+    async () => (await stats({ summary: false })).left.find(([m]) => m === member),
+    () => `stalled member ${member} not in the left log`,
+    100,
+  );
+  assert.equal(left[1], "chats/1", "left log: channel");
+  assert.match(left[2], /slow consumer/, "left log: reason");
+  return left;
+}
+
 // ---------------------------------------------------------------------------
 // Scenarios
 
@@ -346,14 +360,7 @@ const scenarios = {
     const deliveredMs = Date.now() - t0 - QUIET_MS;
 
     step("stalled client in the left log as a slow consumer");
-    const left = await until(
-      10_000,
-      async () => (await stats({ summary: false })).left.find(([member]) => member === stalledSid),
-      () => `stalled member ${stalledSid} not in the left log`,
-      100,
-    );
-    assert.equal(left[1], "chats/1", "left log: channel");
-    assert.match(left[2], /slow consumer/, "left log: reason");
+    const left = await leftAsSlowConsumer(stalledSid);
 
     step("server forgets the stalled connection");
     const after = await until(
@@ -446,14 +453,7 @@ const scenarios = {
     await checkStreamComplete(good, TOTAL, 30_000);
 
     step("stalled client in the left log as a slow consumer");
-    const left = await until(
-      10_000,
-      async () => (await stats({ summary: false })).left.find(([member]) => member === stalledSid),
-      () => `stalled member ${stalledSid} not in the left log`,
-      100,
-    );
-    assert.equal(left[1], "chats/1", "left log: channel");
-    assert.match(left[2], /slow consumer/, "left log: reason");
+    const left = await leftAsSlowConsumer(stalledSid);
     cutAt ??= Date.now();
 
     step("the server closes the stalled TCP connection (its descriptors go)");
