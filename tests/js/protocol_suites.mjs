@@ -9,6 +9,7 @@
 //   engine.io-under-socket.io
 //              the Engine.IO part of the Socket.IO suite, at /socket.io/ (echo)
 //   socket.io  the Socket.IO part of the Socket.IO suite (echo)
+// TIDINGS_ONLY=<text> runs only the cases whose name contains it.
 // Exit code 0 = pass; on failure a message goes to stderr and the exit code is 1.
 import assert from "node:assert/strict";
 import WebSocket from "ws";
@@ -443,7 +444,11 @@ function socketSuite() {
 // ---------------------------------------------------------------------------
 // Runner: every case of a scenario in turn, each named as a step.
 
-async function runCases(cases) {
+async function runCases(all) {
+  // TIDINGS_ONLY=<text> runs only the cases whose name contains it (for manual runs).
+  const only = process.env.TIDINGS_ONLY;
+  const cases = only ? all.filter(([name]) => name.includes(only)) : all;
+  assert.ok(cases.length > 0, `no case matches ${only}`);
   for (const [name, body] of cases) {
     step(name);
     await body();
