@@ -2,11 +2,10 @@
 
 pub use tidings_macros::channel;
 pub use tidings_runtime::channels::{
-    Authorizer, ChannelContext, ChannelLimits, EmitError, Handshake, JoinContext, LeaveReason,
-    Reply,
+    Authorizer, ChannelContext, ChannelLimits, ConnectRefusal, Disconnect, EmitError, Handshake,
+    JoinContext, LeaveReason, MemberId, Reply,
 };
 pub use tidings_runtime::engineio::on_connect;
-pub use tidings_runtime::socketio::ConnectRefusal;
 pub use tidings_runtime::{
     Binary, BuildError, EmitTo, Payload, SocketEmitter, Tidings, TidingsBuilder, channels,
     engineio, origin, socketio,

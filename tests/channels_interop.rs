@@ -435,12 +435,14 @@ fn emitter_refuses_unknown_channels_and_bad_events() {
             .expect("known channel"),
         0
     );
-    assert_eq!(
-        emitter
-            .to("files/public/a")
-            .except("not-a-socket-id")
-            .emit("message", &1)
-            .expect("known channel"),
-        0
+    assert!(
+        matches!(
+            emitter
+                .to("files/public/a")
+                .except("not-a-socket-id")
+                .emit("message", &1),
+            Err(EmitError::InvalidMemberId)
+        ),
+        "an except id that cannot be a member's is an error, not a silent no-op"
     );
 }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::channels::{
-    AppData, ChannelConfigError, ChannelLimits, ChannelRegistration, Fanout, Handshake, Hub,
-    Identity, Registry,
+    AppData, ChannelConfigError, ChannelLimits, ChannelRegistration, ConnectRefusal, Fanout,
+    Handshake, Hub, Identity, Registry,
 };
 use crate::emitter::SocketEmitter;
 use crate::gateway;
-use crate::socketio::{ConnectRefusal, SocketIo, SocketIoBuilder};
+use crate::socketio::{self, SocketIo, SocketIoBuilder};
 
 type ConnectHook = Arc<
     dyn Fn(Handshake) -> Pin<Box<dyn Future<Output = Result<Identity, ConnectRefusal>> + Send>>
@@ -139,8 +139,7 @@ impl TidingsBuilder {
     /// The node starts even when Redis is down and connects in the background. While Redis is
     /// unreachable, emits still reach this node's members and return
     /// [`EmitError::Fanout`](crate::channels::EmitError::Fanout); the adapter reconnects by
-    /// itself. Call it after [`TidingsBuilder::namespace`] (it encodes for that namespace).
-    /// For a custom channel prefix, give a [`RedisFanout`](crate::adapter::RedisFanout) to
+    /// itself. For a custom channel prefix, give a [`RedisFanout`](crate::adapter::RedisFanout) to
     /// [`TidingsBuilder::fanout`] instead.
     ///
     /// ```no_run
@@ -159,7 +158,7 @@ impl TidingsBuilder {
     /// `url` is not a Redis URL (it converts into `std::io::Error` for `?`).
     #[cfg(feature = "redis")]
     pub fn redis(self, url: &str) -> Result<Self, crate::adapter::RedisFanoutError> {
-        let fanout = crate::adapter::RedisFanout::new(url)?.namespace(self.namespace.clone());
+        let fanout = crate::adapter::RedisFanout::new(url)?;
         Ok(self.fanout(Arc::new(fanout)))
     }
 
@@ -199,7 +198,9 @@ impl TidingsBuilder {
             ns.guard(move |socket| {
                 let hook = hook.clone();
                 async move {
-                    let identity = hook(gateway::socketio::handshake(&socket)).await?;
+                    let identity = hook(gateway::socketio::handshake(&socket))
+                        .await
+                        .map_err(|refusal| socketio::ConnectRefusal::new(refusal.message))?;
                     socket.insert_extension(identity);
                     Ok(())
                 }

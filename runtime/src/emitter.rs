@@ -7,8 +7,7 @@ use std::sync::Arc;
 use actix_web::{FromRequest, HttpRequest, dev::Payload as HttpPayload, web};
 use serde::Serialize;
 
-use crate::channels::{EmitError, Hub};
-use crate::engineio::Sid;
+use crate::channels::{EmitError, Hub, MemberId};
 use crate::payload::Payload;
 
 /// Pushes events to the members of channels. Take it as a handler argument, or clone it into
@@ -56,7 +55,7 @@ impl SocketEmitter {
         EmitTo {
             emitter: self,
             channel,
-            except: None,
+            except: Except::Nobody,
         }
     }
 
@@ -72,26 +71,47 @@ impl SocketEmitter {
 pub struct EmitTo<'a> {
     emitter: &'a SocketEmitter,
     channel: &'a str,
-    except: Option<Sid>,
+    /// The member left out: none, this one, or text that is no member id (an error at emit).
+    except: Except,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Except {
+    Nobody,
+    Member(MemberId),
+    Invalid,
 }
 
 impl EmitTo<'_> {
-    /// Leaves out the connection with this socket id (the sender, usually: the client's
-    /// `socket.id`). An id that cannot exist leaves out nobody.
-    pub fn except(mut self, socket_id: &str) -> Self {
-        self.except = Sid::parse(socket_id);
+    /// Leaves out the member with this id (the sender, usually: over Socket.IO the client's
+    /// `socket.id`). Text that is not a member id makes the emit fail with
+    /// [`EmitError::InvalidMemberId`] rather than leave out nobody.
+    pub fn except(mut self, member: &str) -> Self {
+        self.except = member.parse().map_or(Except::Invalid, Except::Member);
+        self
+    }
+
+    /// Leaves out this member.
+    pub fn except_member(mut self, member: MemberId) -> Self {
+        self.except = Except::Member(member);
         self
     }
 
     /// Emits `event` with `payload`; see [`SocketEmitter::emit`].
     ///
     /// # Errors
-    /// As [`SocketEmitter::emit`].
+    /// As [`SocketEmitter::emit`], and [`EmitError::InvalidMemberId`] when
+    /// [`EmitTo::except`] was given text that is no member id.
     pub fn emit<T: Serialize + ?Sized>(self, event: &str, payload: &T) -> Result<usize, EmitError> {
+        let except = match self.except {
+            Except::Nobody => None,
+            Except::Member(member) => Some(member),
+            Except::Invalid => return Err(EmitError::InvalidMemberId),
+        };
         let payload = Payload::from_serialize(payload)?;
         self.emitter
             .hub
-            .broadcast(self.channel, event, payload, self.except)
+            .broadcast(self.channel, event, payload, except)
     }
 }
 

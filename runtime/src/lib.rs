@@ -13,6 +13,7 @@ mod compact;
 mod emitter;
 pub mod engineio;
 mod gateway;
+mod id;
 pub mod origin;
 mod payload;
 mod request;

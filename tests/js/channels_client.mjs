@@ -482,13 +482,20 @@ const scenarios = {
       a.inbox.expectNothing(QUIET_MS, "A (excepted)"),
       b.inbox.expectNothing(QUIET_MS, "B"),
     ]);
-    // An id that is nobody's leaves out nobody.
-    await emitVia(
-      { channel: "chats/1", event: "message", data: "all", except: "not-a-socket-id" },
-      2,
-    );
+    // A member id that is nobody's leaves out nobody.
+    await emitVia({ channel: "chats/1", event: "message", data: "all", except: "nobody-0123456789abc" }, 2);
     await expectEvent(a, "chats/1/message", ["all"]);
     await expectEvent(b, "chats/1/message", ["all"]);
+    // Text that cannot be a member id is an error, not a silent "leave out nobody".
+    step("POST /emit with an except that is no member id");
+    const invalid = { channel: "chats/1", event: "message", data: "typo", except: "not-a-socket-id" };
+    const { status, json } = await postEmit(invalid);
+    assert.equal(status, 400, `POST /emit ${show(invalid)}: HTTP status (body ${show(json)})`);
+    assert.match(json.error, /not a member id/, "error text");
+    await Promise.all([
+      a.inbox.expectNothing(QUIET_MS, "A (invalid except)"),
+      b.inbox.expectNothing(QUIET_MS, "B (invalid except)"),
+    ]);
   },
 
   // tidings::Binary arrives as binary, on websocket and on polling.

@@ -621,9 +621,9 @@ const scenarios = {
     assert.equal(missing.length, 0, `subscriptions without their left entry, e.g. ${missing.slice(0, 3)}`);
     assert.equal(after.left.length, CYCLES, "left entries");
     assert.deepStrictEqual(reasons["ping-timeout"], { "disconnected: ping timeout": members["ping-timeout"].size });
-    assert.deepStrictEqual(reasons.clean, { "disconnected: client namespace disconnect": members.clean.size });
+    assert.deepStrictEqual(reasons.clean, { "disconnected: client left": members.clean.size });
     const dropReasons = Object.keys(reasons.drop).filter(
-      (r) => r !== "disconnected: transport close" && r !== "disconnected: transport error",
+      (r) => r !== "disconnected: client left" && r !== "disconnected: transport error",
     );
     assert.deepStrictEqual(dropReasons, [], "reasons of dropped connections");
   },

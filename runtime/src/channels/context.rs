@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::error::EmitError;
-use super::hub::{Hub, Peer};
+use super::hub::Hub;
+use super::member::{Member, MemberId};
 use super::registry::Params;
-use crate::engineio::Sid;
 use crate::payload::Payload;
 use crate::request::RequestInfo;
 
@@ -145,9 +145,36 @@ pub enum LeaveReason {
     /// The client unsubscribed.
     #[error("unsubscribed")]
     Unsubscribed,
-    /// The connection ended (the text says how: `transport close`, `ping timeout` ...).
+    /// The connection ended.
     #[error("disconnected: {0}")]
-    Disconnected(String),
+    Disconnected(Disconnect),
+}
+
+/// How a member's connection ended, whatever the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Disconnect {
+    /// The client left on purpose (it closed the connection or left the namespace).
+    #[error("client left")]
+    ClientLeft,
+    /// The server closed the connection (the application, an admin).
+    #[error("server disconnect")]
+    ServerClosed,
+    /// The connection dropped without a goodbye.
+    #[error("transport error")]
+    TransportError,
+    /// The client stopped answering heartbeats.
+    #[error("ping timeout")]
+    Timeout,
+    /// The client sent something invalid and was closed.
+    #[error("invalid input")]
+    InvalidInput,
+    /// The client did not read what was sent to it fast enough.
+    #[error("slow consumer")]
+    SlowConsumer,
+    /// The server is shutting down.
+    #[error("server shutting down")]
+    ServerShutdown,
 }
 
 /// Everything `pass` may look at for one join.
@@ -155,7 +182,7 @@ pub struct JoinContext<'a> {
     pub(crate) channel: &'a str,
     pub(crate) params: &'a Params,
     pub(crate) payload: Option<&'a RawValue>,
-    pub(crate) peer: &'a Peer,
+    pub(crate) member: &'a Member,
     pub(crate) hub: &'a Hub,
 }
 
@@ -164,7 +191,7 @@ impl std::fmt::Debug for JoinContext<'_> {
         f.debug_struct("JoinContext")
             .field("channel", &self.channel)
             .field("params", &self.params)
-            .field("member", &self.peer.id())
+            .field("member", &self.member.id())
             .finish_non_exhaustive()
     }
 }
@@ -202,17 +229,17 @@ impl<'a> JoinContext<'a> {
 
     /// The identity the connect hook produced, when it is a `T`.
     pub fn identity<T: Any>(&self) -> Option<&'a T> {
-        self.peer.identity.as_ref()?.get()
+        self.member.identity.as_ref()?.get()
     }
 
     /// The connection's handshake.
     pub fn handshake(&self) -> &'a Handshake {
-        &self.peer.handshake
+        &self.member.handshake
     }
 
     /// The id of the joining connection.
-    pub fn member_id(&self) -> Sid {
-        self.peer.id()
+    pub fn member_id(&self) -> MemberId {
+        self.member.id()
     }
 
     /// Application data of type `T` (added with `Tidings::builder().app_data(...)`).
@@ -232,7 +259,7 @@ fn param<'p>(params: &'p Params, name: &str) -> Option<&'p str> {
 pub struct ChannelContext<'a> {
     pub(crate) channel: &'a str,
     pub(crate) params: &'a Params,
-    pub(crate) peer: &'a Peer,
+    pub(crate) member: &'a Member,
     pub(crate) hub: &'a Hub,
 }
 
@@ -240,7 +267,7 @@ impl std::fmt::Debug for ChannelContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelContext")
             .field("channel", &self.channel)
-            .field("member", &self.peer.id())
+            .field("member", &self.member.id())
             .finish_non_exhaustive()
     }
 }
@@ -262,18 +289,18 @@ impl<'a> ChannelContext<'a> {
     }
 
     /// The member's connection id.
-    pub fn member_id(&self) -> Sid {
-        self.peer.id()
+    pub fn member_id(&self) -> MemberId {
+        self.member.id()
     }
 
     /// The member's identity, when it is a `T`.
     pub fn identity<T: Any>(&self) -> Option<&'a T> {
-        self.peer.identity.as_ref()?.get()
+        self.member.identity.as_ref()?.get()
     }
 
     /// The member's handshake.
     pub fn handshake(&self) -> &'a Handshake {
-        &self.peer.handshake
+        &self.member.handshake
     }
 
     /// Application data of type `T`.
@@ -295,7 +322,7 @@ impl<'a> ChannelContext<'a> {
     /// [`EmitError`] for an invalid event name.
     pub fn broadcast_from(&self, event: &str, payload: Payload) -> Result<usize, EmitError> {
         self.hub
-            .broadcast(self.channel, event, payload, Some(self.peer.id()))
+            .broadcast(self.channel, event, payload, Some(self.member.id()))
     }
 
     /// Sends `<channel>/<event>` to this member only.
@@ -304,7 +331,7 @@ impl<'a> ChannelContext<'a> {
     /// [`EmitError`] for an invalid event name.
     pub fn push(&self, event: &str, payload: Payload) -> Result<(), EmitError> {
         let message = self.hub.outgoing(self.channel, event, payload)?;
-        self.peer.sink.deliver(&message);
+        self.hub.push(self.member, &message);
         Ok(())
     }
 }

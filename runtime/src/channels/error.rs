@@ -88,13 +88,16 @@ pub enum EmitError {
     UnknownChannel(String),
     /// The payload could not be serialized.
     #[error(transparent)]
-    Payload(#[from] crate::socketio::PayloadError),
+    Payload(#[from] crate::payload::PayloadError),
     /// The event name is empty, too long, or contains `/`.
     #[error("invalid event name {0:?}: it must be non-empty, short, and contain no '/'")]
     InvalidEvent(String),
+    /// The member to leave out (`to(channel).except(id)`) is not a member id.
+    #[error("not a member id: expected the 20 characters of a socket id")]
+    InvalidMemberId,
     /// The event reached the members on this node, but not the other nodes.
     #[error("delivered on this node only: {0}")]
-    Fanout(#[from] super::hub::FanoutError),
+    Fanout(#[from] super::fanout::FanoutError),
 }
 
 impl actix_web::ResponseError for EmitError {}

@@ -1,197 +1,27 @@
 //! The hub: subscriptions (sharded by channel name, read without blocking writers of other
 //! shards), joins through the authorizers, client events, and broadcasts encoded once per
-//! transport.
+//! wire format.
 //!
-//! Transports talk to the hub with plain calls (join / leave / event / disconnect) and hand it
-//! a [`Sink`] per connection; the hub knows nothing of their wire formats.
+//! Gateways never call the hub's join / leave / event directly: they go through a
+//! [`Member`], which runs one connection's requests in order.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use futures_util::FutureExt as _;
 use serde_json::value::RawValue;
-use smallvec::SmallVec;
 
 use super::authorizer::Reply;
-use super::context::{AppData, ChannelContext, Handshake, Identity, JoinContext, LeaveReason};
+use super::context::{AppData, ChannelContext, JoinContext, LeaveReason};
 use super::error::{EmitError, EventError, JoinError};
+use super::fanout::Fanout;
+use super::member::{Member, MemberId, MemberTag};
+use super::outgoing::Outgoing;
 use super::registry::Registry;
-use crate::engineio::Sid;
 use crate::payload::Payload;
-
-/// How many cached encodings an [`Outgoing`] holds (one per transport kind).
-pub const ENCODING_SLOTS: usize = 4;
-
-/// One event on its way to a channel's members. Each transport encodes it at most once
-/// ([`Outgoing::cached`]) and hands the same bytes to all of its connections.
-pub struct Outgoing {
-    channel: String,
-    event: String,
-    payload: Payload,
-    cache: [OnceLock<Box<dyn Any + Send + Sync>>; ENCODING_SLOTS],
-}
-
-impl std::fmt::Debug for Outgoing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outgoing")
-            .field("channel", &self.channel)
-            .field("event", &self.event)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Outgoing {
-    /// An event for `channel`.
-    pub fn new(channel: impl Into<String>, event: impl Into<String>, payload: Payload) -> Self {
-        Outgoing {
-            channel: channel.into(),
-            event: event.into(),
-            payload,
-            cache: Default::default(),
-        }
-    }
-
-    /// The concrete channel name.
-    pub fn channel(&self) -> &str {
-        &self.channel
-    }
-
-    /// The event name, without the channel.
-    pub fn event(&self) -> &str {
-        &self.event
-    }
-
-    /// The arguments.
-    pub fn payload(&self) -> &Payload {
-        &self.payload
-    }
-
-    /// The same event with `slot` already holding `value`, so no transport encodes it again
-    /// (the Redis adapter hands over the Socket.IO frames another node encoded). Does nothing
-    /// when `slot` is out of range.
-    ///
-    /// ```
-    /// use tidings_runtime::Payload;
-    /// use tidings_runtime::channels::Outgoing;
-    ///
-    /// let message = Outgoing::new("chats/1", "message", Payload::new()).with_cached(1, 7u32);
-    /// assert_eq!(message.cached(1, |_| 0u32), Some(&7));
-    /// ```
-    #[must_use]
-    pub fn with_cached<T: Any + Send + Sync>(self, slot: usize, value: T) -> Self {
-        if let Some(cell) = self.cache.get(slot) {
-            let _ = cell.set(Box::new(value));
-        }
-        self
-    }
-
-    /// The encoding in `slot`, computed by `encode` the first time it is asked for.
-    /// `None` only when `slot` is out of range or was filled with another type.
-    pub fn cached<T: Any + Send + Sync>(
-        &self,
-        slot: usize,
-        encode: impl FnOnce(&Self) -> T,
-    ) -> Option<&T> {
-        self.cache
-            .get(slot)?
-            .get_or_init(|| Box::new(encode(self)))
-            .downcast_ref()
-    }
-}
-
-/// Where a transport wants a connection's channel events delivered.
-pub trait Sink: Send + Sync + 'static {
-    /// Queues the event for the client without waiting; false when the connection is gone
-    /// or too slow (the transport then closes it and the hub hears of it as a disconnect).
-    fn deliver(&self, message: &Outgoing) -> bool;
-}
-
-/// Fan-out beyond this process: the seam the Redis adapter (and any other) plugs into.
-///
-/// The hub delivers every emit to its own members first, then hands it to the fan-out; the
-/// fan-out delivers what other nodes publish through [`Hub::deliver`] on the hub it was
-/// started with. It is told when a channel gets its first local member and loses its last, so
-/// a node only listens to channels it has members in.
-pub trait Fanout: Send + Sync + 'static {
-    /// Starts the fan-out for `hub` (called once, when the hub is built).
-    fn start(&self, hub: std::sync::Weak<Hub>);
-
-    /// Sends an emit made on this node to the other nodes.
-    ///
-    /// # Errors
-    /// [`FanoutError`] when the other nodes cannot be reached now.
-    fn publish(&self, message: &Outgoing, except: Option<Sid>) -> Result<(), FanoutError>;
-
-    /// `channel` got its first member on this node.
-    fn channel_opened(&self, channel: &str);
-
-    /// `channel` lost its last member on this node.
-    fn channel_closed(&self, channel: &str);
-}
-
-/// A fan-out could not reach the other nodes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("other nodes unreachable: {0}")]
-pub struct FanoutError(pub String);
-
-/// A connection as the hub sees it: an id, what it connected with, and its sink.
-pub struct Peer {
-    id: Sid,
-    pub(crate) handshake: Handshake,
-    pub(crate) identity: Option<Identity>,
-    pub(crate) sink: Arc<dyn Sink>,
-    /// The channels joined (their parameters are the registry's to give again); the first is
-    /// kept inline, as most connections join few.
-    joined: Mutex<SmallVec<[Box<str>; 1]>>,
-}
-
-impl std::fmt::Debug for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Peer")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Peer {
-    /// A connection with this id, handshake, identity (from the connect hook) and sink.
-    pub fn new(
-        id: Sid,
-        handshake: Handshake,
-        identity: Option<Identity>,
-        sink: Arc<dyn Sink>,
-    ) -> Self {
-        Peer {
-            id,
-            handshake,
-            identity,
-            sink,
-            joined: Mutex::default(),
-        }
-    }
-
-    /// The connection's id.
-    pub fn id(&self) -> Sid {
-        self.id
-    }
-
-    /// The channels it has joined.
-    pub fn channels(&self) -> Vec<String> {
-        self.joined
-            .lock()
-            .map(|j| j.iter().map(|c| c.to_string()).collect())
-            .unwrap_or_default()
-    }
-
-    fn joined(&self, channel: &str) -> bool {
-        self.joined
-            .lock()
-            .is_ok_and(|j| j.iter().any(|c| **c == *channel))
-    }
-}
+use crate::sync::{read, write};
 
 /// Limits on what one connection may ask of the channel layer.
 #[derive(Debug, Clone)]
@@ -217,7 +47,8 @@ impl Default for ChannelLimits {
 
 const SHARDS: usize = 16;
 
-type Members = HashMap<Sid, Arc<Peer>>;
+/// A channel's members on this node, with the tag each membership was given.
+type Members = HashMap<MemberId, (Arc<Member>, MemberTag)>;
 
 /// The channel layer: the registry, the subscriptions and the application data.
 pub struct Hub {
@@ -277,40 +108,32 @@ impl Hub {
 
     /// How many channels have at least one member.
     pub fn channel_count(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().map(|m| m.len()).unwrap_or(0))
-            .sum()
+        self.shards.iter().map(|s| read(s).len()).sum()
     }
 
     /// How many (connection, channel) subscriptions exist.
     pub fn subscription_count(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| {
-                s.read()
-                    .map(|m| m.values().map(HashMap::len).sum::<usize>())
-                    .unwrap_or(0)
-            })
+            .map(|s| read(s).values().map(HashMap::len).sum::<usize>())
             .sum()
     }
 
-    /// Joins `peer` to `channel` when a pattern matches it and its `pass` says yes.
-    /// Joining a channel twice is a no-op that succeeds.
-    ///
-    /// # Errors
-    /// [`JoinError`], whose `reason()` is what the client is told.
-    pub async fn join(
+    /// Joins `member` to `channel` when a pattern matches it and its `pass` says yes.
+    /// Joining a channel twice is a no-op that succeeds. Runs on the member's request task
+    /// ([`Member::join`]), so no other request of the member runs meanwhile.
+    pub(crate) async fn join(
         &self,
-        peer: &Arc<Peer>,
+        member: &Arc<Member>,
         channel: &str,
         payload: Option<&RawValue>,
+        tag: MemberTag,
     ) -> Result<(), JoinError> {
         self.check_channel_name(channel)?;
-        if peer.joined(channel) {
+        if member.is_in(channel) {
             return Ok(());
         }
-        if peer.joined.lock().map(|j| j.len()).unwrap_or(0) >= self.limits.max_subscriptions {
+        if member.joined_count() >= self.limits.max_subscriptions {
             return Err(JoinError::Invalid("too many subscriptions"));
         }
         let (entry, params) = self
@@ -321,7 +144,7 @@ impl Hub {
             channel,
             params: &params,
             payload,
-            peer,
+            member,
             hub: self,
         };
         let passed = AssertUnwindSafe(entry.handler.pass(&join))
@@ -339,23 +162,22 @@ impl Hub {
                 return Err(JoinError::Unauthorized);
             }
         }
-        if let Ok(mut joined) = peer.joined.lock() {
-            joined.push(channel.into());
-        }
-        if let Ok(mut shard) = self.shard(channel).write() {
+        member.add_channel(channel);
+        {
+            let mut shard = write(self.shard(channel));
             let members = shard.entry(channel.to_owned()).or_default();
-            members.insert(peer.id(), peer.clone());
+            members.insert(member.id(), (member.clone(), tag));
             if members.len() == 1
                 && let Some(fanout) = &self.fanout
             {
                 fanout.channel_opened(channel);
             }
         }
-        tracing::debug!(channel, member = %peer.id(), "joined");
+        tracing::debug!(channel, member = %member.id(), "joined");
         let ctx = ChannelContext {
             channel,
             params: &params,
-            peer,
+            member,
             hub: self,
         };
         if AssertUnwindSafe(entry.handler.joined(&ctx))
@@ -368,44 +190,41 @@ impl Hub {
         Ok(())
     }
 
-    /// Takes `peer` out of `channel`; returns whether it was a member.
-    pub async fn leave(&self, peer: &Arc<Peer>, channel: &str) -> bool {
-        self.remove(peer, channel, &LeaveReason::Unsubscribed).await
-    }
-
-    /// Takes `peer` out of every channel it joined, running the `left` hooks.
-    pub async fn disconnect(&self, peer: &Arc<Peer>, reason: impl Into<String>) {
-        let reason = LeaveReason::Disconnected(reason.into());
-        for channel in peer.channels() {
-            self.remove(peer, &channel, &reason).await;
+    /// Takes `member` out of every channel it joined, running the `left` hooks.
+    pub(crate) async fn disconnect(&self, member: &Arc<Member>, reason: &LeaveReason) {
+        for channel in member.channels() {
+            self.leave(member, &channel, reason).await;
         }
     }
 
-    async fn remove(&self, peer: &Arc<Peer>, channel: &str, reason: &LeaveReason) -> bool {
-        let was_member = peer.joined.lock().ok().is_some_and(|mut j| {
-            let at = j.iter().position(|c| **c == *channel);
-            at.map(|at| j.remove(at)).is_some()
-        });
-        if !was_member {
+    /// Takes `member` out of `channel`, running its `left` hook; false when it was not in.
+    pub(crate) async fn leave(
+        &self,
+        member: &Arc<Member>,
+        channel: &str,
+        reason: &LeaveReason,
+    ) -> bool {
+        if !member.remove_channel(channel) {
             return false;
         }
-        if let Ok(mut shard) = self.shard(channel).write()
-            && let Some(members) = shard.get_mut(channel)
         {
-            members.remove(&peer.id());
-            if members.is_empty() {
-                shard.remove(channel);
-                if let Some(fanout) = &self.fanout {
-                    fanout.channel_closed(channel);
+            let mut shard = write(self.shard(channel));
+            if let Some(members) = shard.get_mut(channel) {
+                members.remove(&member.id());
+                if members.is_empty() {
+                    shard.remove(channel);
+                    if let Some(fanout) = &self.fanout {
+                        fanout.channel_closed(channel);
+                    }
                 }
             }
         }
-        tracing::debug!(channel, member = %peer.id(), %reason, "left");
+        tracing::debug!(channel, member = %member.id(), %reason, "left");
         if let Some((entry, params)) = self.registry.resolve(channel) {
             let ctx = ChannelContext {
                 channel,
                 params: &params,
-                peer,
+                member,
                 hub: self,
             };
             if AssertUnwindSafe(entry.handler.left(&ctx, reason))
@@ -424,14 +243,14 @@ impl Hub {
     /// # Errors
     /// [`EventError::NotSubscribed`] unless `peer` joined `channel`;
     /// [`EventError::HandlerFailed`] when the handler panicked.
-    pub async fn event(
+    pub(crate) async fn event(
         &self,
-        peer: &Arc<Peer>,
+        member: &Arc<Member>,
         channel: &str,
         event: &str,
         payload: Payload,
     ) -> Result<Reply, EventError> {
-        if !peer.joined(channel) {
+        if !member.is_in(channel) {
             return Err(EventError::NotSubscribed);
         }
         let (entry, params) = self
@@ -441,7 +260,7 @@ impl Hub {
         let ctx = ChannelContext {
             channel,
             params: &params,
-            peer,
+            member,
             hub: self,
         };
         AssertUnwindSafe(entry.handler.handle_in(event, payload, &ctx))
@@ -485,7 +304,7 @@ impl Hub {
         channel: &str,
         event: &str,
         payload: Payload,
-        except: Option<Sid>,
+        except: Option<MemberId>,
     ) -> Result<usize, EmitError> {
         let message = self.outgoing(channel, event, payload)?;
         let delivered = self.deliver(&message, except);
@@ -497,18 +316,28 @@ impl Hub {
         Ok(delivered)
     }
 
-    /// Hands an already built event to the members of its channel on this node.
-    pub fn deliver(&self, message: &Outgoing, except: Option<Sid>) -> usize {
-        let Ok(shard) = self.shard(message.channel()).read() else {
-            return 0;
-        };
+    /// Hands an already built event to the members of its channel on this node (but
+    /// `except`); returns how many it was queued for.
+    pub fn deliver(&self, message: &Outgoing, except: Option<MemberId>) -> usize {
+        let shard = read(self.shard(message.channel()));
         let Some(members) = shard.get(message.channel()) else {
             return 0;
         };
         members
             .values()
-            .filter(|peer| Some(peer.id()) != except && peer.sink.deliver(message))
+            .filter(|(member, tag)| {
+                Some(member.id()) != except && member.sink.deliver(message, *tag)
+            })
             .count()
+    }
+
+    /// Hands an event to one member, through its membership of the event's channel.
+    pub(crate) fn push(&self, member: &Member, message: &Outgoing) -> bool {
+        let tag = read(self.shard(message.channel()))
+            .get(message.channel())
+            .and_then(|members| members.get(&member.id()))
+            .map(|(_, tag)| *tag);
+        tag.is_some_and(|tag| member.sink.deliver(message, tag))
     }
 
     fn check_channel_name(&self, channel: &str) -> Result<(), JoinError> {

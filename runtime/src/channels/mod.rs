@@ -1,18 +1,29 @@
 //! Channels: the registry of `#[channel]` types, authorization of joins, subscriptions, client
 //! events into channels, and broadcasts.
 //!
-//! This layer knows nothing of any wire protocol: a transport turns its frames into
-//! [`Hub::join`], [`Hub::leave`], [`Hub::event`] and [`Hub::disconnect`] calls, and receives
-//! [`Outgoing`] events through its [`Sink`], encoding each once for all its connections.
+//! This layer knows nothing of any wire protocol. A gateway makes a [`Member`] per client
+//! connection and turns its frames into [`Member::join`], [`Member::leave`],
+//! [`Member::event`] and [`Member::disconnect`] calls; it receives [`Outgoing`] events through
+//! its [`Sink`] and encodes each once for all its connections ([`Outgoing::encoded`]).
 
 mod authorizer;
+mod connect;
 mod context;
 mod error;
+mod fanout;
 mod hub;
+mod member;
+mod outgoing;
 mod registry;
 
 pub use authorizer::{Authorizer, Reply};
-pub use context::{AppData, ChannelContext, Handshake, Identity, JoinContext, LeaveReason};
+pub use connect::ConnectRefusal;
+pub use context::{
+    AppData, ChannelContext, Disconnect, Handshake, Identity, JoinContext, LeaveReason,
+};
 pub use error::{ChannelConfigError, EmitError, EventError, JoinError};
-pub use hub::{ChannelLimits, ENCODING_SLOTS, Fanout, FanoutError, Hub, Outgoing, Peer, Sink};
+pub use fanout::{Fanout, FanoutError};
+pub use hub::{ChannelLimits, Hub};
+pub use member::{InvalidMemberId, MAX_PENDING, Member, MemberId, MemberTag, Overloaded};
+pub use outgoing::{Encoded, Encoding, Outgoing, Sink};
 pub use registry::{ChannelRegistration, Params, Registry};

@@ -21,7 +21,7 @@ use super::sid::Sid;
 use super::tcp;
 use super::transport;
 use crate::origin::Verdict;
-use crate::sync::lock;
+use crate::sync::{lock, read, write};
 
 /// A message for the layer above Engine.IO.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +141,7 @@ struct EngineQuery {
 impl<H: EngineHandler> EngineInner<H> {
     /// The open session with this id.
     fn lookup(&self, sid: Sid) -> Option<Entry<H::State>> {
-        self.sessions.read().ok()?.get(&sid).cloned()
+        read(&self.sessions).get(&sid).cloned()
     }
 }
 
@@ -174,17 +174,15 @@ impl<H: EngineHandler> Engine<H> {
 
     /// How many sessions are open now.
     pub fn session_count(&self) -> usize {
-        self.inner.sessions.read().map(|s| s.len()).unwrap_or(0)
+        read(&self.inner.sessions).len()
     }
 
     /// Closes every open session with `reason` (used at shutdown).
     pub fn close_all(&self, reason: CloseReason) {
-        let sessions: Vec<_> = self
-            .inner
-            .sessions
-            .read()
-            .map(|s| s.values().map(|e| e.session.clone()).collect())
-            .unwrap_or_default();
+        let sessions: Vec<_> = read(&self.inner.sessions)
+            .values()
+            .map(|e| e.session.clone())
+            .collect();
         for session in sessions {
             session.close(reason.clone());
         }
@@ -332,9 +330,7 @@ impl<H: EngineHandler> Engine<H> {
         let open = self.open_packet(session.sid(), transport);
         let state = Arc::new(self.inner.handler.on_open(&session));
         let entry = Entry { session, state };
-        if let Ok(mut sessions) = self.inner.sessions.write() {
-            sessions.insert(entry.session.sid(), entry.clone());
-        }
+        write(&self.inner.sessions).insert(entry.session.sid(), entry.clone());
         tracing::debug!(sid = %entry.session.sid(), transport = transport.as_str(), "session opened");
         self.watch(entry.session.clone());
         Ok((entry, open))
@@ -529,9 +525,7 @@ fn forget<H: EngineHandler>(engine: &EngineInner<H>, entry: &Entry<H::State>) {
         };
         tcp::end_after(socket.clone(), linger);
     }
-    if let Ok(mut sessions) = engine.sessions.write() {
-        sessions.remove(&session.sid());
-    }
+    write(&engine.sessions).remove(&session.sid());
     let reason = session
         .close_reason()
         .cloned()

@@ -6,43 +6,35 @@
 //! | `unsubscribe`, channel | leave | `{"status":"ok"}` |
 //! | `<channel>/<event>`, payload | into the channel's `handle_in` | the reply, or `not_subscribed` |
 //!
-//! Server to client: `<channel>/<event>` with the payload. Each connection's channel
-//! operations run one after another, in arrival order, on a task that lives while some are
-//! pending.
+//! Server to client: `<channel>/<event>` with the payload. The socket's id is its member id.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use serde_json::value::RawValue;
-
-use crate::channels::{Handshake, Hub, Identity, Outgoing, Peer, Sink};
+use crate::channels::{
+    Disconnect, Encoding, Handshake, Hub, Identity, LeaveReason, Member, MemberId, MemberTag,
+    Outgoing, Sink,
+};
 use crate::engineio::Frame;
 use crate::payload::Payload;
 use crate::socketio::{AckSender, DisconnectReason, Listener, Packet, Socket, SocketRef};
-use crate::sync::lock;
 
-/// The encoding slot of Socket.IO frames in [`Outgoing`].
-pub(crate) const SLOT: usize = 0;
-
-/// How many channel operations may wait per connection before it counts as abusive (above the
-/// default subscription limit, so a page subscribing to all its channels at once is fine).
-const MAX_PENDING_OPS: usize = 256;
-
-/// The Socket.IO frames of `message` in namespace `nsp`: the ones already cached in [`SLOT`]
-/// (by a local delivery or another node), else encoded now and cached. `None` when the slot
-/// holds something else.
-#[cfg(feature = "redis")]
-pub(crate) fn cached_frames<'a>(message: &'a Outgoing, nsp: &str) -> Option<&'a Vec<Frame>> {
-    message.cached(SLOT, |m| encode(m, nsp))
+/// Socket.IO frames of channel events, for the sockets of namespace `nsp`: an `EVENT` packet
+/// `<channel>/<event>`, the text frame made ready for many WebSockets.
+pub(crate) struct Frames<'a> {
+    pub(crate) nsp: &'a str,
 }
 
-/// `message` with its Socket.IO frames already in [`SLOT`], so no connection encodes it again.
-#[cfg(feature = "redis")]
-pub(crate) fn with_frames(message: Outgoing, frames: Vec<Frame>) -> Outgoing {
-    message.with_cached(SLOT, frames)
+impl Encoding for Frames<'_> {
+    type Key = Frames<'static>;
+    /// The namespace the frames were encoded for, and the frames.
+    type Output = (String, Vec<Frame>);
+
+    fn encode(&self, message: &Outgoing) -> Self::Output {
+        (self.nsp.to_owned(), encode(message, self.nsp))
+    }
 }
 
-/// The Socket.IO frames of `message`, the text one made ready for many WebSockets.
+/// The Socket.IO frames of `message` in namespace `nsp`.
 pub(crate) fn encode(message: &Outgoing, nsp: &str) -> Vec<Frame> {
     Packet::Event {
         nsp: nsp.to_owned(),
@@ -56,17 +48,20 @@ pub(crate) fn encode(message: &Outgoing, nsp: &str) -> Vec<Frame> {
     .collect()
 }
 
-/// A socket is its own sink: channel events go to its connection, in its namespace.
+/// A socket is its own sink: channel events go to its connection, in its namespace, encoded
+/// once for every socket of the namespace.
 impl Sink for Socket {
-    fn deliver(&self, message: &Outgoing) -> bool {
+    fn deliver(&self, message: &Outgoing, _tag: MemberTag) -> bool {
         let nsp = self.ns().name();
+        // Every socket of the channel namespace shares one encoding; a socket of another
+        // namespace (there is none in a `Tidings`) would encode its own.
+        let shared = message.encoded(&Frames { nsp });
         let owned;
-        let frames = match message.cached(SLOT, |m| encode(m, nsp)) {
-            Some(frames) => frames,
-            None => {
-                owned = encode(message, nsp);
-                &owned
-            }
+        let frames = if shared.0 == nsp {
+            &shared.1
+        } else {
+            owned = encode(message, nsp);
+            &owned
         };
         let session = self.session();
         match frames.as_slice() {
@@ -74,24 +69,6 @@ impl Sink for Socket {
             frames => session.send_all(frames.iter().cloned()).is_ok(),
         }
     }
-}
-
-enum Op {
-    Join {
-        channel: String,
-        payload: Option<Box<RawValue>>,
-        ack: Option<AckSender>,
-    },
-    Leave {
-        channel: String,
-        ack: Option<AckSender>,
-    },
-    Event {
-        channel: String,
-        event: String,
-        payload: Payload,
-        ack: Option<AckSender>,
-    },
 }
 
 /// The handshake of a socket, as the channel layer sees it.
@@ -102,119 +79,42 @@ pub(crate) fn handshake(socket: &SocketRef) -> Handshake {
     )
 }
 
-/// One connection's link to the hub: its channel operations, run in order by a task that
-/// starts with the first pending one and ends with the last, so an idle connection costs
-/// neither a task nor a queue.
+/// How a socket's end reads in the channel layer.
+fn leave_reason(reason: &DisconnectReason) -> LeaveReason {
+    LeaveReason::Disconnected(match reason {
+        DisconnectReason::ClientNamespaceDisconnect | DisconnectReason::TransportClose => {
+            Disconnect::ClientLeft
+        }
+        DisconnectReason::ServerNamespaceDisconnect | DisconnectReason::ForcedClose => {
+            Disconnect::ServerClosed
+        }
+        DisconnectReason::PingTimeout => Disconnect::Timeout,
+        DisconnectReason::ParseError => Disconnect::InvalidInput,
+        DisconnectReason::SlowConsumer => Disconnect::SlowConsumer,
+        DisconnectReason::ServerShutdown => Disconnect::ServerShutdown,
+        _ => Disconnect::TransportError,
+    })
+}
+
+/// One socket's link to its member.
 struct Link {
-    hub: Arc<Hub>,
-    peer: Arc<Peer>,
-    ops: Mutex<Ops>,
+    member: Arc<Member>,
 }
 
-#[derive(Default)]
-struct Ops {
-    /// Boxed, and only while some are pending: a link lives as long as its connection.
-    #[expect(
-        clippy::box_collection,
-        reason = "an idle link keeps 8 bytes instead of an empty VecDeque's 32"
-    )]
-    pending: Option<Box<VecDeque<Op>>>,
-    /// A task is running the pending operations.
-    running: bool,
-    /// Some operation was queued: the peer may be a member of some channel.
-    used: bool,
-    /// The socket disconnected, for this reason; the peer leaves every channel next.
-    gone: Option<DisconnectReason>,
-    /// The peer has left everything; nothing runs any more.
-    ended: bool,
-}
-
-impl Link {
-    fn ops(&self) -> MutexGuard<'_, Ops> {
-        lock(&self.ops)
-    }
-
-    fn queue(self: &Arc<Self>, socket: &SocketRef, op: Op) {
-        let mut ops = self.ops();
-        if ops.ended || ops.gone.is_some() {
-            return;
-        }
-        let pending = ops.pending.get_or_insert_default();
-        if pending.len() >= MAX_PENDING_OPS {
-            drop(ops);
-            tracing::warn!(socket = %socket.id(), "too many pending channel operations; closing");
-            socket.close_connection();
-            return;
-        }
-        pending.push_back(op);
-        ops.used = true;
-        self.start(&mut ops);
-    }
-
-    /// The socket is gone: pending operations are dropped and the peer leaves every channel.
-    fn disconnect(self: &Arc<Self>, reason: DisconnectReason) {
-        let mut ops = self.ops();
-        if !ops.used || ops.ended {
-            return;
-        }
-        ops.pending = None;
-        ops.gone = Some(reason);
-        self.start(&mut ops);
-    }
-
-    fn start(self: &Arc<Self>, ops: &mut Ops) {
-        if !ops.running {
-            ops.running = true;
-            tokio::spawn(self.clone().run());
-        }
-    }
-
-    /// Runs the pending operations in order; after a disconnect, leaves every channel.
-    async fn run(self: Arc<Self>) {
-        loop {
-            let next = {
-                let mut ops = self.ops();
-                match ops.pending.as_mut().and_then(|pending| pending.pop_front()) {
-                    Some(op) => Ok(op),
-                    None => match ops.gone.take() {
-                        Some(reason) => {
-                            ops.ended = true;
-                            Err(Some(reason))
-                        }
-                        None => {
-                            ops.running = false;
-                            ops.pending = None;
-                            Err(None)
-                        }
-                    },
-                }
-            };
-            match next {
-                Ok(op) => execute(&self.hub, &self.peer, op).await,
-                Err(Some(reason)) => {
-                    return self.hub.disconnect(&self.peer, reason.to_string()).await;
-                }
-                Err(None) => return,
-            }
-        }
-    }
-}
-
-/// Wires a freshly connected socket to the hub.
+/// Wires a freshly connected socket to the hub: a member whose id is the socket's.
 pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
     let identity = socket.extension::<Identity>().map(|i| (*i).clone());
-    // The peer holds the socket as its sink, and the socket holds the link (its listener),
-    // which holds the peer: the socket lets go of its listener when it leaves, which ends
+    let Ok(id) = socket.id().as_str().parse::<MemberId>() else {
+        // A socket id is always 20 URL-safe characters, as a member id.
+        tracing::error!(socket = %socket.id(), "socket id is not a member id");
+        return socket.close_connection();
+    };
+    // The member holds the socket as its sink, and the socket holds the link (its listener),
+    // which holds the member: the socket lets go of its listener when it leaves, which ends
     // that cycle.
     let sink: Arc<dyn Sink> = socket.clone();
-    let peer = Arc::new(Peer::new(socket.id(), handshake(socket), identity, sink));
-    let link = Arc::new(Link {
-        hub: hub.clone(),
-        peer,
-        ops: Mutex::default(),
-    });
-
-    socket.listen(link);
+    let member = Member::new(hub, id, handshake(socket), identity, sink);
+    socket.listen(Arc::new(Link { member }));
 }
 
 /// The link hears every event of its socket (there are no named handlers): the two control
@@ -227,17 +127,22 @@ impl Listener for Link {
         payload: Payload,
         ack: Option<AckSender>,
     ) {
-        let op = match name {
+        let member = &self.member;
+        let queued = match name {
             "subscribe" => match payload.get::<String>(0) {
-                Ok(channel) => Op::Join {
+                Ok(channel) => member.join(
                     channel,
-                    payload: payload.arg(1).map(ToOwned::to_owned),
-                    ack,
-                },
+                    payload.arg(1).map(ToOwned::to_owned),
+                    0,
+                    move |verdict| match verdict {
+                        Ok(()) => reply_ok(ack),
+                        Err(err) => reply_error(ack, err.reason()),
+                    },
+                ),
                 Err(_) => return reply_error(ack, "invalid"),
             },
             "unsubscribe" => match payload.get::<String>(0) {
-                Ok(channel) => Op::Leave { channel, ack },
+                Ok(channel) => member.leave(channel, move |_| reply_ok(ack)),
                 Err(_) => return reply_error(ack, "invalid"),
             },
             name => {
@@ -248,19 +153,20 @@ impl Listener for Link {
                 if channel.is_empty() || event.is_empty() {
                     return reply_error(ack, "invalid");
                 }
-                Op::Event {
-                    channel: channel.to_owned(),
-                    event: event.to_owned(),
-                    payload,
-                    ack,
-                }
+                member.event(channel, event, payload, move |answer| match answer {
+                    Ok(answer) => reply(ack, &answer.to_json()),
+                    Err(err) => reply_error(ack, err.reason()),
+                })
             }
         };
-        self.queue(&socket, op);
+        if let Err(err) = queued {
+            tracing::warn!(socket = %socket.id(), %err, "closing");
+            socket.close_connection();
+        }
     }
 
     fn on_disconnect(self: Arc<Self>, _socket: SocketRef, reason: &DisconnectReason) {
-        self.disconnect(reason.clone());
+        self.member.disconnect(leave_reason(reason));
     }
 }
 
@@ -297,34 +203,4 @@ fn reply_error(ack: Option<AckSender>, reason: &str) {
             reason: Some(reason),
         },
     );
-}
-
-/// Runs one channel operation and answers its ack.
-async fn execute(hub: &Hub, peer: &Arc<Peer>, op: Op) {
-    match op {
-        Op::Join {
-            channel,
-            payload,
-            ack,
-        } => match hub.join(peer, &channel, payload.as_deref()).await {
-            Ok(()) => reply_ok(ack),
-            Err(err) => {
-                tracing::debug!(channel, member = %peer.id(), %err, "join refused");
-                reply_error(ack, err.reason());
-            }
-        },
-        Op::Leave { channel, ack } => {
-            hub.leave(peer, &channel).await;
-            reply_ok(ack);
-        }
-        Op::Event {
-            channel,
-            event,
-            payload,
-            ack,
-        } => match hub.event(peer, &channel, &event, payload).await {
-            Ok(answer) => reply(ack, &answer.to_json()),
-            Err(err) => reply_error(ack, err.reason()),
-        },
-    }
 }

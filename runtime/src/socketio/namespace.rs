@@ -13,6 +13,7 @@ use super::packet::Packet;
 use super::socket::SocketRef;
 use crate::engineio::{Frame, Sid};
 use crate::payload::Payload;
+use crate::sync::{read, write};
 
 type ConnectHandler = Box<dyn Fn(SocketRef) + Send + Sync>;
 type GuardFuture = Pin<Box<dyn Future<Output = Result<(), ConnectRefusal>> + Send>>;
@@ -80,25 +81,23 @@ impl Namespace {
         F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), ConnectRefusal>> + Send + 'static,
     {
-        if let Ok(mut slot) = self.guard.write() {
-            *slot = Some(Arc::new(move |socket| Box::pin(guard(socket))));
-        }
+        *write(&self.guard) = Some(Arc::new(move |socket| Box::pin(guard(socket))));
         self
     }
 
     /// How many sockets are connected.
     pub fn socket_count(&self) -> usize {
-        self.sockets.read().map(|s| s.len()).unwrap_or(0)
+        read(&self.sockets).len()
     }
 
     /// How many rooms have at least one socket.
     pub fn room_count(&self) -> usize {
-        self.rooms.read().map(|r| r.len()).unwrap_or(0)
+        read(&self.rooms).len()
     }
 
     /// The socket with this id, if connected here.
     pub fn socket(&self, id: Sid) -> Option<SocketRef> {
-        self.sockets.read().ok()?.get(&id).cloned()
+        read(&self.sockets).get(&id).cloned()
     }
 
     /// Emits `event` with one JSON argument to every socket in `room`.
@@ -127,11 +126,9 @@ impl Namespace {
         payload: Payload,
     ) -> Result<usize, EmitError> {
         let frames = self.encode_event(event, payload)?;
-        let recipients: Vec<SocketRef> = self
-            .rooms
-            .read()
-            .ok()
-            .and_then(|rooms| rooms.get(room).map(|m| m.values().cloned().collect()))
+        let recipients: Vec<SocketRef> = read(&self.rooms)
+            .get(room)
+            .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
         Ok(deliver(&recipients, &frames))
     }
@@ -142,11 +139,7 @@ impl Namespace {
     /// [`EmitError::ReservedEvent`] for a reserved name.
     pub fn emit_payload_all(&self, event: &str, payload: Payload) -> Result<usize, EmitError> {
         let frames = self.encode_event(event, payload)?;
-        let recipients: Vec<SocketRef> = self
-            .sockets
-            .read()
-            .map(|s| s.values().cloned().collect())
-            .unwrap_or_default();
+        let recipients: Vec<SocketRef> = read(&self.sockets).values().cloned().collect();
         Ok(deliver(&recipients, &frames))
     }
 
@@ -164,32 +157,28 @@ impl Namespace {
     }
 
     pub(crate) fn guard_fn(&self) -> Option<Guard> {
-        self.guard.read().ok()?.clone()
+        read(&self.guard).clone()
     }
 
     pub(crate) fn connected(&self, socket: &SocketRef) {
-        if let Ok(mut sockets) = self.sockets.write() {
-            sockets.insert(socket.id(), socket.clone());
-        }
+        write(&self.sockets).insert(socket.id(), socket.clone());
         (self.on_connect)(socket.clone());
     }
 
     pub(crate) fn remove_socket(&self, id: Sid) {
-        if let Ok(mut sockets) = self.sockets.write() {
-            sockets.remove(&id);
-        }
+        write(&self.sockets).remove(&id);
     }
 
     pub(crate) fn add_to_room(&self, room: String, socket: SocketRef) {
-        if let Ok(mut rooms) = self.rooms.write() {
-            rooms.entry(room).or_default().insert(socket.id(), socket);
-        }
+        write(&self.rooms)
+            .entry(room)
+            .or_default()
+            .insert(socket.id(), socket);
     }
 
     pub(crate) fn remove_from_room(&self, room: &str, id: Sid) {
-        if let Ok(mut rooms) = self.rooms.write()
-            && let Some(members) = rooms.get_mut(room)
-        {
+        let mut rooms = write(&self.rooms);
+        if let Some(members) = rooms.get_mut(room) {
             members.remove(&id);
             if members.is_empty() {
                 rooms.remove(room);

@@ -16,7 +16,7 @@ use super::packet::{Packet, Partial};
 use super::socket::{DisconnectReason, Socket, SocketRef};
 use crate::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session, Sid};
 use crate::origin::OriginPolicy;
-use crate::sync::lock;
+use crate::sync::{lock, read, write};
 
 /// Settings of a Socket.IO server.
 #[derive(Debug, Clone)]
@@ -210,15 +210,13 @@ impl SocketIo {
     {
         let name = name.into();
         let ns = Arc::new(Namespace::new(name.clone(), Box::new(on_connect)));
-        if let Ok(mut namespaces) = self.inner.namespaces.write() {
-            namespaces.insert(name, ns.clone());
-        }
+        write(&self.inner.namespaces).insert(name, ns.clone());
         ns
     }
 
     /// The namespace called `name`, if declared.
     pub fn of(&self, name: &str) -> Option<Arc<Namespace>> {
-        self.inner.namespaces.read().ok()?.get(name).cloned()
+        read(&self.inner.namespaces).get(name).cloned()
     }
 
     /// How many Engine.IO connections are open.
@@ -414,12 +412,7 @@ impl IoHandler {
         nsp: String,
         auth: Option<Box<RawValue>>,
     ) {
-        let ns = self
-            .inner
-            .namespaces
-            .read()
-            .ok()
-            .and_then(|n| n.get(&nsp).cloned());
+        let ns = read(&self.inner.namespaces).get(&nsp).cloned();
         let Some(ns) = ns else {
             let _ = session.send_all(
                 Packet::ConnectError {

@@ -1,12 +1,11 @@
 //! The registry built from `#[channel]` registrations matches names and hands the params to
 //! `pass`: joins go through a real `Hub`, and the authorizers record what they were given.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 
-use tidings::channels::{AppData, ChannelLimits, Hub, JoinError, Outgoing, Peer, Registry, Sink};
-use tidings::engineio::Sid;
+use tidings::channels::{
+    AppData, ChannelLimits, Hub, JoinError, Member, MemberId, MemberTag, Outgoing, Registry, Sink,
+};
 use tidings::{Authorizer, Handshake, JoinContext, channel};
 
 /// The params the last `pass` saw.
@@ -41,31 +40,37 @@ impl Authorizer for FileChannel {
 struct NoSink;
 
 impl Sink for NoSink {
-    fn deliver(&self, _message: &Outgoing) -> bool {
+    fn deliver(&self, _message: &Outgoing, _tag: MemberTag) -> bool {
         true
     }
 }
 
-/// Runs a future that never waits on anything external (as joins here do).
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
-}
-
-fn join(hub: &Hub, name: &str) -> (Result<(), JoinError>, Vec<(String, String)>) {
+/// Joins a new member to `name` and waits for the verdict (members run their requests on a
+/// Tokio task).
+fn join(hub: &Arc<Hub>, name: &str) -> (Result<(), JoinError>, Vec<(String, String)>) {
     SEEN.lock().unwrap().clear();
-    let peer = Arc::new(Peer::new(
-        Sid::random().expect("OS randomness"),
+    let member = Member::new(
+        hub,
+        MemberId::random().expect("OS randomness"),
         Handshake::default(),
         None,
         Arc::new(NoSink),
-    ));
-    let result = block_on(hub.join(&peer, name, None));
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let result = runtime.block_on(async {
+        member
+            .join(name, None, 0, move |verdict| {
+                let _ = tx.send(verdict);
+            })
+            .unwrap();
+        loop {
+            match rx.try_recv() {
+                Ok(verdict) => return verdict,
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    });
     let seen = SEEN.lock().unwrap().clone();
     (result, seen)
 }

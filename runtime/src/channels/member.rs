@@ -1,0 +1,638 @@
+//! A member: one client connection as the channel layer sees it, whatever protocol brought it.
+//!
+//! A gateway makes a [`Member`] for each connection and hands it the client's requests
+//! ([`Member::join`], [`Member::leave`], [`Member::event`], [`Member::disconnect`]). The
+//! member runs them one after another, in arrival order, on a task that lives only while some
+//! are pending: a join that waits for a slow `pass` holds back the same client's leave and
+//! events until it is done, so a member's channels are always what its requests say, and no
+//! gateway has to order them itself.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::value::RawValue;
+use smallvec::SmallVec;
+
+use super::authorizer::Reply;
+use super::context::{Handshake, Identity, LeaveReason};
+use super::error::{EventError, JoinError};
+use super::hub::Hub;
+use super::outgoing::Sink;
+use crate::id::NoRandomness;
+use crate::payload::Payload;
+use crate::sync::lock;
+
+/// A member's id, unique per connection: 20 URL-safe characters. The Socket.IO gateway uses
+/// the socket's id, so `to(channel).except(socket.id)` leaves out the client that has it.
+///
+/// ```
+/// use tidings_runtime::channels::MemberId;
+/// let id: MemberId = "abcdefghij0123456789".parse().unwrap();
+/// assert_eq!(id.to_string(), "abcdefghij0123456789");
+/// assert!("too short".parse::<MemberId>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberId([u8; crate::id::LEN]);
+
+impl MemberId {
+    /// A new random id (from the OS random source).
+    ///
+    /// # Errors
+    /// [`NoRandomness`] when the OS random source fails.
+    pub fn random() -> Result<Self, NoRandomness> {
+        crate::id::random().map(MemberId)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        crate::id::as_str(&self.0)
+    }
+}
+
+/// Text that is not a member id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a member id: 20 characters of A-Z, a-z, 0-9, '-' and '_'")]
+pub struct InvalidMemberId;
+
+impl FromStr for MemberId {
+    type Err = InvalidMemberId;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        crate::id::parse(text).map(MemberId).ok_or(InvalidMemberId)
+    }
+}
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MemberId({})", self.as_str())
+    }
+}
+
+/// What a gateway attaches to one membership, handed back with every event delivered through
+/// it ([`Sink::deliver`]): Phoenix's `join_ref`, for instance. `0` when it needs none.
+pub type MemberTag = u64;
+
+/// How many requests may wait per member before the client counts as abusive (above the
+/// default subscription limit, so a page subscribing to all its channels at once is fine).
+pub const MAX_PENDING: usize = 256;
+
+/// Too many requests of this member are waiting; the gateway should close the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many pending channel requests (more than {MAX_PENDING})")]
+pub struct Overloaded;
+
+type Done<T> = Box<dyn FnOnce(T) + Send>;
+
+enum Request {
+    Join {
+        channel: String,
+        payload: Option<Box<RawValue>>,
+        tag: MemberTag,
+        done: Done<Result<(), JoinError>>,
+    },
+    Leave {
+        channel: String,
+        done: Done<bool>,
+    },
+    Event {
+        channel: String,
+        event: String,
+        payload: Payload,
+        done: Done<Result<Reply, EventError>>,
+    },
+}
+
+/// One client connection in the channel layer: its id, what it connected with, where its
+/// events go, and its channels.
+pub struct Member {
+    id: MemberId,
+    pub(crate) handshake: Handshake,
+    pub(crate) identity: Option<Identity>,
+    pub(crate) sink: Arc<dyn Sink>,
+    hub: Arc<Hub>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The channels joined; the first is kept inline, as most connections join few.
+    joined: SmallVec<[Box<str>; 1]>,
+    /// Boxed, and only while some are pending: a member lives as long as its connection.
+    #[expect(
+        clippy::box_collection,
+        reason = "an idle member keeps 8 bytes instead of an empty VecDeque's 32"
+    )]
+    pending: Option<Box<VecDeque<Request>>>,
+    /// A task is running the pending requests.
+    running: bool,
+    /// The connection ended, for this reason: the member leaves every channel next.
+    gone: Option<LeaveReason>,
+    /// The member has left everything; nothing runs any more.
+    ended: bool,
+}
+
+impl fmt::Debug for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Member")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Member {
+    /// A member of `hub` with this id, handshake, identity (from the connect hook) and sink.
+    pub fn new(
+        hub: &Arc<Hub>,
+        id: MemberId,
+        handshake: Handshake,
+        identity: Option<Identity>,
+        sink: Arc<dyn Sink>,
+    ) -> Arc<Self> {
+        Arc::new(Member {
+            id,
+            handshake,
+            identity,
+            sink,
+            hub: hub.clone(),
+            state: Mutex::default(),
+        })
+    }
+
+    /// The member's id.
+    pub fn id(&self) -> MemberId {
+        self.id
+    }
+
+    /// The channels it has joined, in the order it joined them.
+    pub fn channels(&self) -> Vec<String> {
+        self.state().joined.iter().map(|c| c.to_string()).collect()
+    }
+
+    /// Whether it has joined `channel`.
+    pub fn is_in(&self, channel: &str) -> bool {
+        self.state().joined.iter().any(|c| **c == *channel)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// How many channels it has joined.
+    pub(crate) fn joined_count(&self) -> usize {
+        self.state().joined.len()
+    }
+
+    pub(crate) fn add_channel(&self, channel: &str) {
+        self.state().joined.push(channel.into());
+    }
+
+    /// Takes `channel` out of its list; false when it was not there.
+    pub(crate) fn remove_channel(&self, channel: &str) -> bool {
+        let mut state = self.state();
+        let at = state.joined.iter().position(|c| **c == *channel);
+        at.map(|at| state.joined.remove(at)).is_some()
+    }
+
+    /// Asks to join `channel` with the client's join `payload`; `done` gets the verdict once
+    /// this and every earlier request of the member has run. `tag` comes back with every event
+    /// delivered through this membership.
+    ///
+    /// # Errors
+    /// [`Overloaded`] when too many requests wait (nothing is queued).
+    pub fn join(
+        self: &Arc<Self>,
+        channel: impl Into<String>,
+        payload: Option<Box<RawValue>>,
+        tag: MemberTag,
+        done: impl FnOnce(Result<(), JoinError>) + Send + 'static,
+    ) -> Result<(), Overloaded> {
+        self.submit(Request::Join {
+            channel: channel.into(),
+            payload,
+            tag,
+            done: Box::new(done),
+        })
+    }
+
+    /// Asks to leave `channel`; `done` gets whether it was a member.
+    ///
+    /// # Errors
+    /// [`Overloaded`] when too many requests wait (nothing is queued).
+    pub fn leave(
+        self: &Arc<Self>,
+        channel: impl Into<String>,
+        done: impl FnOnce(bool) + Send + 'static,
+    ) -> Result<(), Overloaded> {
+        self.submit(Request::Leave {
+            channel: channel.into(),
+            done: Box::new(done),
+        })
+    }
+
+    /// A client event `event` into `channel`, for its `handle_in`; `done` gets the reply.
+    ///
+    /// # Errors
+    /// [`Overloaded`] when too many requests wait (nothing is queued).
+    pub fn event(
+        self: &Arc<Self>,
+        channel: impl Into<String>,
+        event: impl Into<String>,
+        payload: Payload,
+        done: impl FnOnce(Result<Reply, EventError>) + Send + 'static,
+    ) -> Result<(), Overloaded> {
+        self.submit(Request::Event {
+            channel: channel.into(),
+            event: event.into(),
+            payload,
+            done: Box::new(done),
+        })
+    }
+
+    /// The connection ended: requests still waiting are dropped (their `done` never runs), and
+    /// once the one running (if any) is over, the member leaves every channel with `reason`.
+    pub fn disconnect(self: &Arc<Self>, reason: LeaveReason) {
+        let mut state = self.state();
+        if state.ended || state.gone.is_some() {
+            return;
+        }
+        state.pending = None;
+        if !state.running && state.joined.is_empty() {
+            // Nothing to leave and nothing running: done at once, no task.
+            state.ended = true;
+            return;
+        }
+        state.gone = Some(reason);
+        self.start(&mut state);
+    }
+
+    fn submit(self: &Arc<Self>, request: Request) -> Result<(), Overloaded> {
+        let mut state = self.state();
+        if state.ended || state.gone.is_some() {
+            return Ok(());
+        }
+        let pending = state.pending.get_or_insert_default();
+        if pending.len() >= MAX_PENDING {
+            return Err(Overloaded);
+        }
+        pending.push_back(request);
+        self.start(&mut state);
+        Ok(())
+    }
+
+    fn start(self: &Arc<Self>, state: &mut State) {
+        if !state.running {
+            state.running = true;
+            tokio::spawn(self.clone().run());
+        }
+    }
+
+    /// Runs the pending requests in order; after a disconnect, leaves every channel.
+    async fn run(self: Arc<Self>) {
+        loop {
+            let next = {
+                let mut state = self.state();
+                match state
+                    .pending
+                    .as_mut()
+                    .and_then(|pending| pending.pop_front())
+                {
+                    Some(request) => Ok(request),
+                    None => match state.gone.take() {
+                        Some(reason) => {
+                            state.ended = true;
+                            Err(Some(reason))
+                        }
+                        None => {
+                            state.running = false;
+                            state.pending = None;
+                            Err(None)
+                        }
+                    },
+                }
+            };
+            match next {
+                Ok(request) => self.execute(request).await,
+                Err(Some(reason)) => return self.hub.disconnect(&self, &reason).await,
+                Err(None) => return,
+            }
+        }
+    }
+
+    async fn execute(self: &Arc<Self>, request: Request) {
+        let hub = &self.hub;
+        match request {
+            Request::Join {
+                channel,
+                payload,
+                tag,
+                done,
+            } => {
+                let verdict = hub.join(self, &channel, payload.as_deref(), tag).await;
+                if let Err(err) = &verdict {
+                    tracing::debug!(channel, member = %self.id, %err, "join refused");
+                }
+                done(verdict);
+            }
+            Request::Leave { channel, done } => {
+                done(hub.leave(self, &channel, &LeaveReason::Unsubscribed).await);
+            }
+            Request::Event {
+                channel,
+                event,
+                payload,
+                done,
+            } => done(hub.event(self, &channel, &event, payload).await),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The channel layer on its own: members of a real hub, a sink that records what it gets,
+    //! and a channel whose `pass` waits on a gate the test opens.
+
+    use std::time::Duration;
+
+    use actix_web::web;
+    use tokio::sync::{Notify, oneshot};
+
+    use super::*;
+    use crate::channels::{
+        AppData, Authorizer, ChannelContext, ChannelLimits, ChannelRegistration, JoinContext,
+        Outgoing, Registry,
+    };
+
+    /// Holds every `pass` of [`Gated`] until opened, and counts the ones waiting.
+    #[derive(Default)]
+    struct Gate {
+        open: Notify,
+        waiting: std::sync::atomic::AtomicUsize,
+    }
+
+    /// `gated/:id`: `pass` waits for the gate, then says yes.
+    #[derive(Default)]
+    struct Gated;
+
+    impl Authorizer for Gated {
+        async fn pass(&self, join: &JoinContext<'_>) -> bool {
+            let Some(gate) = join.app_data::<Gate>() else {
+                return false;
+            };
+            // Registered before it counts as waiting, so an opening right after is not missed.
+            let opened = gate.open.notified();
+            tokio::pin!(opened);
+            opened.as_mut().enable();
+            gate.waiting
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            opened.await;
+            true
+        }
+
+        async fn handle_in(&self, event: &str, _: Payload, _: &ChannelContext<'_>) -> Reply {
+            Reply::ok_with(event)
+        }
+    }
+
+    /// `open/:id`: anyone.
+    #[derive(Default)]
+    struct Open;
+
+    impl Authorizer for Open {
+        async fn pass(&self, _: &JoinContext<'_>) -> bool {
+            true
+        }
+    }
+
+    static GATED: ChannelRegistration =
+        ChannelRegistration::new::<Gated>("gated/{id}", "gated/:id", "Gated");
+    static OPEN: ChannelRegistration =
+        ChannelRegistration::new::<Open>("open/{id}", "open/:id", "Open");
+
+    /// Every event delivered, with its membership tag.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, String, MemberTag)>>);
+
+    impl Sink for Recorder {
+        fn deliver(&self, message: &Outgoing, tag: MemberTag) -> bool {
+            lock(&self.0).push((
+                message.channel().to_owned(),
+                message.event().to_owned(),
+                tag,
+            ));
+            true
+        }
+    }
+
+    fn hub(gate: &web::Data<Gate>) -> Arc<Hub> {
+        let registry =
+            Registry::from_registrations([&GATED, &OPEN]).unwrap_or_else(|e| panic!("{e}"));
+        let mut data = AppData::default();
+        data.insert(gate.clone());
+        Hub::new(registry, data, ChannelLimits::default(), None)
+    }
+
+    fn member(hub: &Arc<Hub>) -> (Arc<Member>, Arc<Recorder>) {
+        let sink = Arc::new(Recorder::default());
+        let id = MemberId::random().unwrap_or_else(|e| panic!("{e}"));
+        (
+            Member::new(hub, id, Handshake::default(), None, sink.clone()),
+            sink,
+        )
+    }
+
+    /// A `done` callback and the receiver of what it is given.
+    fn answer<T: Send + 'static>() -> (impl FnOnce(T) + Send + 'static, oneshot::Receiver<T>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            move |value| {
+                let _ = tx.send(value);
+            },
+            rx,
+        )
+    }
+
+    async fn get<T>(rx: oneshot::Receiver<T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .unwrap_or_else(|_| panic!("no answer within 5 s"))
+            .unwrap_or_else(|_| panic!("the request was dropped"))
+    }
+
+    /// Waits until `n` passes wait at the gate.
+    async fn waiting(gate: &Gate, n: usize) {
+        for _ in 0..500 {
+            if gate.waiting.load(std::sync::atomic::Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("{n} passes never reached the gate");
+    }
+
+    #[tokio::test]
+    async fn two_concurrent_joins_of_one_member_make_one_membership() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let (member, _) = member(&hub);
+        let (first, first_rx) = answer();
+        let (second, second_rx) = answer();
+        member
+            .join("gated/1", None, 0, first)
+            .unwrap_or_else(|e| panic!("{e}"));
+        member
+            .join("gated/1", None, 0, second)
+            .unwrap_or_else(|e| panic!("{e}"));
+        waiting(&gate, 1).await;
+        gate.open.notify_waiters();
+        assert_eq!(get(first_rx).await, Ok(()));
+        // The second join ran after the first: already a member, no second `pass`.
+        assert_eq!(get(second_rx).await, Ok(()));
+        assert_eq!(gate.waiting.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(member.channels(), ["gated/1"]);
+        assert_eq!(hub.subscription_count(), 1);
+
+        let (left, left_rx) = answer();
+        member
+            .leave("gated/1", left)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(get(left_rx).await);
+        assert!(member.channels().is_empty());
+        assert_eq!(hub.subscription_count(), 0);
+        assert_eq!(hub.channel_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_leave_during_a_slow_pass_runs_after_the_join() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let (member, sink) = member(&hub);
+        let (joined, joined_rx) = answer();
+        let (left, mut left_rx) = answer();
+        member
+            .join("gated/7", None, 3, joined)
+            .unwrap_or_else(|e| panic!("{e}"));
+        member
+            .leave("gated/7", left)
+            .unwrap_or_else(|e| panic!("{e}"));
+        waiting(&gate, 1).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(left_rx.try_recv().is_err(), "the leave ran before the join");
+        gate.open.notify_waiters();
+        assert_eq!(get(joined_rx).await, Ok(()));
+        assert!(get(left_rx).await, "the leave found the membership");
+        assert!(member.channels().is_empty());
+        assert_eq!(hub.subscription_count(), 0);
+        assert_eq!(
+            hub.broadcast("gated/7", "after", Payload::new(), None)
+                .unwrap_or_else(|e| panic!("{e}")),
+            0
+        );
+        assert!(lock(&sink.0).is_empty());
+    }
+
+    #[tokio::test]
+    async fn events_sent_during_a_join_reach_the_channel_once_joined() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let (member, sink) = member(&hub);
+        let (joined, joined_rx) = answer();
+        let (replied, replied_rx) = answer();
+        member
+            .join("gated/2", None, 9, joined)
+            .unwrap_or_else(|e| panic!("{e}"));
+        member
+            .event("gated/2", "typing", Payload::new(), replied)
+            .unwrap_or_else(|e| panic!("{e}"));
+        waiting(&gate, 1).await;
+        gate.open.notify_waiters();
+        assert_eq!(get(joined_rx).await, Ok(()));
+        assert_eq!(
+            get(replied_rx).await,
+            Ok(Reply::OkWith(serde_json::json!("typing"))),
+            "the event waited for the join instead of failing not_subscribed"
+        );
+        // Broadcasts come with the tag the join gave.
+        hub.broadcast("gated/2", "hello", Payload::new(), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            *lock(&sink.0),
+            [("gated/2".to_owned(), "hello".to_owned(), 9)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_disconnect_drops_what_waits_and_leaves_everything() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let (member, _) = member(&hub);
+        let (open, open_rx) = answer();
+        member
+            .join("open/1", None, 0, open)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(get(open_rx).await, Ok(()));
+        let (gated, gated_rx) = answer();
+        let (dropped, dropped_rx) = answer::<Result<(), JoinError>>();
+        member
+            .join("gated/3", None, 0, gated)
+            .unwrap_or_else(|e| panic!("{e}"));
+        member
+            .join("open/2", None, 0, dropped)
+            .unwrap_or_else(|e| panic!("{e}"));
+        waiting(&gate, 1).await;
+        member.disconnect(LeaveReason::Disconnected(
+            super::super::context::Disconnect::ClientLeft,
+        ));
+        gate.open.notify_waiters();
+        // The join already running finishes; the one waiting is dropped unanswered.
+        assert_eq!(get(gated_rx).await, Ok(()));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), dropped_rx)
+                .await
+                .is_ok_and(|answer| answer.is_err()),
+            "a request queued before the disconnect still ran"
+        );
+        for _ in 0..500 {
+            if hub.subscription_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(hub.subscription_count(), 0);
+        assert!(member.channels().is_empty());
+        // Requests after the end are ignored.
+        let (late, late_rx) = answer::<Result<(), JoinError>>();
+        assert_eq!(member.join("open/3", None, 0, late), Ok(()));
+        assert!(get_dropped(late_rx).await);
+    }
+
+    async fn get_dropped<T>(rx: oneshot::Receiver<T>) -> bool {
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .is_ok_and(|answer| answer.is_err())
+    }
+
+    #[tokio::test]
+    async fn too_many_waiting_requests_are_refused() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let (member, _) = member(&hub);
+        let (first, _first_rx) = answer();
+        member
+            .join("gated/1", None, 0, first)
+            .unwrap_or_else(|e| panic!("{e}"));
+        waiting(&gate, 1).await;
+        for n in 0..MAX_PENDING {
+            assert_eq!(member.leave(format!("open/{n}"), |_| {}), Ok(()));
+        }
+        assert_eq!(member.leave("open/x", |_| {}), Err(Overloaded));
+        gate.open.notify_waiters();
+    }
+}
