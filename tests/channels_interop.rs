@@ -331,12 +331,9 @@ impl Authorizer for ChatByNameChannel {
 }
 
 static CHAT_BY_ID: ChannelRegistration =
-    ChannelRegistration::new::<ChatChannel>("chats/{id}", "chats/:id", "ChatChannel");
-static CHAT_BY_NAME: ChannelRegistration = ChannelRegistration::new::<ChatByNameChannel>(
-    "chats/{name}",
-    "chats/:name",
-    "ChatByNameChannel",
-);
+    ChannelRegistration::new::<ChatChannel>("chats/:id", "ChatChannel");
+static CHAT_BY_NAME: ChannelRegistration =
+    ChannelRegistration::new::<ChatByNameChannel>("chats/:name", "ChatByNameChannel");
 
 fn assert_conflict(err: &ChannelConfigError) {
     let ChannelConfigError::ChannelConflict {

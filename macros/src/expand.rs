@@ -15,7 +15,6 @@ use crate::input::Channel;
 /// on the struct's name: a struct that implements neither gets its errors there.
 pub(crate) fn expand(item: TokenStream, channel: &Channel) -> TokenStream {
     let ident = &channel.ident;
-    let route = LitStr::new(&channel.route, channel.pattern_span);
     let pattern = LitStr::new(&channel.pattern, channel.pattern_span);
     let type_name = LitStr::new(&channel.type_name, ident.span());
     let register = quote_spanned! {ident.span()=>
@@ -26,7 +25,7 @@ pub(crate) fn expand(item: TokenStream, channel: &Channel) -> TokenStream {
 
         const _: () = {
             ::tidings::__private::inventory::submit! {
-                #register(#route, #pattern, #type_name)
+                #register(#pattern, #type_name)
             }
         };
     }
@@ -64,7 +63,7 @@ mod tests {
             const _: () = {
                 ::tidings::__private::inventory::submit! {
                     ::tidings::__private::ChannelRegistration::new::<ChatChannel>(
-                        "chats/{id}", "chats/:id", "ChatChannel"
+                        "chats/:id", "ChatChannel"
                     )
                 }
             };

@@ -21,8 +21,6 @@ pub(crate) struct Channel {
     pub(crate) type_name: String,
     /// The pattern as written.
     pub(crate) pattern: String,
-    /// The pattern in `matchit` syntax.
-    pub(crate) route: String,
     /// Where the pattern literal is, for the generated strings.
     pub(crate) pattern_span: Span,
 }
@@ -105,10 +103,9 @@ pub(crate) fn validate(input: Input) -> syn::Result<Channel> {
     let ident = struct_ident(input.item, &mut errors);
     errors.finish()?;
     match (ident, pattern) {
-        (Some(ident), Some((literal, source, pattern))) => Ok(Channel {
+        (Some(ident), Some((literal, source, _pattern))) => Ok(Channel {
             type_name: ident.unraw().to_string(),
             ident,
-            route: pattern.route(),
             pattern: source,
             pattern_span: literal.span(),
         }),
@@ -217,8 +214,8 @@ mod tests {
         );
         let channel = channel.map_err(|e| e.join("\n"));
         assert_eq!(
-            channel.map(|c| (c.type_name, c.pattern, c.route)),
-            Ok(("Chat".into(), "chats/:id".into(), "chats/{id}".into()))
+            channel.map(|c| (c.type_name, c.pattern)),
+            Ok(("Chat".into(), "chats/:id".into()))
         );
     }
 

@@ -28,9 +28,10 @@
 //!
 //! | Segment | Matches | Example |
 //! |---|---|---|
-//! | literal | itself (`:` and `*` are plain text when not first) | `chats`, `room:lobby` |
+//! | literal | itself (`:` is plain text when not first) | `chats`, `rooms:lobby` |
 //! | `:name` | exactly one segment, available as the param `name` | `chats/:id` |
 //! | `*name` | the rest of the channel name, one or more segments; last only | `files/*path` |
+//! | `prefix*` | Phoenix-style: names whose last part starts with `prefix`; the rest (one character or more, `/` included) is the param `*`, or `name` with `prefix*name`; last only | `room:*`, `challenges:*id` |
 //!
 //! Names look like Rust identifiers (`[A-Za-z_][A-Za-z0-9_]*`) and are unique in a pattern.
 //! Patterns are checked at compile time: a mistake is a compile error on the string literal.
@@ -59,12 +60,13 @@
 //! ```text
 //! const _: () = {
 //!     ::tidings::__private::inventory::submit! {
-//!         ::tidings::__private::ChannelRegistration::new::<ChatChannel>("chats/{id}", "chats/:id", "ChatChannel")
+//!         ::tidings::__private::ChannelRegistration::new::<ChatChannel>("chats/:id", "ChatChannel")
 //!     }
 //! };
 //! ```
 //!
-//! The first string is the pattern in `matchit` syntax. The generated code uses absolute paths
+//! The first string is the pattern as written; the runtime translates it for its router, so
+//! code compiled against this macro does not depend on the router's syntax. The generated code uses absolute paths
 //! only, needs no dependency besides `tidings`, and compiles under `#![forbid(unsafe_code)]`
 //! and `#![deny(missing_docs)]`. When the attribute is misused, the struct is still emitted
 //! unchanged next to the errors, so the rest of the crate (and your IDE) still sees the type.

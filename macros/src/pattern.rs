@@ -2,14 +2,17 @@
 //!
 //! A pattern is a list of segments separated by `/`:
 //!
-//! - a literal (`chats`, `room:lobby`; `:` and `*` are literal text when not first),
+//! - a literal (`chats`, `rooms:lobby`; `:` is literal text when not first),
 //! - `:name`, a parameter matching one segment,
-//! - `*name`, a catch-all matching the rest of the name (only as the last segment).
+//! - `*name`, a catch-all matching the rest of the name (only as the last segment),
+//! - `prefix*` or `prefix*name`, a wildcard as Phoenix users write topics (`room:*`): the
+//!   names that start with `prefix`, the rest (one character or more, `/` included) as the
+//!   parameter `name`, or `*` when unnamed (only in the last segment).
 //!
 //! Names look like Rust identifiers: `[A-Za-z_][A-Za-z0-9_]*`.
 //!
 //! This module is pure: it knows nothing of spans or tokens, so it can be tested on its own.
-//! [`Pattern::route`] translates a valid pattern into `matchit` 0.8 syntax.
+//! The macro emits the pattern as written; the runtime translates it for its router.
 
 use std::fmt;
 
@@ -22,6 +25,14 @@ pub(crate) enum Segment {
     Param(String),
     /// `*name`: the rest of the channel name (one or more segments).
     CatchAll(String),
+    /// `prefix*name`: the names whose last part starts with `prefix`; the rest is the
+    /// parameter `name` (`*` when unnamed).
+    Wildcard {
+        /// The literal text before the `*`.
+        prefix: String,
+        /// The parameter's name, when written.
+        name: Option<String>,
+    },
 }
 
 /// A valid pattern: at least one segment, every name valid and unique, a catch-all only last.
@@ -57,6 +68,11 @@ pub(crate) enum PatternError {
     /// A catch-all followed by more segments.
     CatchAllNotLast {
         /// The catch-all segment, `*` included.
+        segment: String,
+    },
+    /// A wildcard (`room:*`) followed by more segments.
+    WildcardNotLast {
+        /// The segment.
         segment: String,
     },
     /// More `:name` parameters than the router can hold.
@@ -107,6 +123,10 @@ impl fmt::Display for PatternError {
             PatternError::CatchAllNotLast { segment } => write!(
                 f,
                 "catch-all segment `{segment}` must be the last segment of the pattern"
+            ),
+            PatternError::WildcardNotLast { segment } => write!(
+                f,
+                "wildcard `{segment}` must be in the last segment of the pattern (like \"room:*\")"
             ),
             PatternError::TooManyParams { count } => write!(
                 f,
@@ -167,7 +187,27 @@ impl Pattern {
                     });
                     continue;
                 }
-                (None, None) => Segment::Literal(text.to_owned()),
+                (None, None) => match text.split_once('*') {
+                    None => Segment::Literal(text.to_owned()),
+                    Some((prefix, name)) => {
+                        if index != last {
+                            errors.push(PatternError::WildcardNotLast {
+                                segment: text.to_owned(),
+                            });
+                            continue;
+                        }
+                        if !name.is_empty() && !is_valid_name(name) {
+                            errors.push(PatternError::InvalidName {
+                                segment: format!("*{name}"),
+                            });
+                            continue;
+                        }
+                        Segment::Wildcard {
+                            prefix: prefix.to_owned(),
+                            name: (!name.is_empty()).then(|| name.to_owned()),
+                        }
+                    }
+                },
             };
             if let Segment::CatchAll(_) = segment
                 && index != last
@@ -176,13 +216,15 @@ impl Pattern {
                     segment: text.to_owned(),
                 });
             }
-            if let Segment::Param(name) | Segment::CatchAll(name) = &segment {
+            if let Some(name) = segment.name() {
                 let taken = segments.iter().any(|s: &Segment| s.name() == Some(name));
                 let reported = errors
                     .iter()
                     .any(|e| matches!(e, PatternError::DuplicateName { name: n } if n == name));
                 if taken && !reported {
-                    errors.push(PatternError::DuplicateName { name: name.clone() });
+                    errors.push(PatternError::DuplicateName {
+                        name: name.to_owned(),
+                    });
                 }
             }
             segments.push(segment);
@@ -206,41 +248,18 @@ impl Pattern {
     pub(crate) fn segments(&self) -> &[Segment] {
         &self.segments
     }
-
-    /// The pattern in `matchit` 0.8 syntax, without the leading `/` (the runtime adds it):
-    /// `:id` becomes `{id}`, `*rest` becomes `{*rest}`, and literal braces are doubled.
-    pub(crate) fn route(&self) -> String {
-        let mut route = String::new();
-        for (index, segment) in self.segments.iter().enumerate() {
-            if index > 0 {
-                route.push('/');
-            }
-            match segment {
-                Segment::Literal(text) => {
-                    route.push_str(&text.replace('{', "{{").replace('}', "}}"));
-                }
-                Segment::Param(name) => {
-                    route.push('{');
-                    route.push_str(name);
-                    route.push('}');
-                }
-                Segment::CatchAll(name) => {
-                    route.push_str("{*");
-                    route.push_str(name);
-                    route.push('}');
-                }
-            }
-        }
-        route
-    }
 }
 
 impl Segment {
     /// The parameter's name, for `:name` and `*name`.
     fn name(&self) -> Option<&str> {
         match self {
-            Segment::Literal(_) => None,
-            Segment::Param(name) | Segment::CatchAll(name) => Some(name),
+            Segment::Literal(_) | Segment::Wildcard { name: None, .. } => None,
+            Segment::Param(name)
+            | Segment::CatchAll(name)
+            | Segment::Wildcard {
+                name: Some(name), ..
+            } => Some(name),
         }
     }
 }
@@ -249,7 +268,8 @@ impl Segment {
 mod tests {
     use super::*;
 
-    /// What a pattern should parse to: its route and parameter names, or its error messages.
+    /// What a pattern should parse to: its segments (rendered as below) and parameter names,
+    /// or its error messages.
     enum Expected {
         Parses(&'static str, &'static [&'static str]),
         Fails(&'static [&'static str]),
@@ -262,26 +282,59 @@ mod tests {
     fn cases() -> Vec<(&'static str, Expected)> {
         vec![
             // Valid patterns.
-            ("chats", Parses("chats", &[])),
-            ("chats/lobby", Parses("chats/lobby", &[])),
-            ("chats/:id", Parses("chats/{id}", &["id"])),
-            (":id", Parses("{id}", &["id"])),
-            ("a/:x/b/:y", Parses("a/{x}/b/{y}", &["x", "y"])),
-            ("files/*path", Parses("files/{*path}", &["path"])),
-            ("*all", Parses("{*all}", &["all"])),
+            ("chats", Parses("L(chats)", &[])),
+            ("chats/lobby", Parses("L(chats) L(lobby)", &[])),
+            ("chats/:id", Parses("L(chats) P(id)", &["id"])),
+            (":id", Parses("P(id)", &["id"])),
+            ("a/:x/b/:y", Parses("L(a) P(x) L(b) P(y)", &["x", "y"])),
+            ("files/*path", Parses("L(files) C(path)", &["path"])),
+            ("*all", Parses("C(all)", &["all"])),
             (
                 "users/:id/*rest",
-                Parses("users/{id}/{*rest}", &["id", "rest"]),
+                Parses("L(users) P(id) C(rest)", &["id", "rest"]),
             ),
-            ("room:lobby", Parses("room:lobby", &[])),
-            ("room:*", Parses("room:*", &[])),
-            ("a*b/c:d", Parses("a*b/c:d", &[])),
-            ("x/:_", Parses("x/{_}", &["_"])),
-            ("x/:_a1/:B_2", Parses("x/{_a1}/{B_2}", &["_a1", "B_2"])),
-            ("{literal}", Parses("{{literal}}", &[])),
-            ("a}b{c/:id", Parses("a}}b{{c/{id}", &["id"])),
-            ("héllo/:id", Parses("héllo/{id}", &["id"])),
-            ("été/:id", Parses("été/{id}", &["id"])),
+            ("room:lobby", Parses("L(room:lobby)", &[])),
+            ("rooms:lobby", Parses("L(rooms:lobby)", &[])),
+            ("room:*", Parses("W(room:,*)", &[])),
+            ("challenges:*", Parses("W(challenges:,*)", &[])),
+            ("room:*id", Parses("W(room:,id)", &["id"])),
+            ("a/:x/room:*", Parses("L(a) P(x) W(room:,*)", &["x"])),
+            ("c:d/b:*", Parses("L(c:d) W(b:,*)", &[])),
+            ("x/:_", Parses("L(x) P(_)", &["_"])),
+            ("x/:_a1/:B_2", Parses("L(x) P(_a1) P(B_2)", &["_a1", "B_2"])),
+            ("{literal}", Parses("L({literal})", &[])),
+            ("a}b{c/:id", Parses("L(a}b{c) P(id)", &["id"])),
+            ("héllo/:id", Parses("L(héllo) P(id)", &["id"])),
+            ("été/:id", Parses("L(été) P(id)", &["id"])),
+            // Wildcards.
+            (
+                "room:*/x",
+                Fails(&[
+                    "wildcard `room:*` must be in the last segment of the pattern (like \"room:*\")",
+                ]),
+            ),
+            (
+                "a*b/c",
+                Fails(&[
+                    "wildcard `a*b` must be in the last segment of the pattern (like \"room:*\")",
+                ]),
+            ),
+            (
+                "room:*a-b",
+                Fails(&[
+                    "invalid catch-all name in segment `*a-b`: a name starts with a letter or '_' and has only letters, digits and '_'",
+                ]),
+            ),
+            (
+                "room:**",
+                Fails(&[
+                    "invalid catch-all name in segment `**`: a name starts with a letter or '_' and has only letters, digits and '_'",
+                ]),
+            ),
+            (
+                "a/:id/room:*id",
+                Fails(&["duplicate parameter name `id`: each parameter needs its own name"]),
+            ),
             // Empty pattern and empty segments.
             (
                 "",
@@ -411,6 +464,23 @@ mod tests {
         ]
     }
 
+    /// The segments, one letter each: `L(text)`, `P(name)`, `C(name)`, `W(prefix,name)`.
+    fn render(pattern: &Pattern) -> String {
+        pattern
+            .segments()
+            .iter()
+            .map(|segment| match segment {
+                Segment::Literal(text) => format!("L({text})"),
+                Segment::Param(name) => format!("P({name})"),
+                Segment::CatchAll(name) => format!("C({name})"),
+                Segment::Wildcard { prefix, name } => {
+                    format!("W({prefix},{})", name.as_deref().unwrap_or("*"))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     fn params(pattern: &Pattern) -> Vec<&str> {
         pattern
             .segments()
@@ -424,8 +494,8 @@ mod tests {
         for (source, expected) in cases() {
             let parsed = Pattern::parse(source);
             match (expected, &parsed) {
-                (Parses(route, names), Ok(pattern)) => {
-                    assert_eq!(pattern.route(), route, "route of {source:?}");
+                (Parses(segments, names), Ok(pattern)) => {
+                    assert_eq!(render(pattern), segments, "segments of {source:?}");
                     assert_eq!(params(pattern), names, "params of {source:?}");
                 }
                 (Fails(messages), Err(errors)) => {

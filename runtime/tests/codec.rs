@@ -1668,14 +1668,13 @@ fn registry_refuses_routes_with_too_many_parameters() {
 
     let route: &'static str = Box::leak(
         (0..26)
-            .map(|i| format!("{{p{i}}}"))
+            .map(|i| format!(":p{i}"))
             .collect::<Vec<_>>()
             .join("/")
             .into_boxed_str(),
     );
-    let many: &'static ChannelRegistration = Box::leak(Box::new(ChannelRegistration::new::<Open>(
-        route, route, "Many",
-    )));
+    let many: &'static ChannelRegistration =
+        Box::leak(Box::new(ChannelRegistration::new::<Open>(route, "Many")));
     let err = Registry::from_registrations([many]).expect_err("26 parameters must be refused");
     assert!(
         matches!(
@@ -1690,14 +1689,13 @@ fn registry_refuses_routes_with_too_many_parameters() {
 
     let route: &'static str = Box::leak(
         (0..25)
-            .map(|i| format!("{{p{i}}}"))
+            .map(|i| format!(":p{i}"))
             .collect::<Vec<_>>()
             .join("/")
             .into_boxed_str(),
     );
-    let fits: &'static ChannelRegistration = Box::leak(Box::new(ChannelRegistration::new::<Open>(
-        route, route, "Fits",
-    )));
+    let fits: &'static ChannelRegistration =
+        Box::leak(Box::new(ChannelRegistration::new::<Open>(route, "Fits")));
     let registry = Registry::from_registrations([fits]).expect("25 parameters fit");
     let name = (0..25).map(|i| i.to_string()).collect::<Vec<_>>().join("/");
     assert!(registry.matches(&name));

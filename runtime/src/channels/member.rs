@@ -411,10 +411,8 @@ mod tests {
         }
     }
 
-    static GATED: ChannelRegistration =
-        ChannelRegistration::new::<Gated>("gated/{id}", "gated/:id", "Gated");
-    static OPEN: ChannelRegistration =
-        ChannelRegistration::new::<Open>("open/{id}", "open/:id", "Open");
+    static GATED: ChannelRegistration = ChannelRegistration::new::<Gated>("gated/:id", "Gated");
+    static OPEN: ChannelRegistration = ChannelRegistration::new::<Open>("open/:id", "Open");
 
     /// Every event delivered, with its membership tag.
     #[derive(Default)]

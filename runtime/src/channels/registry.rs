@@ -12,22 +12,19 @@ use super::error::ChannelConfigError;
 /// Generated code builds these; applications never need to.
 #[derive(Debug)]
 pub struct ChannelRegistration {
-    route: &'static str,
     pattern: &'static str,
     type_name: &'static str,
     make: fn() -> Arc<dyn ErasedChannel>,
 }
 
 impl ChannelRegistration {
-    /// A registration for `T`: `route` in matchit syntax (`chats/{id}`), `pattern` as the
-    /// user wrote it (`chats/:id`), and the type's name for messages.
+    /// A registration for `T`: its pattern as the user wrote it (`chats/:id`, `room:*`), and
+    /// the type's name for messages.
     pub const fn new<T: Authorizer + Default>(
-        route: &'static str,
         pattern: &'static str,
         type_name: &'static str,
     ) -> Self {
         ChannelRegistration {
-            route,
             pattern,
             type_name,
             make: make::<T>,
@@ -51,24 +48,65 @@ fn make<T: Authorizer + Default>() -> Arc<dyn ErasedChannel> {
 
 inventory::collect!(ChannelRegistration);
 
-/// The most parameters one route may have (the router renames them with single letters internally, and
-/// panics past that).
+/// The most parameters one pattern may have (the router renames them with single letters
+/// internally, and panics past that).
 const MAX_PARAMS: usize = 25;
 
-/// How many `{param}`s a matchit route has (`{{` is an escaped brace, not a parameter).
-fn route_params(route: &str) -> usize {
-    let mut count = 0;
-    let mut chars = route.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '{' {
-            if chars.peek() == Some(&'{') {
-                chars.next();
-            } else {
-                count += 1;
-            }
+/// The parameter name under which the router keeps an unnamed wildcard (`room:*`); it is
+/// handed to the channel as `*`.
+const UNNAMED: &str = "__";
+
+/// Translates a pattern (see the `#[channel]` attribute) into the router's syntax, checking it
+/// again: registrations made by hand do not go through the macro.
+fn route(pattern: &str) -> Result<String, String> {
+    let is_name = |name: &str| {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let segments: Vec<&str> = pattern.split('/').collect();
+    let last = segments.len() - 1;
+    let mut route = String::with_capacity(pattern.len() + 8);
+    let mut params = 0;
+    for (index, segment) in segments.iter().enumerate() {
+        route.push('/');
+        if segment.is_empty() {
+            return Err("empty segment".to_owned());
         }
+        if let Some(name) = segment.strip_prefix(':') {
+            if !is_name(name) {
+                return Err(format!("invalid parameter name in `{segment}`"));
+            }
+            params += 1;
+            route.push_str(&format!("{{{name}}}"));
+            continue;
+        }
+        let Some((prefix, name)) = segment.split_once('*') else {
+            route.push_str(&segment.replace('{', "{{").replace('}', "}}"));
+            continue;
+        };
+        if index != last {
+            return Err(format!("`{segment}` must be in the last segment"));
+        }
+        if !name.is_empty() && !is_name(name) {
+            return Err(format!("invalid catch-all name in `{segment}`"));
+        }
+        if name.is_empty() && prefix.is_empty() {
+            return Err("a catch-all needs a name".to_owned());
+        }
+        params += 1;
+        route.push_str(&prefix.replace('{', "{{").replace('}', "}}"));
+        route.push_str(&format!(
+            "{{*{}}}",
+            if name.is_empty() { UNNAMED } else { name }
+        ));
     }
-    count
+    if params > MAX_PARAMS {
+        return Err(format!("more than {MAX_PARAMS} parameters"));
+    }
+    Ok(route)
 }
 
 /// A registered channel type, ready to authorize joins.
@@ -118,14 +156,13 @@ impl Registry {
         let mut channels = Vec::with_capacity(registrations.len());
         let mut by_route: HashMap<String, usize> = HashMap::new();
         for registration in registrations {
-            if route_params(registration.route) > MAX_PARAMS {
-                return Err(ChannelConfigError::InvalidPattern {
+            let route = route(registration.pattern).map_err(|reason| {
+                ChannelConfigError::InvalidPattern {
                     channel: registration.type_name,
                     pattern: registration.pattern,
-                    reason: format!("more than {MAX_PARAMS} parameters"),
-                });
-            }
-            let route = format!("/{}", registration.route);
+                    reason,
+                }
+            })?;
             match router.insert(route.clone(), channels.len()) {
                 Ok(()) => {}
                 Err(matchit::InsertError::Conflict { with }) => {
@@ -182,7 +219,7 @@ impl Registry {
         let params = matched
             .params
             .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .map(|(k, v)| (if k == UNNAMED { "*" } else { k }.to_owned(), v.to_owned()))
             .collect();
         Some((channel, params))
     }
@@ -190,5 +227,79 @@ impl Registry {
     /// Whether some pattern matches `name`.
     pub fn matches(&self, name: &str) -> bool {
         self.router.at(&format!("/{name}")).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_become_routes() {
+        for (pattern, expected) in [
+            ("chats/:id", "/chats/{id}"),
+            ("files/*path", "/files/{*path}"),
+            ("room:*", "/room:{*__}"),
+            ("room:*id", "/room:{*id}"),
+            ("rooms:lobby", "/rooms:lobby"),
+            ("a/:x/b:*", "/a/{x}/b:{*__}"),
+            ("{x}/:y", "/{{x}}/{y}"),
+        ] {
+            assert_eq!(route(pattern).as_deref(), Ok(expected), "{pattern}");
+        }
+        for bad in [
+            "", "a//b", "a/", ":1", "room:*/x", "a/*", "a/:b-c", "x:*a-b",
+        ] {
+            assert!(route(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[derive(Default)]
+    struct Any;
+
+    impl Authorizer for Any {
+        async fn pass(&self, _: &crate::channels::JoinContext<'_>) -> bool {
+            true
+        }
+    }
+
+    static ROOM: ChannelRegistration = ChannelRegistration::new::<Any>("room:*", "Room");
+    static ROOMS: ChannelRegistration = ChannelRegistration::new::<Any>("rooms:lobby", "Rooms");
+    static CHATS: ChannelRegistration = ChannelRegistration::new::<Any>("chats/:id", "Chats");
+    static NAMED: ChannelRegistration =
+        ChannelRegistration::new::<Any>("challenges:*id", "Challenges");
+
+    #[test]
+    fn phoenix_style_topics_resolve_beside_paths() {
+        let registry = Registry::from_registrations([&ROOM, &ROOMS, &CHATS, &NAMED])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resolve = |name: &str| {
+            registry
+                .resolve(name)
+                .map(|(channel, params)| (channel.type_name, params))
+        };
+        let params = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                .collect::<Params>()
+        };
+        assert_eq!(
+            resolve("room:lobby"),
+            Some(("Room", params(&[("*", "lobby")])))
+        );
+        assert_eq!(
+            resolve("room:42/x"),
+            Some(("Room", params(&[("*", "42/x")])))
+        );
+        assert_eq!(resolve("rooms:lobby"), Some(("Rooms", params(&[]))));
+        assert_eq!(resolve("chats/1"), Some(("Chats", params(&[("id", "1")]))));
+        assert_eq!(
+            resolve("challenges:7"),
+            Some(("Challenges", params(&[("id", "7")])))
+        );
+        assert_eq!(resolve("room:"), None, "the rest is at least one character");
+        assert_eq!(resolve("rooms:other"), None);
+        assert_eq!(resolve("lobby"), None);
     }
 }

@@ -1,0 +1,13 @@
+use tidings::{Authorizer, JoinContext, channel};
+
+#[channel("room:*/messages")]
+#[derive(Default)]
+struct RoomChannel;
+
+impl Authorizer for RoomChannel {
+    async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+        true
+    }
+}
+
+fn main() {}
