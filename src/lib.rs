@@ -3,7 +3,7 @@
 pub use tidings_macros::channel;
 pub use tidings_runtime::channels::{
     Authorizer, ChannelContext, ChannelLimits, ConnectRefusal, Disconnect, EmitError, Handshake,
-    JoinContext, LeaveReason, MemberId, Reply,
+    JoinContext, JoinRefusal, JoinVerdict, Joined, LeaveReason, MemberId, Outbound, Reply,
 };
 pub use tidings_runtime::engineio::on_connect;
 pub use tidings_runtime::{

@@ -16,7 +16,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tidings::__private::ChannelRegistration;
-use tidings::channels::{ChannelConfigError, Registry};
+use tidings::channels::{ChannelConfigError, JoinRefusal, JoinVerdict, Joined, Outbound, Registry};
 use tidings::{
     Authorizer, Binary, ChannelContext, ConnectRefusal, EmitError, Handshake, JoinContext, Payload,
     Reply, SocketEmitter, Tidings, channel,
@@ -152,6 +152,76 @@ struct FilesChannel;
 impl Authorizer for FilesChannel {
     async fn pass(&self, join: &JoinContext<'_>) -> bool {
         join.param("path").is_some_and(|p| p.starts_with("public/"))
+    }
+}
+
+/// The nick a member of `room:*` joined with, kept in its assigns.
+#[derive(Debug, Clone)]
+struct Nick(String);
+
+/// Whether a member of `room:*` asked not to hear `said` from others.
+#[derive(Debug, Clone, Copy)]
+struct Muted(bool);
+
+/// `room:*` (Phoenix style), with the full join: a nick is required (`{"nick": N}`, reply
+/// `{"welcome": N}`), `taken` is refused with its own reason; `say` broadcasts `said`, which
+/// each member's filter drops for muted members (`{"mute": true}` at join) except their own.
+#[channel("room:*")]
+#[derive(Default)]
+struct RoomChannel;
+
+impl Authorizer for RoomChannel {
+    async fn join(&self, join: &JoinContext<'_>) -> JoinVerdict {
+        let payload = join.payload::<Value>().unwrap_or_default();
+        let Some(nick) = payload.get("nick").and_then(Value::as_str) else {
+            return Err(JoinRefusal::unauthorized());
+        };
+        if nick == "taken" {
+            return Err(JoinRefusal::new("nick_taken"));
+        }
+        let muted = payload.get("mute") == Some(&Value::Bool(true));
+        Joined::new()
+            .reply(&json!({ "welcome": nick, "room": join.param("*") }))
+            .map(|joined| joined.assign(Nick(nick.to_owned())).assign(Muted(muted)))
+            .map_err(|_| JoinRefusal::new("invalid"))
+    }
+
+    const INTERCEPT: &'static [&'static str] = &["said"];
+
+    fn handle_out(&self, _event: &str, payload: &Payload, ctx: &ChannelContext<'_>) -> Outbound {
+        let from = payload
+            .get::<Value>(0)
+            .ok()
+            .and_then(|p| p["from"].as_str().map(str::to_owned));
+        let mine = ctx
+            .assigned::<Nick>()
+            .is_some_and(|nick| Some(nick.0) == from);
+        if ctx.assigned::<Muted>().is_some_and(|m| m.0) && !mine {
+            Outbound::Drop
+        } else {
+            Outbound::Keep
+        }
+    }
+
+    async fn handle_in(&self, event: &str, payload: Payload, ctx: &ChannelContext<'_>) -> Reply {
+        let nick = ctx
+            .assigned::<Nick>()
+            .map(|nick| nick.0)
+            .unwrap_or_default();
+        match event {
+            "say" => {
+                let text = payload.get::<String>(0).unwrap_or_default();
+                match Payload::from_value(&json!({ "from": nick, "text": text })) {
+                    Ok(said) => match ctx.broadcast("said", said) {
+                        Ok(_) => Reply::Ok,
+                        Err(err) => Reply::error(err.to_string()),
+                    },
+                    Err(err) => Reply::error(err.to_string()),
+                }
+            }
+            "whoami" => Reply::ok_with(&nick),
+            _ => Reply::error("unknown_event"),
+        }
     }
 }
 
@@ -310,6 +380,11 @@ fn panics_in_hooks_are_contained() {
 #[test]
 fn emits_survive_the_upgrade_in_order() {
     scenario("upgrade");
+}
+
+#[test]
+fn joins_answer_with_replies_reasons_and_per_member_filters() {
+    scenario("join-api");
 }
 
 #[test]

@@ -329,6 +329,39 @@ const scenarios = {
     await a.inbox.expectNothing(QUIET_MS, "alice");
   },
 
+  // The full join of room:* (Phoenix style): a reply, a reason of the channel's own, assigns
+  // read by later hooks, and a per-member filter (muted members drop others' "said").
+  async "join-api"() {
+    const ann = await connect("ann");
+    const bob = await connect("bob");
+    const cy = await connect("cy");
+    await subscribe(ann, { status: "ok", response: { welcome: "ann", room: "lobby" } }, "room:lobby", { nick: "ann" });
+    await subscribe(bob, { status: "ok", response: { welcome: "bob", room: "lobby" } }, "room:lobby", {
+      nick: "bob",
+      mute: true,
+    });
+    await subscribe(cy, refused("nick_taken"), "room:lobby", { nick: "taken" });
+    await subscribe(cy, refused("unauthorized"), "room:lobby");
+    await subscribe(cy, { status: "ok", response: { welcome: "cy", room: "42" } }, "room:42", { nick: "cy" });
+    await subscribe(cy, refused("unknown_channel"), "room:");
+    await expectAck(ann, { status: "ok", response: "ann" }, "room:lobby/whoami");
+    await expectAck(bob, { status: "ok", response: "bob" }, "room:lobby/whoami");
+
+    await expectAck(ann, OK, "room:lobby/say", "hello");
+    await expectEvent(ann, "room:lobby/said", [{ from: "ann", text: "hello" }]);
+    step("bob is muted: no said from ann");
+    await bob.inbox.expectNo("room:lobby/said", QUIET_MS, "bob");
+    await expectAck(bob, OK, "room:lobby/say", "mine");
+    await expectEvent(bob, "room:lobby/said", [{ from: "bob", text: "mine" }]);
+    await expectEvent(ann, "room:lobby/said", [{ from: "bob", text: "mine" }]);
+    // Events the channel does not intercept reach everyone, muted or not.
+    await emitVia({ channel: "room:lobby", event: "news", data: { n: 1 } }, 2);
+    await expectEvent(ann, "room:lobby/news", [{ n: 1 }]);
+    await expectEvent(bob, "room:lobby/news", [{ n: 1 }]);
+    step("cy is in room:42 only");
+    await cy.inbox.expectNothing(QUIET_MS, "cy");
+  },
+
   // A refusal of the connect hook reaches the client as connect_error.
   async "refused-connect"() {
     step("connect with a bad token");

@@ -308,6 +308,32 @@ impl<'a> ChannelContext<'a> {
         self.hub.data.get()
     }
 
+    /// Stores `value` in this member's assigns for this channel (one value per type), for its
+    /// later hooks.
+    pub fn assign<T: Any + Send>(&self, value: T) {
+        self.member
+            .with_assigns(self.channel, |assigns| assigns.insert(value));
+    }
+
+    /// A copy of this member's assign of type `T` in this channel.
+    pub fn assigned<T: Any + Clone>(&self) -> Option<T> {
+        self.member
+            .with_assigns(self.channel, |assigns| assigns.get_mut::<T>().cloned())
+            .flatten()
+    }
+
+    /// Changes this member's assign of type `T` in this channel with `f` (taken out while `f`
+    /// runs, so `f` may use this context); `None` when there is none.
+    pub fn update_assigned<T: Any + Send, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let mut value = self
+            .member
+            .with_assigns(self.channel, |assigns| assigns.remove::<T>())
+            .flatten()?;
+        let result = f(&mut value);
+        self.assign(value);
+        Some(result)
+    }
+
     /// Sends `<channel>/<event>` to every member of the channel, this one included.
     ///
     /// # Errors

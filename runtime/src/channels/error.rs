@@ -41,18 +41,23 @@ pub enum JoinError {
     /// The channel's `pass` said no (or failed).
     #[error("unauthorized")]
     Unauthorized,
+    /// The channel's `join` refused with a reason of its own.
+    #[error("refused: {0}")]
+    Refused(String),
     /// The request itself is malformed: a bad or too long name, or too many subscriptions.
     #[error("invalid request: {0}")]
     Invalid(&'static str),
 }
 
 impl JoinError {
-    /// The reason sent to the client: `unknown_channel`, `unauthorized` or `invalid`.
-    pub fn reason(&self) -> &'static str {
+    /// The reason sent to the client: `unknown_channel`, `unauthorized`, `invalid`, or the
+    /// channel's own.
+    pub fn reason(&self) -> &str {
         match self {
             JoinError::UnknownChannel => "unknown_channel",
             JoinError::Unauthorized => "unauthorized",
             JoinError::Invalid(_) => "invalid",
+            JoinError::Refused(reason) => reason,
         }
     }
 }

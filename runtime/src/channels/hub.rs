@@ -13,13 +13,13 @@ use std::sync::{Arc, RwLock};
 use futures_util::FutureExt as _;
 use serde_json::value::RawValue;
 
-use super::authorizer::Reply;
+use super::authorizer::{Outbound, Reply};
 use super::context::{AppData, ChannelContext, JoinContext, LeaveReason};
 use super::error::{EmitError, EventError, JoinError};
 use super::fanout::Fanout;
 use super::member::{Member, MemberId, MemberTag};
 use super::outgoing::Outgoing;
-use super::registry::Registry;
+use super::registry::{Channel, Params, Registry};
 use crate::payload::Payload;
 use crate::sync::{read, write};
 
@@ -128,10 +128,10 @@ impl Hub {
         channel: &str,
         payload: Option<&RawValue>,
         tag: MemberTag,
-    ) -> Result<(), JoinError> {
+    ) -> Result<Option<Box<RawValue>>, JoinError> {
         self.check_channel_name(channel)?;
         if member.is_in(channel) {
-            return Ok(());
+            return Ok(None);
         }
         if member.joined_count() >= self.limits.max_subscriptions {
             return Err(JoinError::Invalid("too many subscriptions"));
@@ -147,22 +147,25 @@ impl Hub {
             member,
             hub: self,
         };
-        let passed = AssertUnwindSafe(entry.handler.pass(&join))
+        let verdict = AssertUnwindSafe(entry.handler.join(&join))
             .catch_unwind()
             .await;
-        match passed {
-            Ok(true) => {}
-            Ok(false) => return Err(JoinError::Unauthorized),
+        let (reply, assigns) = match verdict {
+            Ok(Ok(joined)) => joined.into_parts(),
+            Ok(Err(refusal)) if refusal.reason() == "unauthorized" => {
+                return Err(JoinError::Unauthorized);
+            }
+            Ok(Err(refusal)) => return Err(JoinError::Refused(refusal.reason().to_owned())),
             Err(_) => {
                 tracing::error!(
                     channel,
                     kind = entry.type_name,
-                    "pass panicked; join refused"
+                    "join panicked; join refused"
                 );
                 return Err(JoinError::Unauthorized);
             }
-        }
-        member.add_channel(channel);
+        };
+        member.add_channel(channel, assigns);
         {
             let mut shard = write(self.shard(channel));
             let members = shard.entry(channel.to_owned()).or_default();
@@ -187,7 +190,7 @@ impl Hub {
         {
             tracing::error!(channel, kind = entry.type_name, "joined hook panicked");
         }
-        Ok(())
+        Ok(reply)
     }
 
     /// Takes `member` out of every channel it joined, running the `left` hooks.
@@ -204,7 +207,7 @@ impl Hub {
         channel: &str,
         reason: &LeaveReason,
     ) -> bool {
-        if !member.remove_channel(channel) {
+        if !member.is_in(channel) {
             return false;
         }
         {
@@ -235,6 +238,8 @@ impl Hub {
                 tracing::error!(channel, kind = entry.type_name, "left hook panicked");
             }
         }
+        // Out of its list last, so that `left` still sees the member's assigns.
+        member.remove_channel(channel);
         true
     }
 
@@ -319,6 +324,9 @@ impl Hub {
     /// Hands an already built event to the members of its channel on this node (but
     /// `except`); returns how many it was queued for.
     pub fn deliver(&self, message: &Outgoing, except: Option<MemberId>) -> usize {
+        if let Some((entry, params)) = self.intercepting(message) {
+            return self.deliver_filtered(message, except, entry, &params);
+        }
         let shard = read(self.shard(message.channel()));
         let Some(members) = shard.get(message.channel()) else {
             return 0;
@@ -329,6 +337,70 @@ impl Hub {
                 Some(member.id()) != except && member.sink.deliver(message, *tag)
             })
             .count()
+    }
+
+    /// The channel type of `message` and the params, when it filters this event per member.
+    fn intercepting(&self, message: &Outgoing) -> Option<(&Channel, Params)> {
+        if !self.registry.intercepts_any() {
+            return None;
+        }
+        self.registry
+            .resolve(message.channel())
+            .filter(|(entry, _)| entry.handler.intercept().contains(&message.event()))
+    }
+
+    /// Delivers an intercepted event: each member's `handle_out` keeps, drops or rewrites it.
+    /// The filters run outside the subscription lock (they may broadcast).
+    fn deliver_filtered(
+        &self,
+        message: &Outgoing,
+        except: Option<MemberId>,
+        entry: &Channel,
+        params: &Params,
+    ) -> usize {
+        let recipients: Vec<(Arc<Member>, MemberTag)> = read(self.shard(message.channel()))
+            .get(message.channel())
+            .map(|members| {
+                members
+                    .values()
+                    .filter(|(member, _)| Some(member.id()) != except)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut delivered = 0;
+        for (member, tag) in recipients {
+            let ctx = ChannelContext {
+                channel: message.channel(),
+                params,
+                member: &member,
+                hub: self,
+            };
+            let outbound = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                entry
+                    .handler
+                    .handle_out(message.event(), message.payload(), &ctx)
+            }));
+            let sent = match outbound {
+                Ok(Outbound::Keep) => member.sink.deliver(message, tag),
+                Ok(Outbound::Replace(payload)) => {
+                    let own = Outgoing::new(message.channel(), message.event(), payload);
+                    member.sink.deliver(&own, tag)
+                }
+                Ok(Outbound::Drop) => false,
+                Err(_) => {
+                    tracing::error!(
+                        channel = message.channel(),
+                        event = message.event(),
+                        kind = entry.type_name,
+                        "handle_out panicked; event not delivered to this member"
+                    );
+                    false
+                }
+            };
+            delivered += usize::from(sent);
+        }
+        delivered
     }
 
     /// Hands an event to one member, through its membership of the event's channel.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
-use super::authorizer::Reply;
+use super::authorizer::{Assigns, Reply};
 use super::context::{Handshake, Identity, LeaveReason};
 use super::error::{EventError, JoinError};
 use super::hub::Hub;
@@ -96,7 +96,7 @@ enum Request {
         channel: String,
         payload: Option<Box<RawValue>>,
         tag: MemberTag,
-        done: Done<Result<(), JoinError>>,
+        done: Done<Result<Option<Box<RawValue>>, JoinError>>,
     },
     Leave {
         channel: String,
@@ -123,8 +123,9 @@ pub struct Member {
 
 #[derive(Default)]
 struct State {
-    /// The channels joined; the first is kept inline, as most connections join few.
-    joined: SmallVec<[Box<str>; 1]>,
+    /// The channels joined, with the member's assigns in each; the first is kept inline, as
+    /// most connections join few.
+    joined: SmallVec<[(Box<str>, Assigns); 1]>,
     /// Boxed, and only while some are pending: a member lives as long as its connection.
     #[expect(
         clippy::box_collection,
@@ -173,12 +174,16 @@ impl Member {
 
     /// The channels it has joined, in the order it joined them.
     pub fn channels(&self) -> Vec<String> {
-        self.state().joined.iter().map(|c| c.to_string()).collect()
+        self.state()
+            .joined
+            .iter()
+            .map(|(c, _)| c.to_string())
+            .collect()
     }
 
     /// Whether it has joined `channel`.
     pub fn is_in(&self, channel: &str) -> bool {
-        self.state().joined.iter().any(|c| **c == *channel)
+        self.state().joined.iter().any(|(c, _)| **c == *channel)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -190,20 +195,32 @@ impl Member {
         self.state().joined.len()
     }
 
-    pub(crate) fn add_channel(&self, channel: &str) {
-        self.state().joined.push(channel.into());
+    pub(crate) fn add_channel(&self, channel: &str, assigns: Assigns) {
+        self.state().joined.push((channel.into(), assigns));
     }
 
     /// Takes `channel` out of its list; false when it was not there.
     pub(crate) fn remove_channel(&self, channel: &str) -> bool {
         let mut state = self.state();
-        let at = state.joined.iter().position(|c| **c == *channel);
+        let at = state.joined.iter().position(|(c, _)| **c == *channel);
         at.map(|at| state.joined.remove(at)).is_some()
     }
 
-    /// Asks to join `channel` with the client's join `payload`; `done` gets the verdict once
-    /// this and every earlier request of the member has run. `tag` comes back with every event
-    /// delivered through this membership.
+    /// Runs `f` on the member's assigns in `channel` (a short critical section: `f` must not
+    /// call back into the member); `None` when it is not in `channel`.
+    pub(crate) fn with_assigns<R>(
+        &self,
+        channel: &str,
+        f: impl FnOnce(&mut Assigns) -> R,
+    ) -> Option<R> {
+        let mut state = self.state();
+        let (_, assigns) = state.joined.iter_mut().find(|(c, _)| **c == *channel)?;
+        Some(f(assigns))
+    }
+
+    /// Asks to join `channel` with the client's join `payload`; `done` gets the verdict (the
+    /// channel's join reply, if any) once this and every earlier request of the member has
+    /// run. `tag` comes back with every event delivered through this membership.
     ///
     /// # Errors
     /// [`Overloaded`] when too many requests wait (nothing is queued).
@@ -212,7 +229,7 @@ impl Member {
         channel: impl Into<String>,
         payload: Option<Box<RawValue>>,
         tag: MemberTag,
-        done: impl FnOnce(Result<(), JoinError>) + Send + 'static,
+        done: impl FnOnce(Result<Option<Box<RawValue>>, JoinError>) + Send + 'static,
     ) -> Result<(), Overloaded> {
         self.submit(Request::Join {
             channel: channel.into(),
@@ -411,12 +428,76 @@ mod tests {
         }
     }
 
+    /// `rich/:id`: the join needs a nick (its reply greets it, an assign keeps it); `shout` is
+    /// filtered per member (deaf members drop it, loud ones get it upper-cased).
+    #[derive(Default)]
+    struct Rich;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Nick(String);
+
+    /// The nicks `left` saw.
+    static LEFT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    impl Authorizer for Rich {
+        async fn join(&self, join: &JoinContext<'_>) -> crate::channels::JoinVerdict {
+            let Some(nick) = join.payload::<String>() else {
+                return Err(crate::channels::JoinRefusal::new("nick_required"));
+            };
+            if nick == "nobody" {
+                return Err(crate::channels::JoinRefusal::unauthorized());
+            }
+            crate::channels::Joined::new()
+                .reply(&serde_json::json!({ "hello": nick }))
+                .map(|joined| joined.assign(Nick(nick)))
+                .map_err(|_| crate::channels::JoinRefusal::new("invalid"))
+        }
+
+        const INTERCEPT: &'static [&'static str] = &["shout"];
+
+        fn handle_out(
+            &self,
+            _event: &str,
+            payload: &Payload,
+            ctx: &ChannelContext<'_>,
+        ) -> crate::channels::Outbound {
+            match ctx.assigned::<Nick>().map(|nick| nick.0) {
+                Some(nick) if nick == "deaf" => crate::channels::Outbound::Drop,
+                Some(nick) if nick == "loud" => {
+                    let text = payload.get::<String>(0).unwrap_or_default();
+                    crate::channels::Outbound::Replace(
+                        Payload::from_value(&text.to_uppercase()).unwrap_or_else(|e| panic!("{e}")),
+                    )
+                }
+                _ => crate::channels::Outbound::Keep,
+            }
+        }
+
+        async fn handle_in(&self, event: &str, _: Payload, ctx: &ChannelContext<'_>) -> Reply {
+            match event {
+                "whoami" => Reply::ok_with(&ctx.assigned::<Nick>().map(|n| n.0)),
+                "rename" => {
+                    ctx.update_assigned::<Nick, _>(|nick| nick.0.push('!'));
+                    Reply::Ok
+                }
+                _ => Reply::error("unknown_event"),
+            }
+        }
+
+        async fn left(&self, ctx: &ChannelContext<'_>, _: &LeaveReason) {
+            if let Some(nick) = ctx.assigned::<Nick>() {
+                lock(&LEFT).push(nick.0);
+            }
+        }
+    }
+
+    static RICH: ChannelRegistration = ChannelRegistration::new::<Rich>("rich/:id", "Rich");
     static GATED: ChannelRegistration = ChannelRegistration::new::<Gated>("gated/:id", "Gated");
     static OPEN: ChannelRegistration = ChannelRegistration::new::<Open>("open/:id", "Open");
 
-    /// Every event delivered, with its membership tag.
+    /// Every event delivered, with its membership tag, and the first argument of each.
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<(String, String, MemberTag)>>);
+    struct Recorder(Mutex<Vec<(String, String, MemberTag)>>, Mutex<Vec<String>>);
 
     impl Sink for Recorder {
         fn deliver(&self, message: &Outgoing, tag: MemberTag) -> bool {
@@ -425,13 +506,19 @@ mod tests {
                 message.event().to_owned(),
                 tag,
             ));
+            lock(&self.1).push(
+                message
+                    .payload()
+                    .arg(0)
+                    .map_or_else(String::new, |arg| arg.get().to_owned()),
+            );
             true
         }
     }
 
     fn hub(gate: &web::Data<Gate>) -> Arc<Hub> {
         let registry =
-            Registry::from_registrations([&GATED, &OPEN]).unwrap_or_else(|e| panic!("{e}"));
+            Registry::from_registrations([&GATED, &OPEN, &RICH]).unwrap_or_else(|e| panic!("{e}"));
         let mut data = AppData::default();
         data.insert(gate.clone());
         Hub::new(registry, data, ChannelLimits::default(), None)
@@ -455,6 +542,15 @@ mod tests {
             },
             rx,
         )
+    }
+
+    type JoinAnswer = Result<Option<Box<RawValue>>, JoinError>;
+
+    /// A join's verdict, its reply as text.
+    async fn verdict(rx: oneshot::Receiver<JoinAnswer>) -> Result<Option<String>, JoinError> {
+        get(rx)
+            .await
+            .map(|reply| reply.map(|reply| reply.get().to_owned()))
     }
 
     async fn get<T>(rx: oneshot::Receiver<T>) -> T {
@@ -490,9 +586,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         waiting(&gate, 1).await;
         gate.open.notify_waiters();
-        assert_eq!(get(first_rx).await, Ok(()));
+        assert_eq!(verdict(first_rx).await, Ok(None));
         // The second join ran after the first: already a member, no second `pass`.
-        assert_eq!(get(second_rx).await, Ok(()));
+        assert_eq!(verdict(second_rx).await, Ok(None));
         assert_eq!(gate.waiting.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(member.channels(), ["gated/1"]);
         assert_eq!(hub.subscription_count(), 1);
@@ -524,7 +620,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(left_rx.try_recv().is_err(), "the leave ran before the join");
         gate.open.notify_waiters();
-        assert_eq!(get(joined_rx).await, Ok(()));
+        assert_eq!(verdict(joined_rx).await, Ok(None));
         assert!(get(left_rx).await, "the leave found the membership");
         assert!(member.channels().is_empty());
         assert_eq!(hub.subscription_count(), 0);
@@ -551,7 +647,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         waiting(&gate, 1).await;
         gate.open.notify_waiters();
-        assert_eq!(get(joined_rx).await, Ok(()));
+        assert_eq!(verdict(joined_rx).await, Ok(None));
         assert_eq!(
             get(replied_rx).await,
             Ok(Reply::OkWith(serde_json::json!("typing"))),
@@ -575,9 +671,9 @@ mod tests {
         member
             .join("open/1", None, 0, open)
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(get(open_rx).await, Ok(()));
+        assert_eq!(verdict(open_rx).await, Ok(None));
         let (gated, gated_rx) = answer();
-        let (dropped, dropped_rx) = answer::<Result<(), JoinError>>();
+        let (dropped, dropped_rx) = answer::<JoinAnswer>();
         member
             .join("gated/3", None, 0, gated)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -590,7 +686,7 @@ mod tests {
         ));
         gate.open.notify_waiters();
         // The join already running finishes; the one waiting is dropped unanswered.
-        assert_eq!(get(gated_rx).await, Ok(()));
+        assert_eq!(verdict(gated_rx).await, Ok(None));
         assert!(
             tokio::time::timeout(Duration::from_secs(5), dropped_rx)
                 .await
@@ -606,7 +702,7 @@ mod tests {
         assert_eq!(hub.subscription_count(), 0);
         assert!(member.channels().is_empty());
         // Requests after the end are ignored.
-        let (late, late_rx) = answer::<Result<(), JoinError>>();
+        let (late, late_rx) = answer::<JoinAnswer>();
         assert_eq!(member.join("open/3", None, 0, late), Ok(()));
         assert!(get_dropped(late_rx).await);
     }
@@ -632,5 +728,105 @@ mod tests {
         }
         assert_eq!(member.leave("open/x", |_| {}), Err(Overloaded));
         gate.open.notify_waiters();
+    }
+
+    async fn join_rich(
+        member: &Arc<Member>,
+        nick: Option<&str>,
+    ) -> Result<Option<String>, JoinError> {
+        let (done, rx) = answer();
+        let payload = nick
+            .map(|nick| serde_json::value::to_raw_value(nick).unwrap_or_else(|e| panic!("{e}")));
+        member
+            .join("rich/1", payload, 0, done)
+            .unwrap_or_else(|e| panic!("{e}"));
+        verdict(rx).await
+    }
+
+    async fn ask(member: &Arc<Member>, event: &str) -> Result<Reply, EventError> {
+        let (done, rx) = answer();
+        member
+            .event("rich/1", event, Payload::new(), done)
+            .unwrap_or_else(|e| panic!("{e}"));
+        get(rx).await
+    }
+
+    #[tokio::test]
+    async fn a_join_answers_with_a_reply_or_a_reason_of_its_own_and_keeps_assigns() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let (alice, _) = member(&hub);
+        assert_eq!(
+            join_rich(&alice, None).await,
+            Err(JoinError::Refused("nick_required".to_owned()))
+        );
+        assert_eq!(
+            join_rich(&alice, None)
+                .await
+                .map_err(|e| e.reason().to_owned()),
+            Err("nick_required".to_owned())
+        );
+        assert_eq!(
+            join_rich(&alice, Some("nobody")).await,
+            Err(JoinError::Unauthorized)
+        );
+        assert_eq!(
+            join_rich(&alice, Some("alice")).await,
+            Ok(Some(r#"{"hello":"alice"}"#.to_owned()))
+        );
+        assert_eq!(
+            ask(&alice, "whoami").await,
+            Ok(Reply::OkWith(serde_json::json!("alice")))
+        );
+        assert_eq!(ask(&alice, "rename").await, Ok(Reply::Ok));
+        assert_eq!(
+            ask(&alice, "whoami").await,
+            Ok(Reply::OkWith(serde_json::json!("alice!")))
+        );
+        let (left, left_rx) = answer();
+        alice
+            .leave("rich/1", left)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(get(left_rx).await);
+        assert!(
+            lock(&LEFT).contains(&"alice!".to_owned()),
+            "left saw the assigns"
+        );
+    }
+
+    #[tokio::test]
+    async fn intercepted_events_are_filtered_per_member_and_the_rest_shared() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let (plain, plain_sink) = member(&hub);
+        let (deaf, deaf_sink) = member(&hub);
+        let (loud, loud_sink) = member(&hub);
+        for (member, nick) in [(&plain, "plain"), (&deaf, "deaf"), (&loud, "loud")] {
+            assert!(join_rich(member, Some(nick)).await.is_ok());
+        }
+        let shout = Payload::from_value("hey").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            hub.broadcast("rich/1", "shout", shout.clone(), None)
+                .unwrap_or_else(|e| panic!("{e}")),
+            2,
+            "the deaf member dropped it"
+        );
+        assert_eq!(
+            hub.broadcast("rich/1", "talk", shout, None)
+                .unwrap_or_else(|e| panic!("{e}")),
+            3,
+            "talk is not intercepted"
+        );
+        let events = |sink: &Recorder| -> Vec<String> {
+            lock(&sink.0)
+                .iter()
+                .map(|(_, event, _)| event.clone())
+                .collect()
+        };
+        assert_eq!(events(&plain_sink), ["shout", "talk"]);
+        assert_eq!(events(&deaf_sink), ["talk"]);
+        assert_eq!(events(&loud_sink), ["shout", "talk"]);
+        assert_eq!(*lock(&loud_sink.1), [r#""HEY""#, r#""hey""#]);
+        assert_eq!(*lock(&plain_sink.1), [r#""hey""#, r#""hey""#]);
     }
 }

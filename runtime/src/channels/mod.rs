@@ -16,7 +16,7 @@ mod member;
 mod outgoing;
 mod registry;
 
-pub use authorizer::{Authorizer, Reply};
+pub use authorizer::{Assigns, Authorizer, JoinRefusal, JoinVerdict, Joined, Outbound, Reply};
 pub use connect::ConnectRefusal;
 pub use context::{
     AppData, ChannelContext, Disconnect, Handshake, Identity, JoinContext, LeaveReason,

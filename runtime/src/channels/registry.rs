@@ -120,6 +120,8 @@ pub(crate) struct Channel {
 pub struct Registry {
     router: matchit::Router<usize>,
     channels: Vec<Channel>,
+    /// Some channel filters events per member (`Authorizer::INTERCEPT`).
+    intercepts: bool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -193,7 +195,12 @@ impl Registry {
                 handler: (registration.make)(),
             });
         }
-        Ok(Registry { router, channels })
+        let intercepts = channels.iter().any(|c| !c.handler.intercept().is_empty());
+        Ok(Registry {
+            router,
+            channels,
+            intercepts,
+        })
     }
 
     /// How many channel types are registered.
@@ -222,6 +229,11 @@ impl Registry {
             .map(|(k, v)| (if k == UNNAMED { "*" } else { k }.to_owned(), v.to_owned()))
             .collect();
         Some((channel, params))
+    }
+
+    /// Whether some channel type filters events per member.
+    pub(crate) fn intercepts_any(&self) -> bool {
+        self.intercepts
     }
 
     /// Whether some pattern matches `name`.

@@ -135,7 +135,14 @@ impl Listener for Link {
                     payload.arg(1).map(ToOwned::to_owned),
                     0,
                     move |verdict| match verdict {
-                        Ok(()) => reply_ok(ack),
+                        Ok(None) => reply_ok(ack),
+                        Ok(Some(response)) => reply(
+                            ack,
+                            &Joined {
+                                status: "ok",
+                                response: &response,
+                            },
+                        ),
                         Err(err) => reply_error(ack, err.reason()),
                     },
                 ),
@@ -177,6 +184,13 @@ struct Status<'a> {
     status: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+}
+
+/// The answer to a join with a reply: `{"status":"ok","response":R}`.
+#[derive(serde::Serialize)]
+struct Joined<'a> {
+    status: &'a str,
+    response: &'a serde_json::value::RawValue,
 }
 
 fn reply<T: serde::Serialize + ?Sized>(ack: Option<AckSender>, value: &T) {
