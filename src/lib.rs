@@ -15,7 +15,9 @@ pub use tidings_runtime::{
 #[doc(hidden)]
 pub mod __private {
     pub use inventory;
-    pub use tidings_runtime::channels::ChannelRegistration;
+    pub use tidings_runtime::channels::{
+        ChannelName, ChannelRegistration, FromParams, ParamError, param,
+    };
 }
 
 /// Fan-out across nodes (the Redis adapter, with the `redis` feature).

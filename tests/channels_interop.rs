@@ -109,15 +109,19 @@ impl Authorizer for PrivateChannel {
     }
 }
 
-/// `orders/:user_id/items/:item`: only the user whose id is `user_id`.
+/// `orders/:user_id/items/:item`, with typed parameters: only the user whose id is
+/// `user_id` (a name whose `user_id` is not a number is refused `invalid`).
 #[channel("orders/:user_id/items/:item")]
-#[derive(Default)]
-struct OrderItemChannel;
+struct OrderItemChannel {
+    user_id: u64,
+    item: String,
+}
 
 impl Authorizer for OrderItemChannel {
     async fn pass(&self, join: &JoinContext<'_>) -> bool {
         join.identity::<User>()
-            .is_some_and(|u| join.param_as::<u64>("user_id") == Some(u.id))
+            .is_some_and(|u| u.id == self.user_id)
+            && !self.item.is_empty()
     }
 }
 
@@ -505,6 +509,22 @@ fn emitter_refuses_unknown_channels_and_bad_events() {
         emitter
             .emit("message", "chats/1", &1)
             .expect("known channel"),
+        0
+    );
+    // A channel named by value: its Display is its name.
+    let order = OrderItemChannel {
+        user_id: 1,
+        item: "book".to_owned(),
+    };
+    assert_eq!(order.to_string(), "orders/1/items/book");
+    assert_eq!(
+        emitter
+            .emit("shipped", &order, &1)
+            .expect("a typed channel names a known channel"),
+        0
+    );
+    assert_eq!(
+        emitter.to(order).emit("shipped", &1).expect("by value too"),
         0
     );
     assert!(

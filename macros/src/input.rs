@@ -5,15 +5,14 @@
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::ext::IdentExt;
-use syn::{Ident, Item, Lit, LitStr};
+use syn::{Ident, Item, Lit, LitStr, Type};
 
-use crate::pattern::Pattern;
+use crate::pattern::{Pattern, Segment};
 
 /// The message for anything but a plain struct.
 const NOT_A_PLAIN_STRUCT: &str = "#[channel] must be on a struct without generic parameters";
 
 /// A validated `#[channel("...")] struct Name;`: all the expansion needs.
-#[derive(Debug)]
 pub(crate) struct Channel {
     /// The struct's name, with the user's span.
     pub(crate) ident: Ident,
@@ -21,8 +20,22 @@ pub(crate) struct Channel {
     pub(crate) type_name: String,
     /// The pattern as written.
     pub(crate) pattern: String,
+    /// The parsed pattern, for the generated `Display`.
+    pub(crate) segments: Vec<Segment>,
+    /// Typed parameters: when some field is named after a parameter, every parameter's field
+    /// (name, type) in pattern order, and the other fields (filled with `Default`). `None` for
+    /// a channel built with `Default` once.
+    pub(crate) typed: Option<Typed>,
     /// Where the pattern literal is, for the generated strings.
     pub(crate) pattern_span: Span,
+}
+
+/// The fields of a channel whose parameters are typed.
+pub(crate) struct Typed {
+    /// One per parameter, in pattern order: the parameter's name, its field and type.
+    pub(crate) params: Vec<(String, Ident, Type)>,
+    /// The fields that are no parameter.
+    pub(crate) others: Vec<Ident>,
 }
 
 /// Phase one: what was written, split but not judged.
@@ -100,13 +113,19 @@ pub(crate) fn validate(input: Input) -> syn::Result<Channel> {
             }
         }
     });
-    let ident = struct_ident(input.item, &mut errors);
+    let strukt = struct_item(input.item, &mut errors);
+    let typed = match (&strukt, &pattern) {
+        (Some(strukt), Some((literal, _, pattern))) => typed(strukt, pattern, literal, &mut errors),
+        _ => None,
+    };
     errors.finish()?;
-    match (ident, pattern) {
-        (Some(ident), Some((literal, source, _pattern))) => Ok(Channel {
-            type_name: ident.unraw().to_string(),
-            ident,
+    match (strukt, pattern) {
+        (Some(strukt), Some((literal, source, pattern))) => Ok(Channel {
+            type_name: strukt.ident.unraw().to_string(),
+            ident: strukt.ident,
             pattern: source,
+            segments: pattern.segments().to_vec(),
+            typed,
             pattern_span: literal.span(),
         }),
         // Every path that leaves one of them out pushed an error.
@@ -163,8 +182,72 @@ fn pattern_literal(input: &Input, errors: &mut Errors) -> Option<LitStr> {
     }
 }
 
-/// The struct's name, or `None` after pushing why this item cannot be a channel.
-fn struct_ident(item: syn::Result<Item>, errors: &mut Errors) -> Option<Ident> {
+/// The typed parameters of `strukt`, when some named field is called after a parameter of
+/// `pattern`; then every parameter needs a field (errors pushed otherwise).
+fn typed(
+    strukt: &syn::ItemStruct,
+    pattern: &Pattern,
+    literal: &LitStr,
+    errors: &mut Errors,
+) -> Option<Typed> {
+    let syn::Fields::Named(fields) = &strukt.fields else {
+        return None;
+    };
+    let names: Vec<Option<&str>> = pattern.segments().iter().map(Segment::name).collect();
+    let is_param = |field: &Ident| names.contains(&Some(field.unraw().to_string().as_str()));
+    if !fields
+        .named
+        .iter()
+        .filter_map(|f| f.ident.as_ref())
+        .any(is_param)
+    {
+        return None;
+    }
+    let mut params = Vec::new();
+    for segment in pattern.segments() {
+        match segment {
+            Segment::Literal(_) => {}
+            Segment::Wildcard { name: None, .. } => errors.push(syn::Error::new(
+                literal.span(),
+                format!(
+                    "the wildcard of `{}` has no name, so no field can hold it: name it, like \"room:*id\"",
+                    strukt.ident
+                ),
+            )),
+            Segment::Param(name)
+            | Segment::CatchAll(name)
+            | Segment::Wildcard {
+                name: Some(name), ..
+            } => {
+                let field = fields.named.iter().find(|f| {
+                    f.ident
+                        .as_ref()
+                        .is_some_and(|ident| ident.unraw() == name.as_str())
+                });
+                match field.and_then(|f| f.ident.clone().map(|ident| (ident, f.ty.clone()))) {
+                    Some((ident, ty)) => params.push((name.clone(), ident, ty)),
+                    None => errors.push(syn::Error::new(
+                        literal.span(),
+                        format!(
+                            "parameter `{name}` has no field in `{}`: a channel with typed parameters has a field for each (`{name}: T`, T: FromStr + Display)",
+                            strukt.ident
+                        ),
+                    )),
+                }
+            }
+        }
+    }
+    let others = fields
+        .named
+        .iter()
+        .filter_map(|f| f.ident.clone())
+        .filter(|ident| !is_param(ident))
+        .collect();
+    Some(Typed { params, others })
+}
+
+/// The struct, or `None` after pushing why this item cannot be a channel.
+fn struct_item(item: syn::Result<Item>, errors: &mut Errors) -> Option<syn::ItemStruct> {
     let item = match item {
         Ok(item) => item,
         Err(error) => {
@@ -173,7 +256,7 @@ fn struct_ident(item: syn::Result<Item>, errors: &mut Errors) -> Option<Ident> {
         }
     };
     let head = match item {
-        Item::Struct(item) if item.generics.params.is_empty() => return Some(item.ident),
+        Item::Struct(item) if item.generics.params.is_empty() => return Some(item),
         Item::Struct(item) => item.generics.to_token_stream(),
         Item::Enum(item) => head(item.enum_token, &item.ident),
         Item::Union(item) => head(item.union_token, &item.ident),

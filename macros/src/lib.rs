@@ -39,7 +39,33 @@
 //! # Requirements
 //!
 //! The attribute goes on a struct without generic parameters, which must implement
-//! `tidings::Authorizer` and `Default` (the registry builds one instance with `Default`).
+//! `tidings::Authorizer`, and either:
+//!
+//! - `Default`: the registry builds one value, and hooks read the params with
+//!   `join.param("id")`; or
+//! - **typed parameters**: fields named after the pattern's parameters, whose types implement
+//!   `FromStr` and `Display`. A value is built from each concrete name (a name whose params do
+//!   not parse is refused `invalid`), so `pass(&self, ..)` sees `self.id`; other fields get
+//!   `Default::default()`. The struct then implements `Display` (its channel's name) and
+//!   `ChannelName`, so `emitter.emit("message", ChatChannel { id: 1 }, &msg)` names its
+//!   channel by value, and a typo is a compile error.
+//!
+//! ```
+//! use tidings::{channel, Authorizer, JoinContext};
+//!
+//! #[channel("rooms/:id")]
+//! pub struct RoomChannel {
+//!     pub id: u64,
+//! }
+//!
+//! impl Authorizer for RoomChannel {
+//!     async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+//!         self.id < 100
+//!     }
+//! }
+//!
+//! assert_eq!(RoomChannel { id: 7 }.to_string(), "rooms/7");
+//! ```
 //!
 //! ```compile_fail,E0277
 //! #[tidings::channel("chats/:id")]

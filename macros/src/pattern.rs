@@ -244,15 +244,14 @@ impl Pattern {
     }
 
     /// The segments, in order.
-    #[cfg(test)]
     pub(crate) fn segments(&self) -> &[Segment] {
         &self.segments
     }
 }
 
 impl Segment {
-    /// The parameter's name, for `:name` and `*name`.
-    fn name(&self) -> Option<&str> {
+    /// The parameter's name, for `:name`, `*name` and a named wildcard.
+    pub(crate) fn name(&self) -> Option<&str> {
         match self {
             Segment::Literal(_) | Segment::Wildcard { name: None, .. } => None,
             Segment::Param(name)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::{FromRequest, HttpRequest, dev::Payload as HttpPayload, web};
 use serde::Serialize;
 
-use crate::channels::{EmitError, Hub, MemberId};
+use crate::channels::{ChannelName, EmitError, Hub, MemberId};
 use crate::payload::Payload;
 
 /// Pushes events to the members of channels. Take it as a handler argument, or clone it into
@@ -37,6 +37,9 @@ impl SocketEmitter {
     /// `payload` (any `Serialize`; [`crate::Binary`] values inside go as binary attachments).
     /// Returns how many connections on this node it was queued for.
     ///
+    /// `channel` is a name (`"chats/1"`) or a value of a `#[channel]` type with typed
+    /// parameters (`ChatChannel { id: 1 }`), which names its channel.
+    ///
     /// # Errors
     /// [`EmitError::UnknownChannel`] when no `#[channel]` pattern matches `channel`,
     /// [`EmitError::InvalidEvent`] for an empty event name or one with `/`,
@@ -44,17 +47,17 @@ impl SocketEmitter {
     pub fn emit<T: Serialize + ?Sized>(
         &self,
         event: &str,
-        channel: &str,
+        channel: impl ChannelName,
         payload: &T,
     ) -> Result<usize, EmitError> {
         self.to(channel).emit(event, payload)
     }
 
     /// Targets `channel`, for options such as [`EmitTo::except`].
-    pub fn to<'a>(&'a self, channel: &'a str) -> EmitTo<'a> {
+    pub fn to(&self, channel: impl ChannelName) -> EmitTo<'_> {
         EmitTo {
             emitter: self,
-            channel,
+            channel: channel.channel_name().into_owned(),
             except: Except::Nobody,
         }
     }
@@ -70,7 +73,7 @@ impl SocketEmitter {
 #[must_use = "an EmitTo does nothing until .emit() is called"]
 pub struct EmitTo<'a> {
     emitter: &'a SocketEmitter,
-    channel: &'a str,
+    channel: String,
     /// The member left out: none, this one, or text that is no member id (an error at emit).
     except: Except,
 }
@@ -111,7 +114,7 @@ impl EmitTo<'_> {
         let payload = Payload::from_serialize(payload)?;
         self.emitter
             .hub
-            .broadcast(self.channel, event, payload, except)
+            .broadcast(&self.channel, event, payload, except)
     }
 }
 

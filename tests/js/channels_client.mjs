@@ -293,7 +293,8 @@ const scenarios = {
     await subscribe(alice, refused("unauthorized"), "private/bob");
     await subscribe(alice, OK, "orders/1/items/9");
     await subscribe(alice, refused("unauthorized"), "orders/2/items/9");
-    await subscribe(alice, refused("unauthorized"), "orders/x/items/9");
+    // Typed parameters: a user_id that is no number does not parse.
+    await subscribe(alice, refused("invalid"), "orders/x/items/9");
     await subscribe(alice, OK, "files/public/a/b");
     await subscribe(alice, refused("unauthorized"), "files/secret/x");
 

@@ -319,7 +319,6 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// [`Authorizer`] in object-safe form, implemented for every authorizer.
 pub(crate) trait ErasedChannel: Send + Sync + 'static {
     fn join<'a>(&'a self, join: &'a JoinContext<'a>) -> BoxFuture<'a, JoinVerdict>;
-    fn intercept(&self) -> &'static [&'static str];
     fn handle_out(&self, event: &str, payload: &Payload, ctx: &ChannelContext<'_>) -> Outbound;
     fn joined<'a>(&'a self, ctx: &'a ChannelContext<'a>) -> BoxFuture<'a, ()>;
     fn left<'a>(
@@ -338,10 +337,6 @@ pub(crate) trait ErasedChannel: Send + Sync + 'static {
 impl<T: Authorizer> ErasedChannel for T {
     fn join<'a>(&'a self, join: &'a JoinContext<'a>) -> BoxFuture<'a, JoinVerdict> {
         Box::pin(Authorizer::join(self, join))
-    }
-
-    fn intercept(&self) -> &'static [&'static str] {
-        T::INTERCEPT
     }
 
     fn handle_out(&self, event: &str, payload: &Payload, ctx: &ChannelContext<'_>) -> Outbound {

@@ -140,6 +140,10 @@ impl Hub {
             .registry
             .resolve(channel)
             .ok_or(JoinError::UnknownChannel)?;
+        let handler = entry.instance(&params).map_err(|err| {
+            tracing::debug!(channel, %err, "join refused");
+            JoinError::Invalid("invalid channel parameters")
+        })?;
         let join = JoinContext {
             channel,
             params: &params,
@@ -147,9 +151,7 @@ impl Hub {
             member,
             hub: self,
         };
-        let verdict = AssertUnwindSafe(entry.handler.join(&join))
-            .catch_unwind()
-            .await;
+        let verdict = AssertUnwindSafe(handler.join(&join)).catch_unwind().await;
         let (reply, assigns) = match verdict {
             Ok(Ok(joined)) => joined.into_parts(),
             Ok(Err(refusal)) if refusal.reason() == "unauthorized" => {
@@ -183,7 +185,7 @@ impl Hub {
             member,
             hub: self,
         };
-        if AssertUnwindSafe(entry.handler.joined(&ctx))
+        if AssertUnwindSafe(handler.joined(&ctx))
             .catch_unwind()
             .await
             .is_err()
@@ -223,14 +225,16 @@ impl Hub {
             }
         }
         tracing::debug!(channel, member = %member.id(), %reason, "left");
-        if let Some((entry, params)) = self.registry.resolve(channel) {
+        if let Some((entry, params)) = self.registry.resolve(channel)
+            && let Ok(handler) = entry.instance(&params)
+        {
             let ctx = ChannelContext {
                 channel,
                 params: &params,
                 member,
                 hub: self,
             };
-            if AssertUnwindSafe(entry.handler.left(&ctx, reason))
+            if AssertUnwindSafe(handler.left(&ctx, reason))
                 .catch_unwind()
                 .await
                 .is_err()
@@ -262,13 +266,17 @@ impl Hub {
             .registry
             .resolve(channel)
             .ok_or(EventError::NotSubscribed)?;
+        // It joined, so its params parsed then and do now.
+        let handler = entry
+            .instance(&params)
+            .map_err(|_| EventError::NotSubscribed)?;
         let ctx = ChannelContext {
             channel,
             params: &params,
             member,
             hub: self,
         };
-        AssertUnwindSafe(entry.handler.handle_in(event, payload, &ctx))
+        AssertUnwindSafe(handler.handle_in(event, payload, &ctx))
             .catch_unwind()
             .await
             .map_err(|_| {
@@ -346,7 +354,7 @@ impl Hub {
         }
         self.registry
             .resolve(message.channel())
-            .filter(|(entry, _)| entry.handler.intercept().contains(&message.event()))
+            .filter(|(entry, _)| entry.intercept.contains(&message.event()))
     }
 
     /// Delivers an intercepted event: each member's `handle_out` keeps, drops or rewrites it.
@@ -368,6 +376,9 @@ impl Hub {
                     .collect()
             })
             .unwrap_or_default();
+        let Ok(handler) = entry.instance(params) else {
+            return 0;
+        };
         let mut delivered = 0;
         for (member, tag) in recipients {
             let ctx = ChannelContext {
@@ -377,9 +388,7 @@ impl Hub {
                 hub: self,
             };
             let outbound = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                entry
-                    .handler
-                    .handle_out(message.event(), message.payload(), &ctx)
+                handler.handle_out(message.event(), message.payload(), &ctx)
             }));
             let sent = match outbound {
                 Ok(Outbound::Keep) => member.sink.deliver(message, tag),

@@ -26,4 +26,6 @@ pub use fanout::{Fanout, FanoutError};
 pub use hub::{ChannelLimits, Hub};
 pub use member::{InvalidMemberId, MAX_PENDING, Member, MemberId, MemberTag, Overloaded};
 pub use outgoing::{Encoded, Encoding, Outgoing, Sink};
-pub use registry::{ChannelRegistration, Params, Registry};
+pub use registry::{
+    ChannelName, ChannelRegistration, FromParams, ParamError, Params, Registry, param,
+};

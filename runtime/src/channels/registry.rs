@@ -1,11 +1,84 @@
 //! The channel registry: every `#[channel]` of the binary (collected by `inventory`) in one
 //! `matchit` router, built once at start-up.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use super::authorizer::{Authorizer, ErasedChannel};
 use super::error::ChannelConfigError;
+
+/// A channel type whose parameters are typed fields (`#[channel("chats/:id")] struct
+/// ChatChannel { id: u64 }`): built from a concrete channel name's params for every join and
+/// hook. `#[channel]` implements it; applications never need to.
+pub trait FromParams: Sized {
+    /// The channel value for these params (in pattern order).
+    ///
+    /// # Errors
+    /// [`ParamError`] when a param does not parse into its field's type.
+    fn from_params(params: &[(String, String)]) -> Result<Self, ParamError>;
+}
+
+/// A channel name's parameter that does not fit its field: the join is refused `invalid`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("channel parameter `{name}` is not a valid {type_name}")]
+pub struct ParamError {
+    /// The parameter.
+    pub name: &'static str,
+    /// The field's type.
+    pub type_name: &'static str,
+}
+
+/// Param `name` of `params`, parsed (what generated `FromParams` code calls).
+///
+/// # Errors
+/// [`ParamError`] when it is missing or does not parse.
+pub fn param<T: FromStr>(params: &[(String, String)], name: &'static str) -> Result<T, ParamError> {
+    params
+        .iter()
+        .find(|(key, _)| key == name)
+        .and_then(|(_, value)| value.parse().ok())
+        .ok_or(ParamError {
+            name,
+            type_name: std::any::type_name::<T>(),
+        })
+}
+
+/// Something that names a concrete channel: a `&str` / `String` (`"chats/1"`), or a value of a
+/// `#[channel]` type with typed parameters (`ChatChannel { id: 1 }`), whose `Display` is its
+/// name, so that a typo in a channel's name is a compile error.
+pub trait ChannelName {
+    /// The concrete channel name.
+    fn channel_name(&self) -> Cow<'_, str>;
+}
+
+impl ChannelName for str {
+    fn channel_name(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl ChannelName for String {
+    fn channel_name(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl<T: ChannelName + ?Sized> ChannelName for &T {
+    fn channel_name(&self) -> Cow<'_, str> {
+        (**self).channel_name()
+    }
+}
+
+/// How a registration makes the channel value its hooks run on.
+#[derive(Debug, Clone, Copy)]
+enum Make {
+    /// One value for every name, made with `Default` when the registry is built.
+    Once(fn() -> Arc<dyn ErasedChannel>),
+    /// A value per concrete name, from its params.
+    PerName(fn(&Params) -> Result<Box<dyn ErasedChannel>, ParamError>),
+}
 
 /// One `#[channel]`, as the macro registers it: `'static` strings and a constructor.
 ///
@@ -14,7 +87,8 @@ use super::error::ChannelConfigError;
 pub struct ChannelRegistration {
     pattern: &'static str,
     type_name: &'static str,
-    make: fn() -> Arc<dyn ErasedChannel>,
+    make: Make,
+    intercept: &'static [&'static str],
 }
 
 impl ChannelRegistration {
@@ -27,7 +101,22 @@ impl ChannelRegistration {
         ChannelRegistration {
             pattern,
             type_name,
-            make: make::<T>,
+            make: Make::Once(make::<T>),
+            intercept: T::INTERCEPT,
+        }
+    }
+
+    /// A registration for `T` whose parameters are its fields: a value is built from the
+    /// params of each concrete name.
+    pub const fn typed<T: Authorizer + FromParams>(
+        pattern: &'static str,
+        type_name: &'static str,
+    ) -> Self {
+        ChannelRegistration {
+            pattern,
+            type_name,
+            make: Make::PerName(make_typed::<T>),
+            intercept: T::INTERCEPT,
         }
     }
 
@@ -44,6 +133,12 @@ impl ChannelRegistration {
 
 fn make<T: Authorizer + Default>() -> Arc<dyn ErasedChannel> {
     Arc::new(T::default())
+}
+
+fn make_typed<T: Authorizer + FromParams>(
+    params: &Params,
+) -> Result<Box<dyn ErasedChannel>, ParamError> {
+    Ok(Box::new(T::from_params(params)?))
 }
 
 inventory::collect!(ChannelRegistration);
@@ -113,7 +208,41 @@ fn route(pattern: &str) -> Result<String, String> {
 pub(crate) struct Channel {
     pub(crate) pattern: &'static str,
     pub(crate) type_name: &'static str,
-    pub(crate) handler: Arc<dyn ErasedChannel>,
+    handler: Handler,
+    /// The events filtered per member (`Authorizer::INTERCEPT`).
+    pub(crate) intercept: &'static [&'static str],
+}
+
+enum Handler {
+    Shared(Arc<dyn ErasedChannel>),
+    PerName(fn(&Params) -> Result<Box<dyn ErasedChannel>, ParamError>),
+}
+
+/// The channel value one call runs on: the shared one, or one built for the name.
+pub(crate) enum Instance<'a> {
+    Shared(&'a dyn ErasedChannel),
+    Owned(Box<dyn ErasedChannel>),
+}
+
+impl std::ops::Deref for Instance<'_> {
+    type Target = dyn ErasedChannel;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Instance::Shared(handler) => *handler,
+            Instance::Owned(handler) => handler.as_ref(),
+        }
+    }
+}
+
+impl Channel {
+    /// The channel value for a concrete name with these params.
+    pub(crate) fn instance(&self, params: &Params) -> Result<Instance<'_>, ParamError> {
+        match &self.handler {
+            Handler::Shared(handler) => Ok(Instance::Shared(handler.as_ref())),
+            Handler::PerName(make) => make(params).map(Instance::Owned),
+        }
+    }
 }
 
 /// All channel types of the application, in one router.
@@ -192,10 +321,14 @@ impl Registry {
             channels.push(Channel {
                 pattern: registration.pattern,
                 type_name: registration.type_name,
-                handler: (registration.make)(),
+                handler: match registration.make {
+                    Make::Once(make) => Handler::Shared(make()),
+                    Make::PerName(make) => Handler::PerName(make),
+                },
+                intercept: registration.intercept,
             });
         }
-        let intercepts = channels.iter().any(|c| !c.handler.intercept().is_empty());
+        let intercepts = channels.iter().any(|c| !c.intercept.is_empty());
         Ok(Registry {
             router,
             channels,

@@ -1,5 +1,6 @@
-//! Parameters, literal ':' and '*' inside segments, braces, raw identifiers, and a channel in
-//! a module, with strict lints.
+//! Parameters, a literal ':' inside segments, a Phoenix-style wildcard, braces, raw
+//! identifiers, a struct with a field that is no parameter, and a channel in a module, with
+//! strict lints.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -21,7 +22,8 @@ impl Authorizer for PostChannel {
 pub mod rooms {
     use tidings::{Authorizer, JoinContext};
 
-    /// Phoenix-style names: ':' and '*' are text when not at the start of a segment.
+    /// Phoenix-style names: ':' is text when not at the start of a segment, and `x*y` is a
+    /// wildcard (names whose last part starts with `x`, the rest as `y`).
     #[tidings::channel("room:lobby/x*y")]
     #[derive(Default)]
     pub struct r#Lobby;
@@ -62,6 +64,8 @@ fn main() {
     assert!(!registry.matches("users/1/posts"));
     assert!(!registry.matches("users/1/posts/2/3"));
     assert!(registry.matches("room:lobby/x*y"));
+    assert!(registry.matches("room:lobby/xanything"));
+    assert!(!registry.matches("room:lobby/y"));
     assert!(!registry.matches("room:other/x*y"));
     assert!(registry.matches("{raw}/7"));
     assert!(!registry.matches("raw/7"));
