@@ -29,14 +29,16 @@ use tidings::{
     SocketEmitter, Tidings, channel,
 };
 
-/// The public rooms: anyone may join `chats/<number>`.
+/// The public rooms: anyone may join `chats/<number>` (a name whose id is no number is refused
+/// `invalid` before `pass` runs: the id is a typed field).
 #[channel("chats/:id")]
-#[derive(Default)]
-pub struct ChatChannel;
+pub struct ChatChannel {
+    id: u64,
+}
 
 impl Authorizer for ChatChannel {
-    async fn pass(&self, join: &JoinContext<'_>) -> bool {
-        join.param_as::<u64>("id").is_some()
+    async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+        self.id > 0
     }
 }
 
@@ -101,7 +103,7 @@ async fn store(
     let Some(message) = read_message(&req, body).await? else {
         return Ok(HttpResponse::BadRequest().body("expected a non-empty `message` field"));
     };
-    emitter.emit("message", "chats/1", &NewMessage { message })?;
+    emitter.emit("message", ChatChannel { id: 1 }, &NewMessage { message })?;
     Ok(HttpResponse::NoContent().finish())
 }
 

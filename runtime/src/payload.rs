@@ -1,5 +1,13 @@
-//! Event arguments shared by every layer: JSON values kept as the raw text the peer sent (so
-//! they pass through byte for byte), plus binary attachments.
+//! Event payloads shared by every layer, whatever the protocol: JSON kept as the raw text the
+//! peer sent (so it passes through byte for byte), plus binary parts.
+//!
+//! A payload is a list of JSON arguments (most have one; Socket.IO clients may send several),
+//! in which a binary part stands as `{"_placeholder":true,"num":N}` pointing into the list of
+//! binary parts. That is the in-memory form of "JSON with binary parts" every gateway renders
+//! in its own way: Socket.IO as attachments (the same form, so nothing is re-encoded), a
+//! protocol that carries one value its first argument, a whole-binary payload
+//! ([`Payload::as_binary`]) as a binary message, and a protocol without binary its JSON with
+//! the parts rendered ([`Payload::to_json_with`], base64 say).
 
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
@@ -31,7 +39,7 @@ impl Payload {
         Self::default()
     }
 
-    /// One argument, serialized to JSON.
+    /// One argument, serialized to JSON; every [`Binary`] inside it becomes a binary part.
     ///
     /// # Errors
     /// When `value` cannot be serialized to JSON.
@@ -45,14 +53,76 @@ impl Payload {
         Payload { args, attachments }
     }
 
-    /// Appends one JSON argument.
+    /// Appends one JSON argument; every [`Binary`] inside it becomes a binary part.
     ///
     /// # Errors
     /// When `value` cannot be serialized to JSON.
+    ///
+    /// ```
+    /// use tidings_runtime::{Binary, Payload};
+    /// let mut payload = Payload::new();
+    /// payload.push(&"text").unwrap().push(&Binary::from(vec![7u8])).unwrap();
+    /// assert_eq!(payload.binary(1).unwrap().as_ref(), &[7]);
+    /// ```
     pub fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<&mut Self, PayloadError> {
-        let raw = serde_json::value::to_raw_value(value).map_err(PayloadError::Serialize)?;
+        let previous =
+            COLLECTOR.with(|c| c.borrow_mut().replace((self.attachments.len(), Vec::new())));
+        let raw = serde_json::value::to_raw_value(value);
+        let collected = COLLECTOR.with(|c| {
+            let mut slot = c.borrow_mut();
+            let collected = slot.take().map(|(_, parts)| parts).unwrap_or_default();
+            *slot = previous;
+            collected
+        });
+        let raw = raw.map_err(PayloadError::Serialize)?;
         self.args.push(raw);
+        self.attachments.extend(collected);
         Ok(self)
+    }
+
+    /// A payload that is one binary value (Phoenix's binary push, a binary WebSocket message).
+    pub fn from_binary(bytes: impl Into<Bytes>) -> Self {
+        let mut payload = Payload::new();
+        payload.push_binary(bytes);
+        payload
+    }
+
+    /// The whole payload, when it is exactly one binary value.
+    ///
+    /// ```
+    /// use tidings_runtime::Payload;
+    /// assert_eq!(Payload::from_binary(vec![1u8]).as_binary().map(|b| b.to_vec()), Some(vec![1]));
+    /// assert!(Payload::from_value(&1).unwrap().as_binary().is_none());
+    /// ```
+    pub fn as_binary(&self) -> Option<&Bytes> {
+        if self.args.len() == 1 {
+            self.binary(0)
+        } else {
+            None
+        }
+    }
+
+    /// Argument `index` as a JSON value, every binary part inside it replaced by what `render`
+    /// makes of it (for protocols without binary: base64 text, say).
+    ///
+    /// ```
+    /// use tidings_runtime::{Binary, Payload};
+    /// #[derive(serde::Serialize)]
+    /// struct Upload { name: &'static str, file: Binary }
+    /// let payload = Payload::from_serialize(&Upload { name: "a", file: Binary::from(vec![1u8, 2]) }).unwrap();
+    /// let json = payload.to_json_with(0, |bytes| serde_json::json!(bytes.len())).unwrap();
+    /// assert_eq!(json, serde_json::json!({"name": "a", "file": 2}));
+    /// ```
+    pub fn to_json_with(
+        &self,
+        index: usize,
+        render: impl Fn(&Bytes) -> serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        let mut value: serde_json::Value = serde_json::from_str(self.arg(index)?.get()).ok()?;
+        if !self.attachments.is_empty() {
+            replace_placeholders(&mut value, &self.attachments, &render);
+        }
+        Some(value)
     }
 
     /// Appends one binary argument (sent as an attachment).
@@ -157,6 +227,38 @@ fn placeholder_num(raw: &RawValue) -> Option<usize> {
     placeholder._placeholder.then_some(placeholder.num)
 }
 
+/// Replaces every placeholder inside `value` with what `render` makes of its part.
+fn replace_placeholders(
+    value: &mut serde_json::Value,
+    parts: &[Bytes],
+    render: &impl Fn(&Bytes) -> serde_json::Value,
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("_placeholder") == Some(&serde_json::Value::Bool(true)) {
+                let part = map
+                    .get("num")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .and_then(|n| parts.get(n));
+                if let Some(part) = part {
+                    *value = render(part);
+                }
+                return;
+            }
+            for item in map.values_mut() {
+                replace_placeholders(item, parts, render);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                replace_placeholders(item, parts, render);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn mark_placeholders(value: &serde_json::Value, used: &mut [bool]) -> Result<(), PayloadError> {
     match value {
         serde_json::Value::Object(map) => {
@@ -207,8 +309,9 @@ pub enum PayloadError {
 }
 
 thread_local! {
-    /// Attachments collected while [`Payload::from_serialize`] runs on this thread.
-    static COLLECTOR: std::cell::RefCell<Option<Vec<Bytes>>> = const { std::cell::RefCell::new(None) };
+    /// Binary parts collected while a value is serialized into a payload on this thread, and
+    /// how many parts the payload already had (the first collected one's number).
+    static COLLECTOR: std::cell::RefCell<Option<(usize, Vec<Bytes>)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Bytes that travel as a binary attachment when part of an emitted payload, at any depth.
@@ -235,9 +338,9 @@ impl<T: Into<Bytes>> From<T> for Binary {
 impl Serialize for Binary {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let num = COLLECTOR.with(|c| {
-            c.borrow_mut().as_mut().map(|attachments| {
-                attachments.push(self.0.clone());
-                attachments.len() - 1
+            c.borrow_mut().as_mut().map(|(first, parts)| {
+                parts.push(self.0.clone());
+                *first + parts.len() - 1
             })
         });
         match num {
@@ -260,18 +363,55 @@ impl Payload {
     /// # Errors
     /// When `value` cannot be serialized to JSON.
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, PayloadError> {
-        let previous = COLLECTOR.with(|c| c.borrow_mut().replace(Vec::new()));
-        let raw = serde_json::value::to_raw_value(value);
-        let attachments = COLLECTOR.with(|c| {
-            let mut slot = c.borrow_mut();
-            let collected = slot.take().unwrap_or_default();
-            *slot = previous;
-            collected
-        });
-        let raw = raw.map_err(PayloadError::Serialize)?;
-        Ok(Payload {
-            args: vec![raw],
-            attachments,
-        })
+        Self::from_value(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_parts_are_numbered_across_pushes_and_nested_payloads() {
+        let mut payload = Payload::new();
+        payload.push_binary(vec![0u8]);
+        payload
+            .push(&serde_json::json!({"a": 1}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        payload
+            .push(&(Binary::from(vec![1u8]), Binary::from(vec![2u8])))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            payload.arg(2).map(RawValue::get),
+            Some(r#"[{"_placeholder":true,"num":1},{"_placeholder":true,"num":2}]"#)
+        );
+        assert_eq!(payload.attachments().len(), 3);
+        assert!(payload.validate_placeholders().is_ok());
+
+        // A payload built while another is being serialized keeps its own numbering, and the
+        // outer one gets its parts back afterwards.
+        struct Nested;
+        impl Serialize for Nested {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let inner = Payload::from_value(&Binary::from(vec![9u8]))
+                    .map_err(serde::ser::Error::custom)?;
+                assert_eq!(inner.attachments().len(), 1);
+                Binary::from(vec![8u8]).serialize(serializer)
+            }
+        }
+        let outer = Payload::from_value(&(Binary::from(vec![7u8]), Nested))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            outer.attachments().iter().map(|b| b[0]).collect::<Vec<_>>(),
+            [7, 8]
+        );
+        assert!(outer.validate_placeholders().is_ok());
+        // Outside any payload, Binary is plain bytes.
+        assert_eq!(
+            serde_json::to_string(&Binary::from(vec![1u8, 2]))
+                .ok()
+                .as_deref(),
+            Some("[1,2]")
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! Every node publishes each emit to the Redis channel `<prefix><channel>`
 //! (`tidings:chats/1` by default), and subscribes to the Redis channels of exactly the tidings
 //! channels it has local members in. A node that receives a publication from another node hands
-//! it to its own members with [`Hub::deliver`]; its own publications come back to it too and
+//! it to its own members with [`LocalDelivery::deliver`]; its own publications come back to it too and
 //! are ignored (each envelope names the node it comes from).
 //!
 //! # The envelope
@@ -21,7 +21,7 @@
 //! | args | 4, then per argument 4 + n | the raw JSON arguments |
 //! | attachments | 4, then per attachment 4 + n | the binary parts |
 //!
-//! The receiving node hands the event to its members once ([`Hub::deliver`]); each of its
+//! The receiving node hands the event to its members once ([`LocalDelivery::deliver`]); each of its
 //! gateways encodes it once for all of its connections, as for a local emit.
 
 //! # Faults
@@ -65,7 +65,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::channels::{Fanout, FanoutError, Hub, MemberId, Outgoing};
+use crate::channels::{Fanout, FanoutError, LocalDelivery, MemberId, Outgoing};
 use crate::payload::Payload;
 use crate::sync::lock;
 
@@ -199,7 +199,7 @@ impl RedisFanout {
 }
 
 impl Fanout for RedisFanout {
-    fn start(&self, hub: Weak<Hub>) {
+    fn start(&self, hub: Weak<dyn LocalDelivery>) {
         let Some(receivers) = lock(&self.receivers).take() else {
             tracing::error!("a RedisFanout serves one hub; it was started twice, ignored");
             return;
@@ -304,7 +304,7 @@ struct Worker {
     prefix: String,
     node: NodeId,
     shared: Arc<Shared>,
-    hub: Weak<Hub>,
+    hub: Weak<dyn LocalDelivery>,
 }
 
 impl Worker {

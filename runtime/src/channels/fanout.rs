@@ -2,23 +2,31 @@
 
 use std::sync::Weak;
 
-use super::hub::Hub;
 use super::member::MemberId;
 use super::outgoing::Outgoing;
+
+/// What a fan-out may do with the hub it serves: hand it events other nodes published (the
+/// hub implements it; [`Hub::deliver`](super::Hub::deliver)).
+pub trait LocalDelivery: Send + Sync + 'static {
+    /// Hands `message` to the members of its channel on this node (but `except`); returns how
+    /// many it was queued for.
+    fn deliver(&self, message: &Outgoing, except: Option<MemberId>) -> usize;
+}
 
 /// Fan-out beyond this process.
 ///
 /// The hub delivers every emit to its own members first, then hands it to the fan-out; the
-/// fan-out delivers what other nodes publish through [`Hub::deliver`] on the hub it was
-/// started with. It is told when a channel gets its first local member and loses its last, so
+/// fan-out delivers what other nodes publish through the [`LocalDelivery`] it was started
+/// with. It is told when a channel gets its first local member and loses its last, so
 /// a node only listens to channels it has members in.
 ///
 /// The hub calls [`Fanout::channel_opened`] and [`Fanout::channel_closed`] while it holds a
 /// lock on its subscriptions, and [`Fanout::publish`] from the emitting task: none of the
 /// three may wait (hand the work to a task of the adapter's own).
 pub trait Fanout: Send + Sync + 'static {
-    /// Starts the fan-out for `hub` (called once, when the hub is built).
-    fn start(&self, hub: Weak<Hub>);
+    /// Starts the fan-out for `hub` (called once, when the hub is built; the fan-out holds it
+    /// weakly and stops when it is gone).
+    fn start(&self, hub: Weak<dyn LocalDelivery>);
 
     /// Sends an emit made on this node to the other nodes.
     ///

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use super::authorizer::{Outbound, Reply};
 use super::context::{AppData, ChannelContext, JoinContext, LeaveReason};
 use super::error::{EmitError, EventError, JoinError};
-use super::fanout::Fanout;
+use super::fanout::{Fanout, LocalDelivery};
 use super::member::{Member, MemberId, MemberTag};
 use super::outgoing::Outgoing;
 use super::registry::{Channel, Params, Registry};
@@ -86,7 +86,8 @@ impl Hub {
             fanout,
         });
         if let Some(fanout) = &hub.fanout {
-            fanout.start(Arc::downgrade(&hub));
+            let delivery: Arc<dyn LocalDelivery> = hub.clone();
+            fanout.start(Arc::downgrade(&delivery));
         }
         hub
     }
@@ -432,5 +433,11 @@ impl Hub {
             return Err(JoinError::Invalid("control character in channel name"));
         }
         Ok(())
+    }
+}
+
+impl LocalDelivery for Hub {
+    fn deliver(&self, message: &Outgoing, except: Option<MemberId>) -> usize {
+        Hub::deliver(self, message, except)
     }
 }

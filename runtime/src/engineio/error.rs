@@ -99,6 +99,9 @@ pub enum CloseReason {
     /// The peer sent something that could not be decoded.
     #[error("parse error: {0}")]
     ParseError(String),
+    /// A WebSocket text frame that is not UTF-8 (WebSocket close 1007).
+    #[error("parse error: invalid UTF-8 in a text frame")]
+    InvalidUtf8,
     /// The peer broke the protocol (overlapping polls, a packet out of place).
     #[error("protocol violation: {0}")]
     ProtocolViolation(&'static str),

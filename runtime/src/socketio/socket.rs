@@ -101,6 +101,7 @@ impl From<&CloseReason> for DisconnectReason {
             CloseReason::TransportClose => DisconnectReason::TransportClose,
             CloseReason::PingTimeout => DisconnectReason::PingTimeout,
             CloseReason::ParseError(_)
+            | CloseReason::InvalidUtf8
             | CloseReason::ProtocolViolation(_)
             | CloseReason::PayloadTooLarge => DisconnectReason::ParseError,
             CloseReason::QueueFull => DisconnectReason::SlowConsumer,

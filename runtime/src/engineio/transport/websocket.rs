@@ -241,9 +241,7 @@ impl<H: EngineHandler> Connection<H> {
                 }
             };
             return if text {
-                let text = ByteString::try_from(bytes).map_err(|_| {
-                    CloseReason::ParseError("invalid UTF-8 in a text frame".to_owned())
-                })?;
+                let text = ByteString::try_from(bytes).map_err(|_| CloseReason::InvalidUtf8)?;
                 match Packet::decode_text(text, false) {
                     Ok(packet) => Ok(Some(Incoming::Message(packet))),
                     Err(err) => Err(CloseReason::ParseError(err.to_string())),
@@ -373,7 +371,7 @@ impl<H: EngineHandler> Connection<H> {
         }
         let code = match &reason {
             CloseReason::PayloadTooLarge => CloseCode::Size,
-            CloseReason::ParseError(reason) if reason.contains("UTF-8") => CloseCode::Invalid,
+            CloseReason::InvalidUtf8 => CloseCode::Invalid,
             CloseReason::ParseError(_) | CloseReason::ProtocolViolation(_) => CloseCode::Protocol,
             CloseReason::QueueFull => CloseCode::Policy,
             CloseReason::ServerShutdown => CloseCode::Away,
