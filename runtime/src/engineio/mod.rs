@@ -6,6 +6,7 @@
 
 mod config;
 mod error;
+mod heartbeat;
 mod outbox;
 mod packet;
 mod payload;

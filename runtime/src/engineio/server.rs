@@ -1,27 +1,25 @@
-//! The Engine.IO server: the session table, request routing and validation, the handshake,
-//! and the heartbeat that supervises every session.
+//! The Engine.IO server: the session table, request routing and validation, and the
+//! handshake (the heartbeat that supervises every session is in `heartbeat`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use bytes::Bytes;
 use bytestring::ByteString;
 use serde::Deserialize;
-use tokio::time::Instant;
 
 use super::config::EngineConfig;
 use super::error::{CloseReason, RequestError};
+use super::heartbeat::{self, Heartbeat};
 use super::outbox::Limits;
-use super::packet::{Frame, Packet};
+use super::packet::Packet;
 use super::session::{Closing, Handshake, Session, TransportKind};
 use super::sid::Sid;
-use super::tcp;
 use super::transport;
 use crate::origin::Verdict;
-use crate::sync::{lock, read, write};
+use crate::sync::{read, write};
 
 /// A message for the layer above Engine.IO.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,27 +105,11 @@ impl<S> Clone for Entry<S> {
 pub(crate) struct EngineInner<H: EngineHandler> {
     pub(crate) config: EngineConfig,
     pub(crate) handler: H,
-    sessions: RwLock<HashMap<Sid, Entry<H::State>>>,
+    pub(super) sessions: RwLock<HashMap<Sid, Entry<H::State>>>,
     /// The sessions the heartbeat task watches, and whether that task runs.
-    heartbeat: Mutex<Heartbeat>,
+    pub(super) heartbeat: Mutex<Heartbeat>,
     /// Sessions closed and waiting for the heartbeat task to clean them up.
-    closing: Arc<Closing>,
-}
-
-/// What the heartbeat task works through on each tick.
-struct Heartbeat {
-    watched: Vec<Watched>,
-    /// Whether the task runs; it ends when nothing is left to watch, and the next session
-    /// starts it again.
-    running: bool,
-}
-
-/// One open session, as the heartbeat sees it.
-struct Watched {
-    session: Arc<Session>,
-    /// When the next ping is due, or, while a pong is awaited, when the wait ends.
-    due: Instant,
-    awaiting_pong: bool,
+    pub(super) closing: Arc<Closing>,
 }
 
 #[derive(Deserialize)]
@@ -140,7 +122,7 @@ struct EngineQuery {
 
 impl<H: EngineHandler> EngineInner<H> {
     /// The open session with this id.
-    fn lookup(&self, sid: Sid) -> Option<Entry<H::State>> {
+    pub(super) fn lookup(&self, sid: Sid) -> Option<Entry<H::State>> {
         read(&self.sessions).get(&sid).cloned()
     }
 }
@@ -153,10 +135,7 @@ impl<H: EngineHandler> Engine<H> {
                 config,
                 handler,
                 sessions: RwLock::new(HashMap::new()),
-                heartbeat: Mutex::new(Heartbeat {
-                    watched: Vec::new(),
-                    running: false,
-                }),
+                heartbeat: Mutex::new(Heartbeat::new()),
                 closing: Arc::default(),
             }),
         }
@@ -332,22 +311,8 @@ impl<H: EngineHandler> Engine<H> {
         let entry = Entry { session, state };
         write(&self.inner.sessions).insert(entry.session.sid(), entry.clone());
         tracing::debug!(sid = %entry.session.sid(), transport = transport.as_str(), "session opened");
-        self.watch(entry.session.clone());
+        heartbeat::watch(&self.inner, entry.session.clone());
         Ok((entry, open))
-    }
-
-    /// Puts a new session under the heartbeat, starting the heartbeat task if it is not running.
-    fn watch(&self, session: Arc<Session>) {
-        let mut heartbeat = lock(&self.inner.heartbeat);
-        heartbeat.watched.push(Watched {
-            session,
-            due: Instant::now() + self.inner.config.ping_interval,
-            awaiting_pong: false,
-        });
-        if !heartbeat.running {
-            heartbeat.running = true;
-            tokio::spawn(run_heartbeat(self.inner.clone()));
-        }
     }
 
     fn open_polling(&self, req: &HttpRequest) -> Result<HttpResponse, RequestError> {
@@ -377,159 +342,4 @@ impl<H: EngineHandler> Engine<H> {
             )),
         }
     }
-}
-
-/// How often the heartbeat looks at its sessions: a tenth of the shorter of the ping interval
-/// and timeout, between 5 ms and 500 ms (pings go out up to that much early; a session whose
-/// pong is late is closed on time, by a wake-up at its deadline).
-fn tick(config: &EngineConfig) -> Duration {
-    (config.ping_interval.min(config.ping_timeout) / 10)
-        .clamp(Duration::from_millis(5), Duration::from_millis(500))
-}
-
-/// The heartbeat of every session of an engine, on one task (not one per session): pings each
-/// session one `ping_interval` after its handshake and then an interval after each pong, and
-/// closes it when a pong is later than `ping_timeout`. It also cleans up closed sessions at
-/// once: removes them from the table and tells the handler. It ends when no session is left.
-async fn run_heartbeat<H: EngineHandler>(engine: Arc<EngineInner<H>>) {
-    let mut running = Running {
-        engine: &engine,
-        armed: true,
-    };
-    let ping = Packet::Ping(ByteString::new()).encode();
-    let tick = tick(&engine.config);
-    let mut wake_at = Instant::now() + tick;
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep_until(wake_at) => {}
-            () = engine.closing.wake.notified() => {}
-        }
-        let now = Instant::now();
-        if now >= wake_at {
-            let deadline = beat(&engine, now, tick, &ping);
-            wake_at = deadline.map_or(now + tick, |deadline| deadline.min(now + tick));
-        }
-        for sid in engine.closing.take() {
-            reap(&engine, sid);
-        }
-        let mut heartbeat = lock(&engine.heartbeat);
-        // A session is queued in `closing` before it shows as closed, so an empty watch list
-        // and an empty queue mean nothing is left to do.
-        if heartbeat.watched.is_empty() && engine.closing.is_empty() {
-            heartbeat.running = false;
-            running.armed = false;
-            return;
-        }
-    }
-}
-
-/// Marks the heartbeat task as gone when it is dropped unfinished (its runtime shut down), so
-/// that the next session starts a new one.
-struct Running<'a, H: EngineHandler> {
-    engine: &'a EngineInner<H>,
-    armed: bool,
-}
-
-impl<H: EngineHandler> Drop for Running<'_, H> {
-    fn drop(&mut self) {
-        if self.armed {
-            lock(&self.engine.heartbeat).running = false;
-        }
-    }
-}
-
-/// One look at every watched session: pings the ones due before the next tick (a ping may go
-/// up to a tick early, never late), closes the ones whose pong is late, and stops watching the
-/// closed ones. Returns the earliest moment a pong still awaited is due, so that a silent
-/// session is closed on time, not up to a tick late.
-fn beat<H: EngineHandler>(
-    engine: &EngineInner<H>,
-    now: Instant,
-    tick: Duration,
-    ping: &Frame,
-) -> Option<Instant> {
-    let config = &engine.config;
-    let mut heartbeat = lock(&engine.heartbeat);
-    let mut earliest: Option<Instant> = None;
-    heartbeat.watched.retain_mut(|watched| {
-        let session = &watched.session;
-        if session.is_closed() {
-            return false;
-        }
-        if watched.awaiting_pong {
-            if session.has_ponged() {
-                watched.awaiting_pong = false;
-                watched.due = now + config.ping_interval;
-            } else if now >= watched.due {
-                session.close(CloseReason::PingTimeout);
-                return false;
-            }
-        } else if now + tick >= watched.due {
-            session.clear_pong();
-            if session.send(ping.clone()).is_err() {
-                return false;
-            }
-            watched.awaiting_pong = true;
-            watched.due = now + config.ping_timeout;
-        }
-        if watched.awaiting_pong {
-            earliest = Some(earliest.map_or(watched.due, |e| e.min(watched.due)));
-        }
-        true
-    });
-    earliest
-}
-
-/// How long a WebSocket connection may stay open once its session has ended with nothing left
-/// to write but the close frame; then its TCP connection is shut down (see [`tcp::on_connect`]).
-const CLOSE_LINGER: Duration = Duration::from_millis(500);
-
-/// How long a polling session closed by the server waits for the poll that carries the close.
-const POLL_CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// Cleans up a closed session: out of the table, then the handler hears of it.
-fn reap<H: EngineHandler>(engine: &Arc<EngineInner<H>>, sid: Sid) {
-    let Some(entry) = engine.lookup(sid) else {
-        return;
-    };
-    let session = &entry.session;
-    // A polling client hears of a close from the server only through its next poll: keep the
-    // session reachable a moment, so that poll gets the close packet, not "unknown sid".
-    if session.transport() == TransportKind::Polling
-        && session
-            .close_reason()
-            .is_some_and(CloseReason::awaits_delivery)
-    {
-        let grace = engine.config.ping_interval.min(POLL_CLOSE_GRACE);
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(grace, entry.session.close_delivered()).await;
-            forget(&engine, &entry);
-        });
-    } else {
-        forget(engine, &entry);
-    }
-}
-
-fn forget<H: EngineHandler>(engine: &EngineInner<H>, entry: &Entry<H::State>) {
-    let session = &entry.session;
-    // A client that does not read would keep its WebSocket open for ever (actix-http writes
-    // until the peer takes the bytes): what is left gets a while to leave, then the TCP
-    // connection is shut down.
-    if let Some(socket) = session.tcp() {
-        let linger = match session.close_reason() {
-            Some(
-                CloseReason::ForcedClose | CloseReason::ServerShutdown | CloseReason::PingTimeout,
-            ) => engine.config.ping_timeout.max(Duration::from_secs(1)),
-            _ => CLOSE_LINGER,
-        };
-        tcp::end_after(socket.clone(), linger);
-    }
-    write(&engine.sessions).remove(&session.sid());
-    let reason = session
-        .close_reason()
-        .cloned()
-        .unwrap_or(CloseReason::TransportError);
-    tracing::debug!(sid = %session.sid(), %reason, "session closed");
-    engine.handler.on_close(session, &entry.state, &reason);
 }
