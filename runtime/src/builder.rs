@@ -14,7 +14,7 @@ use crate::channels::{
 };
 use crate::emitter::SocketEmitter;
 use crate::gateway;
-use crate::socketio::{self, SocketIo, SocketIoBuilder};
+use crate::socketio::{SocketIo, SocketIoBuilder};
 
 type ConnectHook = Arc<
     dyn Fn(Handshake) -> Pin<Box<dyn Future<Output = Result<Identity, ConnectRefusal>> + Send>>
@@ -198,9 +198,7 @@ impl TidingsBuilder {
             ns.guard(move |socket| {
                 let hook = hook.clone();
                 async move {
-                    let identity = hook(gateway::socketio::handshake(&socket))
-                        .await
-                        .map_err(|refusal| socketio::ConnectRefusal::new(refusal.message))?;
+                    let identity = hook(gateway::socketio::handshake(&socket)).await?;
                     socket.insert_extension(identity);
                     Ok(())
                 }

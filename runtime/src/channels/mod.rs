@@ -7,7 +7,6 @@
 //! its [`Sink`] and encodes each once for all its connections ([`Outgoing::encoded`]).
 
 mod authorizer;
-mod connect;
 mod context;
 mod error;
 mod fanout;
@@ -16,8 +15,8 @@ mod member;
 mod outgoing;
 mod registry;
 
+pub use crate::refusal::ConnectRefusal;
 pub use authorizer::{Assigns, Authorizer, JoinRefusal, JoinVerdict, Joined, Outbound, Reply};
-pub use connect::ConnectRefusal;
 pub use context::{
     AppData, ChannelContext, Disconnect, Handshake, Identity, JoinContext, LeaveReason,
 };

@@ -19,27 +19,7 @@ type ConnectHandler = Box<dyn Fn(SocketRef) + Send + Sync>;
 type GuardFuture = Pin<Box<dyn Future<Output = Result<(), ConnectRefusal>> + Send>>;
 type Guard = Arc<dyn Fn(SocketRef) -> GuardFuture + Send + Sync>;
 
-/// Why a guard refused a connect; the client's `connect_error` carries `message`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ConnectRefusal {
-    /// Shown to the client as `err.message`.
-    pub message: String,
-}
-
-impl ConnectRefusal {
-    /// A refusal with this message.
-    ///
-    /// ```
-    /// use tidings_runtime::socketio::ConnectRefusal;
-    /// assert_eq!(ConnectRefusal::new("unauthorized").message, "unauthorized");
-    /// ```
-    pub fn new(message: impl Into<String>) -> Self {
-        ConnectRefusal {
-            message: message.into(),
-        }
-    }
-}
+pub use crate::refusal::ConnectRefusal;
 
 /// A namespace (`/`, `/admin` ...): its connected sockets and rooms.
 pub struct Namespace {

@@ -1,7 +1,8 @@
-//! The connect hook's answer: who the client is, or why it may not connect.
+//! Why a connection was refused, shared by every layer that can refuse one: a Socket.IO
+//! namespace guard and the channel layer's connect hook.
 
-/// Why the connect hook refused a connection. Each gateway reports it its own way: over
-/// Socket.IO the client's `connect_error` carries `message`.
+/// Why a connection was refused. Each gateway reports it its own way: over Socket.IO the
+/// client's `connect_error` carries `message`.
 ///
 /// ```
 /// use tidings_runtime::channels::ConnectRefusal;
