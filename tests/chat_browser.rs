@@ -24,7 +24,7 @@ fn two_pages_see_each_message_and_only_vips_enter_the_private_room() {
             "TIDINGS_SCREENSHOT_DIR",
             shots.to_str().expect("utf-8 path"),
         )],
-        Duration::from_secs(60),
+        Duration::from_secs(120),
     );
     assert!(shots.join("chat-page-1.png").exists(), "screenshot saved");
 }

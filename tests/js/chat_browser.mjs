@@ -11,8 +11,9 @@ import { launchChromium, step, run } from "./harness.mjs";
 
 const URL = (process.env.TIDINGS_URL ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
 const SHOTS = process.env.TIDINGS_SCREENSHOT_DIR ?? "target";
-const TIMEOUT_MS = 45_000;
-const WAIT_MS = 10_000;
+const TIMEOUT_MS = 90_000;
+// Generous: a machine busy with other tests once took over 10 s to connect the second page.
+const WAIT_MS = 20_000;
 
 // Waits until the element's text is `expected` (or matches it, for a RegExp).
 async function expectText(page, selector, expected, what) {
