@@ -16,6 +16,7 @@ mod gateway;
 mod id;
 pub mod origin;
 mod payload;
+pub mod phoenix;
 mod refusal;
 mod request;
 pub mod socketio;
