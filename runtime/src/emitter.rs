@@ -50,7 +50,10 @@ impl SocketEmitter {
         channel: impl ChannelName,
         payload: &T,
     ) -> Result<usize, EmitError> {
-        self.to(channel).emit(event, payload)
+        // Not through `to()`: a borrowed name is used as it is, not copied.
+        let payload = Payload::from_serialize(payload)?;
+        self.hub
+            .broadcast(&channel.channel_name(), event, payload, None)
     }
 
     /// Targets `channel`, for options such as [`EmitTo::except`].

@@ -127,4 +127,13 @@ impl CloseReason {
     pub(crate) fn awaits_delivery(&self) -> bool {
         matches!(self, CloseReason::ForcedClose | CloseReason::ServerShutdown)
     }
+
+    /// Whether what was queued before this close is still written to the client: not when
+    /// the client is gone or did not read (it left, the transport failed, its queue filled).
+    pub(crate) fn delivers_queued(&self) -> bool {
+        !matches!(
+            self,
+            CloseReason::TransportClose | CloseReason::TransportError | CloseReason::QueueFull
+        )
+    }
 }

@@ -159,6 +159,7 @@ fn beat<H: EngineHandler>(
 
 /// How long a WebSocket connection may stay open once its session has ended with nothing left
 /// to write but the close frame; then its TCP connection is shut down (see [`tcp::on_connect`]).
+/// When queued frames are still to go out, it gets the ping timeout (at least a second).
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
 
 /// How long a polling session closed by the server waits for the poll that carries the close.
@@ -194,11 +195,13 @@ fn forget<H: EngineHandler>(engine: &EngineInner<H>, entry: &Entry<H::State>) {
     // until the peer takes the bytes): what is left gets a while to leave, then the TCP
     // connection is shut down.
     if let Some(socket) = session.tcp() {
-        let linger = match session.close_reason() {
-            Some(
-                CloseReason::ForcedClose | CloseReason::ServerShutdown | CloseReason::PingTimeout,
-            ) => engine.config.ping_timeout.max(Duration::from_secs(1)),
-            _ => CLOSE_LINGER,
+        let linger = if session
+            .close_reason()
+            .is_some_and(CloseReason::delivers_queued)
+        {
+            engine.config.ping_timeout.max(Duration::from_secs(1))
+        } else {
+            CLOSE_LINGER
         };
         tcp::end_after(socket.clone(), linger);
     }

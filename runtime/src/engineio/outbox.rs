@@ -98,7 +98,8 @@ impl Outbox {
         {
             let mut queue = self.frames();
             let count = frames.len();
-            // Binary packets have few parts: look at them twice rather than collect them.
+            // Collected (inline: binary packets have few parts) so that their bytes are known
+            // before any of them is queued.
             let frames: smallvec::SmallVec<[Frame; 4]> = frames.collect();
             let bytes = frames.iter().map(Frame::len).sum();
             if !queue.fits(count, bytes, self.limits) {

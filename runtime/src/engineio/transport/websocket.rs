@@ -40,12 +40,12 @@ pub(crate) fn open<H: EngineHandler>(
 ) -> Result<HttpResponse, RequestError> {
     let mut response = ws::handshake(req.head()).map_err(|_| RequestError::BadRequest)?;
     let max = engine.config().max_payload;
-    let tcp = tcp::socket_of(req);
+    let mut tcp = tcp::socket_of(req);
     let (entry, phase, out) = match entry {
         None => {
             let (entry, open) = engine.create_session(req, TransportKind::WebSocket)?;
-            if let Some(socket) = &tcp {
-                entry.session.set_tcp(socket.clone());
+            if let Some(socket) = tcp.take() {
+                entry.session.set_tcp(socket);
             }
             let mut out = BytesMut::new();
             encode_websocket(&mut out, Message::Text(open));
@@ -141,8 +141,9 @@ struct Connection<H: EngineHandler> {
     /// there is to write (only while `out` is empty).
     ready: Option<Arc<SharedText>>,
     phase: Phase,
-    /// The TCP connection, when the server kept a handle on it ([`tcp::on_connect`]); the
-    /// session gets it once it is on this WebSocket.
+    /// During an upgrade, the TCP connection, when the server kept a handle on it
+    /// ([`tcp::on_connect`]); the session gets it once it is on this WebSocket (a new session
+    /// gets it at once).
     tcp: Option<std::sync::Weak<socket2::Socket>>,
 }
 
@@ -355,10 +356,7 @@ impl<H: EngineHandler> Connection<H> {
             .close_reason()
             .cloned()
             .unwrap_or(CloseReason::TransportClose);
-        let writable = !matches!(
-            reason,
-            CloseReason::TransportClose | CloseReason::TransportError | CloseReason::QueueFull
-        );
+        let writable = reason.delivers_queued();
         if let Some(first) = self.ready.take() {
             self.out.extend_from_slice(first.websocket());
         }
