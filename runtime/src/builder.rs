@@ -3,7 +3,6 @@
 
 use std::any::Any;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::web;
@@ -13,14 +12,11 @@ use crate::channels::{
     Handshake, Hub, Identity, Registry,
 };
 use crate::emitter::SocketEmitter;
-use crate::gateway;
+use crate::engineio::CloseReason;
+use crate::gateway::phoenix::PhoenixGateway;
+use crate::gateway::{self, ConnectHook};
+use crate::phoenix::{PhoenixConfig, PhoenixServer};
 use crate::socketio::{SocketIo, SocketIoBuilder};
-
-type ConnectHook = Arc<
-    dyn Fn(Handshake) -> Pin<Box<dyn Future<Output = Result<Identity, ConnectRefusal>> + Send>>
-        + Send
-        + Sync,
->;
 type Mount = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 /// A configuration mistake found by [`TidingsBuilder::build`].
@@ -41,6 +37,7 @@ impl From<BuildError> for std::io::Error {
 /// Builds [`Tidings`]; see [`Tidings::builder`].
 pub struct TidingsBuilder {
     io: SocketIoBuilder,
+    phoenix: PhoenixConfig,
     namespace: String,
     connect: Option<ConnectHook>,
     data: AppData,
@@ -66,6 +63,25 @@ impl TidingsBuilder {
         self
     }
 
+    /// Adjusts the Phoenix Channels endpoint (mount path, transports, timeouts, limits). By
+    /// default phoenix.js reaches the channels at `/socket` over WebSocket and LongPoll; turn
+    /// both off to serve Socket.IO only.
+    ///
+    /// ```no_run
+    /// use tidings_runtime::Tidings;
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let tidings = Tidings::builder()
+    ///     .phoenix(|phoenix| phoenix.path = "/live".to_owned()) // new Socket("/live")
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn phoenix(mut self, configure: impl FnOnce(&mut PhoenixConfig)) -> Self {
+        configure(&mut self.phoenix);
+        self
+    }
+
     /// Which web pages may connect, over every protocol (default: only the server's own
     /// origin; requests without an `Origin`, from clients that are not browsers, always pass),
     /// and the CORS answers of long-polling to pages of other allowed origins.
@@ -81,6 +97,7 @@ impl TidingsBuilder {
     /// # }
     /// ```
     pub fn origins(mut self, policy: crate::origin::OriginPolicy) -> Self {
+        self.phoenix.origins = policy.clone();
         self.io = self.io.origins(policy);
         self
     }
@@ -194,6 +211,15 @@ impl TidingsBuilder {
         let ns = io.ns(self.namespace, move |socket| {
             gateway::socketio::attach(&attach_hub, &socket)
         });
+        let phoenix = (self.phoenix.websocket || self.phoenix.longpoll).then(|| {
+            PhoenixServer::new(
+                self.phoenix,
+                PhoenixGateway {
+                    hub: hub.clone(),
+                    connect: self.connect.clone(),
+                },
+            )
+        });
         if let Some(hook) = self.connect {
             ns.guard(move |socket| {
                 let hook = hook.clone();
@@ -207,6 +233,7 @@ impl TidingsBuilder {
         let emitter = SocketEmitter::new(hub.clone());
         Ok(Tidings {
             io,
+            phoenix,
             hub,
             emitter,
             mounts: self.mounts,
@@ -232,6 +259,7 @@ impl TidingsBuilder {
 #[derive(Clone)]
 pub struct Tidings {
     io: SocketIo,
+    phoenix: Option<PhoenixServer<PhoenixGateway>>,
     hub: Arc<Hub>,
     emitter: SocketEmitter,
     mounts: Vec<Mount>,
@@ -250,6 +278,7 @@ impl Tidings {
     pub fn builder() -> TidingsBuilder {
         TidingsBuilder {
             io: SocketIo::builder(),
+            phoenix: PhoenixConfig::default(),
             namespace: "/".to_owned(),
             connect: None,
             data: AppData::default(),
@@ -260,9 +289,11 @@ impl Tidings {
         }
     }
 
-    /// Mounts the Socket.IO endpoint, the [`SocketEmitter`] and the app data on an actix app.
+    /// Mounts the Socket.IO and Phoenix endpoints, the [`SocketEmitter`] and the app data on an
+    /// actix app.
     pub fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
         let io = self.io.configure();
+        let phoenix = self.phoenix.as_ref().map(PhoenixServer::configure);
         let emitter = web::Data::new(self.emitter.clone());
         let mounts = self.mounts.clone();
         move |cfg: &mut web::ServiceConfig| {
@@ -271,13 +302,25 @@ impl Tidings {
                 mount(cfg);
             }
             io(cfg);
+            if let Some(phoenix) = &phoenix {
+                phoenix(cfg);
+            }
         }
     }
 
     /// Closes every connection properly: WebSocket clients get what was already queued and a
-    /// close frame (1001, `server shutting down`), polling clients a close packet.
+    /// close frame (1001, `server shutting down`), polling clients a close packet (Phoenix
+    /// LongPoll clients: what was queued, then `410`, and they reconnect).
     pub fn shutdown(&self) {
         self.io.close_all();
+        if let Some(phoenix) = &self.phoenix {
+            phoenix.close_all(CloseReason::ServerShutdown);
+        }
+    }
+
+    /// How many client connections are open, over every protocol.
+    pub fn connection_count(&self) -> usize {
+        self.io.connection_count() + self.phoenix.as_ref().map_or(0, PhoenixServer::socket_count)
     }
 
     /// Runs `server` until SIGINT or SIGTERM, then [`Tidings::shutdown`]s every connection,
@@ -315,12 +358,12 @@ impl Tidings {
             () = shutdown_signal() => {}
         }
         tracing::info!(
-            connections = self.io.connection_count(),
+            connections = self.connection_count(),
             "shutting down: closing every connection"
         );
         self.shutdown();
         let deadline = tokio::time::Instant::now() + grace;
-        while self.io.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+        while self.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let stop = handle.stop(true);

@@ -273,3 +273,41 @@ mod tests {
         assert_eq!(request.remote_addr(), None);
     }
 }
+
+/// Why a request body could not be read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BodyError {
+    /// It is (or says it is) longer than allowed.
+    #[error("body too large")]
+    TooLarge,
+    /// The connection failed while it was read.
+    #[error("body read failed")]
+    Failed,
+}
+
+/// Reads `body` whole, refusing it as soon as it is known to be over `limit` bytes (by its
+/// declared length, or as it arrives).
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    mut body: actix_web::web::Payload,
+    limit: usize,
+) -> Result<bytes::Bytes, BodyError> {
+    use futures_util::StreamExt as _;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Failed)?;
+        if buf.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}

@@ -47,6 +47,10 @@ pub enum JoinError {
     /// The request itself is malformed: a bad or too long name, or too many subscriptions.
     #[error("invalid request: {0}")]
     Invalid(&'static str),
+    /// The channel's `pass` or `join` panicked. Socket.IO and plain WebSocket clients read it
+    /// as `unauthorized`; Phoenix clients get Phoenix's own `join crashed`.
+    #[error("join crashed")]
+    Crashed,
 }
 
 impl JoinError {
@@ -55,7 +59,7 @@ impl JoinError {
     pub fn reason(&self) -> &str {
         match self {
             JoinError::UnknownChannel => "unknown_channel",
-            JoinError::Unauthorized => "unauthorized",
+            JoinError::Unauthorized | JoinError::Crashed => "unauthorized",
             JoinError::Invalid(_) => "invalid",
             JoinError::Refused(reason) => reason,
         }

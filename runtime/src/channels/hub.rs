@@ -165,7 +165,7 @@ impl Hub {
                     kind = entry.type_name,
                     "join panicked; join refused"
                 );
-                return Err(JoinError::Unauthorized);
+                return Err(JoinError::Crashed);
             }
         };
         member.add_channel(channel, assigns);
@@ -394,7 +394,7 @@ impl Hub {
             let sent = match outbound {
                 Ok(Outbound::Keep) => member.sink.deliver(message, tag),
                 Ok(Outbound::Replace(payload)) => {
-                    let own = Outgoing::new(message.channel(), message.event(), payload);
+                    let own = Outgoing::direct(message.channel(), message.event(), payload);
                     member.sink.deliver(&own, tag)
                 }
                 Ok(Outbound::Drop) => false,

@@ -18,6 +18,8 @@ pub struct Outgoing {
     channel: String,
     event: String,
     payload: Payload,
+    /// Meant for one member (a push, a per-member rewrite), not the whole channel.
+    direct: bool,
     cache: [OnceLock<(TypeId, Box<dyn Any + Send + Sync>)>; CACHED_ENCODINGS],
 }
 
@@ -89,8 +91,39 @@ impl Outgoing {
             channel: channel.into(),
             event: event.into(),
             payload,
+            direct: false,
             cache: Default::default(),
         }
+    }
+
+    /// An event for one member of `channel` (what [`ChannelContext::push`] sends, or a
+    /// broadcast rewritten for one member by `handle_out`). Protocols that tell the two apart
+    /// mark it (Phoenix sends it with the member's `join_ref`, a broadcast with none).
+    ///
+    /// [`ChannelContext::push`]: crate::channels::ChannelContext::push
+    ///
+    /// ```
+    /// use tidings_runtime::Payload;
+    /// use tidings_runtime::channels::Outgoing;
+    /// assert!(Outgoing::direct("chats/1", "hello", Payload::new()).is_direct());
+    /// assert!(!Outgoing::new("chats/1", "hello", Payload::new()).is_direct());
+    /// ```
+    pub fn direct(channel: impl Into<String>, event: impl Into<String>, payload: Payload) -> Self {
+        Outgoing {
+            direct: true,
+            ..Outgoing::new(channel, event, payload)
+        }
+    }
+
+    /// The same event, for one member only.
+    pub(crate) fn into_direct(mut self) -> Self {
+        self.direct = true;
+        self
+    }
+
+    /// Whether it is meant for one member only ([`Outgoing::direct`]).
+    pub fn is_direct(&self) -> bool {
+        self.direct
     }
 
     /// The concrete channel name.

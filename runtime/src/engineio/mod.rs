@@ -13,8 +13,9 @@ mod payload;
 mod server;
 mod session;
 mod sid;
-mod tcp;
+pub(crate) mod tcp;
 mod transport;
+pub(crate) mod wsio;
 
 pub use config::EngineConfig;
 pub use error::{CloseReason, DecodeError, RequestError};
@@ -24,3 +25,6 @@ pub use server::{Engine, EngineHandler, Message};
 pub use session::{Handshake, SendError, Session, TransportKind};
 pub use sid::{NoRandomness, Sid};
 pub use tcp::on_connect;
+
+pub(crate) use outbox::Limits;
+pub(crate) use session::{Closing, Reader};

@@ -1,9 +1,20 @@
-//! The Phoenix Channels wire format (the protocol of the `phoenix` npm client): messages, the
-//! `vsn` negotiation and the V1 / V2 serializers. The gateway that serves phoenix.js clients
-//! over WebSocket and LongPoll is built on it.
+//! The Phoenix Channels protocol, as the `phoenix` npm client 1.7 / 1.8 speaks it: messages,
+//! the `vsn` negotiation and the V1 / V2 serializers ([`Message`]), and the server
+//! ([`PhoenixServer`]) of `<path>/websocket` and `<path>/longpoll` with the heartbeat, idle
+//! timeouts and the `authToken` subprotocol.
 //!
-//! This layer knows nothing of channels; like [`crate::socketio`] it only reads and writes frames.
+//! This layer knows nothing of channels: the layer above plugs in through
+//! [`PhoenixHandler`]. It stands on Engine.IO's plumbing (bounded queues, WebSocket frames),
+//! none of Engine.IO's protocol.
 
+mod config;
+mod longpoll;
 mod message;
+mod server;
+mod socket;
+mod websocket;
 
+pub use config::PhoenixConfig;
 pub use message::{Body, DecodeError, Message, Vsn};
+pub use server::{OpenError, PhoenixHandler, PhoenixServer};
+pub use socket::{Socket, Transport, frame};

@@ -1,13 +1,13 @@
 //! HTTP long-polling: a GET waits for queued frames, a POST carries packets from the client.
 
-use actix_web::{HttpRequest, HttpResponse, http::header};
-use futures_util::StreamExt as _;
+use actix_web::{HttpRequest, HttpResponse};
 
 use crate::engineio::error::{CloseReason, RequestError};
 use crate::engineio::packet::{Frame, Packet};
 use crate::engineio::payload::{decode_payload, encode_payload};
 use crate::engineio::server::{Engine, EngineHandler, Entry};
 use crate::engineio::session::Session;
+use crate::request::{BodyError, read_body};
 
 pub(crate) fn text_response(body: String) -> HttpResponse {
     HttpResponse::Ok()
@@ -68,7 +68,7 @@ pub(crate) async fn receive<H: EngineHandler>(
     engine: &Engine<H>,
     entry: Entry<H::State>,
     req: &HttpRequest,
-    mut body: actix_web::web::Payload,
+    body: actix_web::web::Payload,
 ) -> Result<HttpResponse, RequestError> {
     let session = &entry.session;
     if !session.start_posting() {
@@ -83,27 +83,15 @@ pub(crate) async fn receive<H: EngineHandler>(
     }
     let _posting = Posting(session);
 
-    let limit = engine.config().max_payload;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Ok(HttpResponse::PayloadTooLarge().finish());
-    }
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
+    let buf = match read_body(req, body, engine.config().max_payload).await {
+        Ok(buf) => buf,
+        Err(BodyError::TooLarge) => return Ok(HttpResponse::PayloadTooLarge().finish()),
+        Err(BodyError::Failed) => {
             session.close(CloseReason::TransportError);
             return Err(RequestError::BadRequest);
-        };
-        if buf.len() + chunk.len() > limit {
-            return Ok(HttpResponse::PayloadTooLarge().finish());
         }
-        buf.extend_from_slice(&chunk);
-    }
-    let packets = match decode_payload(buf.freeze()) {
+    };
+    let packets = match decode_payload(buf) {
         Ok(packets) => packets,
         Err(err) => {
             tracing::debug!(sid = %session.sid(), %err, "bad polling payload");

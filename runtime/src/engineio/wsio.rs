@@ -1,0 +1,260 @@
+//! The WebSocket plumbing that Engine.IO and Phoenix connections share: whole messages read
+//! out of the client's frames (continuations put together, pings answered, a size bound), and
+//! the close frame that says why a connection ends.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_http::ws::{self, CloseCode, Codec, Item, Message, ProtocolError};
+use actix_web::web;
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use futures_util::Stream as _;
+use tokio_util::codec::Decoder as _;
+
+use super::error::CloseReason;
+use super::packet::{Frame, encode_websocket};
+
+/// One whole message from the client.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A text message (valid UTF-8).
+    Text(ByteString),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+/// Reads whole messages from a WebSocket's request payload.
+#[derive(Debug)]
+pub(crate) struct MessageReader {
+    codec: Codec,
+    /// Bytes from the client not yet decoded.
+    input: BytesMut,
+    /// A message arriving in continuation frames: whether it is text, and its bytes so far.
+    /// Boxed: rare, and the connection lives long.
+    partial: Option<Box<(bool, BytesMut)>>,
+    max: usize,
+}
+
+impl MessageReader {
+    /// A reader of messages of at most `max` bytes.
+    pub(crate) fn new(max: usize) -> Self {
+        MessageReader {
+            codec: Codec::new().max_size(max),
+            input: BytesMut::new(),
+            partial: None,
+            max,
+        }
+    }
+
+    /// The next whole message. Pongs to the client's pings go into `output`. `Err` when the
+    /// connection ends: the client closed it (a close frame, the end of the stream), the
+    /// transport failed, or the client broke the protocol.
+    pub(crate) fn poll_next(
+        &mut self,
+        payload: &mut web::Payload,
+        cx: &mut Context<'_>,
+        output: &mut Output,
+    ) -> Poll<Result<Incoming, CloseReason>> {
+        loop {
+            match self.decode(output) {
+                Ok(Some(message)) => return Poll::Ready(Ok(message)),
+                Ok(None) => {}
+                Err(reason) => return Poll::Ready(Err(reason)),
+            }
+            match Pin::new(&mut *payload).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => self.input.extend_from_slice(&chunk),
+                Poll::Ready(Some(Err(err))) => {
+                    tracing::debug!(%err, "websocket read failed");
+                    return Poll::Ready(Err(CloseReason::TransportError));
+                }
+                Poll::Ready(None) => return Poll::Ready(Err(CloseReason::TransportClose)),
+                Poll::Pending => {
+                    // Keep no read buffer while the client is quiet.
+                    if self.input.is_empty() {
+                        self.input = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// The next complete message in the bytes read so far, continuations put together.
+    fn decode(&mut self, output: &mut Output) -> Result<Option<Incoming>, CloseReason> {
+        loop {
+            let frame = match self.codec.decode(&mut self.input) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(None),
+                Err(err) => return Err(protocol_reason(err)),
+            };
+            let (text, bytes) = match frame {
+                ws::Frame::Text(bytes) => (true, bytes),
+                ws::Frame::Binary(bytes) => (false, bytes),
+                ws::Frame::Ping(bytes) => {
+                    encode_websocket(output.buffer(), Message::Pong(bytes));
+                    continue;
+                }
+                ws::Frame::Pong(_) => continue,
+                ws::Frame::Close(_) => return Err(CloseReason::TransportClose),
+                ws::Frame::Continuation(item) => match (item, self.partial.as_deref_mut()) {
+                    (Item::FirstText(bytes), None) => {
+                        self.partial = Some(Box::new((true, BytesMut::from(&bytes[..]))));
+                        continue;
+                    }
+                    (Item::FirstBinary(bytes), None) => {
+                        self.partial = Some(Box::new((false, BytesMut::from(&bytes[..]))));
+                        continue;
+                    }
+                    (Item::Continue(bytes), Some((_, so_far))) => {
+                        if so_far.len() + bytes.len() > self.max {
+                            return Err(CloseReason::PayloadTooLarge);
+                        }
+                        so_far.extend_from_slice(&bytes);
+                        continue;
+                    }
+                    (Item::Last(bytes), Some((_, so_far))) => {
+                        if so_far.len() + bytes.len() > self.max {
+                            return Err(CloseReason::PayloadTooLarge);
+                        }
+                        so_far.extend_from_slice(&bytes);
+                        let Some((text, so_far)) = self.partial.take().map(|p| *p) else {
+                            continue;
+                        };
+                        (text, so_far.freeze())
+                    }
+                    _ => {
+                        return Err(CloseReason::ProtocolViolation(
+                            "continuation frame out of order",
+                        ));
+                    }
+                },
+            };
+            return if text {
+                ByteString::try_from(bytes)
+                    .map(|text| Some(Incoming::Text(text)))
+                    .map_err(|_| CloseReason::InvalidUtf8)
+            } else {
+                Ok(Some(Incoming::Binary(bytes)))
+            };
+        }
+    }
+}
+
+/// The close reason for a frame the codec refused.
+fn protocol_reason(err: ProtocolError) -> CloseReason {
+    match err {
+        ProtocolError::Overflow => CloseReason::PayloadTooLarge,
+        ProtocolError::Io(_) => CloseReason::TransportError,
+        other => CloseReason::ParseError(other.to_string()),
+    }
+}
+
+/// The WebSocket close code that goes with `reason`, as an Engine.IO server sends it.
+pub(crate) fn close_code(reason: &CloseReason) -> CloseCode {
+    match reason {
+        CloseReason::PayloadTooLarge => CloseCode::Size,
+        CloseReason::InvalidUtf8 => CloseCode::Invalid,
+        CloseReason::ParseError(_) | CloseReason::ProtocolViolation(_) => CloseCode::Protocol,
+        CloseReason::QueueFull => CloseCode::Policy,
+        CloseReason::ServerShutdown => CloseCode::Away,
+        _ => CloseCode::Normal,
+    }
+}
+
+/// Appends the close frame for `reason` with `code` (none when the transport failed: nobody
+/// would read it).
+pub(crate) fn write_close(out: &mut BytesMut, reason: &CloseReason, code: CloseCode) {
+    if !matches!(reason, CloseReason::TransportError) {
+        encode_websocket(
+            out,
+            Message::Close(Some(ws::CloseReason {
+                code,
+                description: Some(reason.to_string()),
+            })),
+        );
+    }
+}
+
+/// Appends one queued frame.
+pub(crate) fn write_frame(out: &mut BytesMut, frame: Frame) {
+    match frame {
+        Frame::Text(text) => encode_websocket(out, Message::Text(text)),
+        Frame::Binary(bytes) => encode_websocket(out, Message::Binary(bytes)),
+        Frame::Shared(shared) => out.extend_from_slice(shared.websocket()),
+    }
+}
+
+/// How many queued frames one poll encodes before handing them to the dispatcher.
+const WRITE_BATCH: usize = 64;
+
+/// Stop adding frames to one chunk once it is this big (the dispatcher buffers 32 KiB).
+const WRITE_CHUNK: usize = 16 * 1024;
+
+/// What a connection has for actix-http's dispatcher to write: encoded frames, or a
+/// broadcast's shared frame handed over as it is when it is all there is to write.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    out: BytesMut,
+    ready: Option<std::sync::Arc<super::packet::SharedText>>,
+}
+
+impl Output {
+    /// The buffer to encode frames into directly (a shared frame waiting is put first).
+    pub(crate) fn buffer(&mut self) -> &mut BytesMut {
+        if let Some(first) = self.ready.take() {
+            self.out.extend_from_slice(first.websocket());
+        }
+        &mut self.out
+    }
+
+    /// Takes queued frames out of `queue`, up to a batch; asks to be polled again when more
+    /// are waiting.
+    pub(crate) fn drain(&mut self, queue: &mut super::session::Reader, cx: &mut Context<'_>) {
+        let (out, ready) = (&mut self.out, &mut self.ready);
+        let mut taken = 0;
+        let drained = queue.poll_drain(cx, |frame, queued| {
+            match frame {
+                Frame::Shared(shared) if out.is_empty() && ready.is_none() => {
+                    *ready = Some(shared);
+                }
+                frame => {
+                    if out.is_empty() {
+                        // Room for this batch at once, not a growth step per frame.
+                        let each = ready
+                            .as_ref()
+                            .map_or(0, |first| first.websocket().len())
+                            .max(frame.len() + 14);
+                        out.reserve((each * (queued + 1)).min(WRITE_CHUNK));
+                    }
+                    if let Some(first) = ready.take() {
+                        out.extend_from_slice(first.websocket());
+                    }
+                    write_frame(out, frame);
+                }
+            }
+            taken += 1;
+            taken < WRITE_BATCH && out.len() < WRITE_CHUNK
+        });
+        if drained == Poll::Ready(true) {
+            // More is queued: come back once this chunk is taken.
+            cx.waker().wake_by_ref();
+        }
+    }
+
+    /// What is ready for the dispatcher, if anything.
+    pub(crate) fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.out.is_empty() {
+            self.ready.take().map(|shared| shared.websocket().clone())
+        } else {
+            Some(self.out.split().freeze())
+        }
+    }
+
+    /// Lets go of the write buffer while there is nothing to write.
+    pub(crate) fn release(&mut self) {
+        if self.out.is_empty() {
+            self.out = BytesMut::new();
+        }
+    }
+}

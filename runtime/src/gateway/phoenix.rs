@@ -1,0 +1,431 @@
+//! The channel protocol over Phoenix Channels, as phoenix.js expects a Phoenix server to
+//! behave:
+//!
+//! | phoenix.js | channel layer | answer |
+//! | --- | --- | --- |
+//! | `phx_join` | join (`pass` gets the join params) | `phx_reply` `{"status":"ok","response":R}` (R: the join's reply, `{}` by default), or `error` with `{"reason":R}`; a topic no pattern matches: `unmatched topic` with a null join_ref |
+//! | `phx_leave` | leave | `phx_reply` ok, then `phx_close` |
+//! | any other event | `handle_in` | its reply as `phx_reply`; a topic not joined: `unmatched topic`; a panic: `phx_error` `{"reason":"channel_crash"}` |
+//!
+//! Broadcasts reach members as `[null, null, topic, event, payload]`, encoded once for every
+//! phoenix.js member of the same serializer; a push to one member (and a broadcast rewritten
+//! for it by `handle_out`) carries its join_ref. The join reply always goes out before any
+//! other frame of that join. A second join of a joined topic closes the first (`phx_close`
+//! with its join_ref) and joins again; messages with a join_ref that is not the topic's
+//! current one are stale and ignored.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use serde_json::value::RawValue;
+use smallvec::SmallVec;
+
+use super::ConnectHook;
+use crate::channels::{
+    Disconnect, Encoding, EventError, Handshake, Hub, JoinError, LeaveReason, Member, MemberId,
+    MemberTag, Outgoing, Reply, Sink,
+};
+use crate::engineio::{CloseReason, Frame};
+use crate::payload::Payload;
+use crate::phoenix::{Body, Message, PhoenixHandler, Socket, Vsn, frame};
+use crate::refusal::ConnectRefusal;
+use crate::sync::lock;
+
+/// The channel layer behind the Phoenix endpoint.
+pub(crate) struct PhoenixGateway {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) connect: Option<ConnectHook>,
+}
+
+/// What the gateway keeps per socket.
+pub(crate) struct Link {
+    member: Arc<Member>,
+    sink: Arc<PhoenixSink>,
+}
+
+impl PhoenixHandler for PhoenixGateway {
+    type State = Link;
+
+    fn connect(
+        &self,
+        socket: &Arc<Socket>,
+    ) -> impl Future<Output = Result<Link, ConnectRefusal>> + Send {
+        let socket = socket.clone();
+        let hub = self.hub.clone();
+        let hook = self.connect.clone();
+        async move {
+            let auth = socket.auth_token().and_then(|token| {
+                serde_json::value::to_raw_value(&serde_json::json!({ "token": token })).ok()
+            });
+            let handshake = Handshake::new(socket.request().clone(), auth);
+            let identity = match hook {
+                Some(hook) => Some(hook(handshake.clone()).await?),
+                None => None,
+            };
+            let id: MemberId = socket.id().as_str().parse().map_err(|_| {
+                tracing::error!(id = %socket.id(), "socket id is not a member id");
+                ConnectRefusal::new("server error")
+            })?;
+            let sink = Arc::new(PhoenixSink {
+                socket,
+                joins: Mutex::default(),
+                next_tag: AtomicU64::new(1),
+            });
+            let member = Member::new(&hub, id, handshake, identity, sink.clone());
+            Ok(Link { member, sink })
+        }
+    }
+
+    fn on_message(&self, socket: &Arc<Socket>, link: &Link, message: Message) {
+        let queued = match message.event.as_str() {
+            "phx_join" => link.join(message),
+            "phx_leave" => link.leave(message),
+            _ => link.event(message),
+        };
+        if queued.is_err() {
+            tracing::warn!(id = %socket.id(), "too many pending channel requests: closing");
+            socket.close(CloseReason::ProtocolViolation(
+                "too many pending channel requests",
+            ));
+        }
+    }
+
+    fn on_close(&self, _socket: &Arc<Socket>, link: &Link, reason: &CloseReason) {
+        link.member.disconnect(LeaveReason::Disconnected(disconnect(reason)));
+    }
+}
+
+/// How a socket's end reads in the channel layer.
+fn disconnect(reason: &CloseReason) -> Disconnect {
+    match reason {
+        CloseReason::TransportClose => Disconnect::ClientLeft,
+        CloseReason::PingTimeout => Disconnect::Timeout,
+        CloseReason::ParseError(_)
+        | CloseReason::InvalidUtf8
+        | CloseReason::ProtocolViolation(_)
+        | CloseReason::PayloadTooLarge => Disconnect::InvalidInput,
+        CloseReason::QueueFull => Disconnect::SlowConsumer,
+        CloseReason::ForcedClose => Disconnect::ServerClosed,
+        CloseReason::ServerShutdown => Disconnect::ServerShutdown,
+        _ => Disconnect::TransportError,
+    }
+}
+
+/// One joined (or joining) topic of a socket.
+struct Join {
+    topic: Box<str>,
+    join_ref: Box<str>,
+    /// The membership's tag in the channel layer.
+    tag: MemberTag,
+    /// Frames for this join that came before its reply went out (a `joined` hook's push, a
+    /// broadcast); `None` once the reply is out.
+    held: Option<Vec<Frame>>,
+}
+
+/// A socket as the channel layer's sink: its joins, by topic.
+struct PhoenixSink {
+    socket: Arc<Socket>,
+    /// Most sockets join few topics.
+    joins: Mutex<SmallVec<[Join; 2]>>,
+    next_tag: AtomicU64,
+}
+
+/// Broadcast encodings, one per kind of client, each made once per event.
+struct V2WebSocket;
+struct V2Text;
+struct V1Text;
+
+macro_rules! broadcast_encoding {
+    ($kind:ty, $vsn:expr, $binary:expr) => {
+        impl Encoding for $kind {
+            type Key = $kind;
+            type Output = Frame;
+
+            fn encode(&self, message: &Outgoing) -> Frame {
+                frame(&phoenix_message(message, None), $vsn, $binary).shared()
+            }
+        }
+    };
+}
+
+broadcast_encoding!(V2WebSocket, Vsn::V2, true);
+broadcast_encoding!(V2Text, Vsn::V2, false);
+broadcast_encoding!(V1Text, Vsn::V1, false);
+
+/// An event as a Phoenix message: a push when it has a join_ref, a broadcast when not.
+fn phoenix_message(message: &Outgoing, join_ref: Option<&str>) -> Message {
+    Message {
+        join_ref: join_ref.map(ToOwned::to_owned),
+        msg_ref: None,
+        topic: message.channel().to_owned(),
+        event: message.event().to_owned(),
+        payload: body(message.payload()),
+    }
+}
+
+/// A payload as one Phoenix payload: a lone binary value as bytes, a lone JSON value as it
+/// is, none as `{}`, several as an array; bytes inside JSON as base64 text.
+fn body(payload: &Payload) -> Body {
+    if let Some(bytes) = payload.as_binary() {
+        return Body::Binary(bytes.clone());
+    }
+    let render = |bytes: &bytes::Bytes| {
+        serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+    };
+    let raw = match payload.len() {
+        0 => None,
+        1 if payload.attachments().is_empty() => payload.arg(0).map(ToOwned::to_owned),
+        1 => payload
+            .to_json_with(0, render)
+            .and_then(|value| serde_json::value::to_raw_value(&value).ok()),
+        len => {
+            let values: Vec<serde_json::Value> = (0..len)
+                .filter_map(|index| payload.to_json_with(index, render))
+                .collect();
+            serde_json::value::to_raw_value(&values).ok()
+        }
+    };
+    Body::Json(raw.unwrap_or_else(empty))
+}
+
+fn empty() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!("{{}} is JSON"))
+}
+
+fn reason(reason: &str) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&serde_json::json!({ "reason": reason }))
+        .unwrap_or_else(|_| empty())
+}
+
+impl Sink for PhoenixSink {
+    fn deliver(&self, message: &Outgoing, tag: MemberTag) -> bool {
+        let socket = &self.socket;
+        let mut joins = lock(&self.joins);
+        let Some(join) = joins.iter_mut().find(|join| join.tag == tag) else {
+            // A membership the client has left or replaced: nothing for it.
+            return true;
+        };
+        let frame = if message.is_direct() {
+            frame(
+                &phoenix_message(message, Some(&join.join_ref)),
+                socket.vsn(),
+                socket.binary_frames(),
+            )
+        } else {
+            match (socket.vsn(), socket.binary_frames()) {
+                (Vsn::V2, true) => message.encoded(&V2WebSocket).clone(),
+                (Vsn::V2, false) => message.encoded(&V2Text).clone(),
+                (Vsn::V1, _) => message.encoded(&V1Text).clone(),
+            }
+        };
+        if let Some(held) = &mut join.held {
+            held.push(frame);
+            return true;
+        }
+        drop(joins);
+        socket.send_frame(frame).is_ok()
+    }
+}
+
+impl PhoenixSink {
+    /// The current join of `topic`, if any: its join_ref and tag.
+    fn current(&self, topic: &str) -> Option<(Box<str>, MemberTag)> {
+        lock(&self.joins)
+            .iter()
+            .find(|join| *join.topic == *topic)
+            .map(|join| (join.join_ref.clone(), join.tag))
+    }
+
+    /// Forgets the join with `tag`; true when it was there.
+    fn forget(&self, tag: MemberTag) -> bool {
+        let mut joins = lock(&self.joins);
+        let at = joins.iter().position(|join| join.tag == tag);
+        at.map(|at| joins.remove(at)).is_some()
+    }
+
+    /// `phx_close` or `phx_error` for a join: `[jr, jr, topic, event, payload]`.
+    fn end(&self, join_ref: &str, topic: &str, event: &str, payload: Box<RawValue>) {
+        let _ = self.socket.send(&Message {
+            join_ref: Some(join_ref.to_owned()),
+            msg_ref: Some(join_ref.to_owned()),
+            topic: topic.to_owned(),
+            event: event.to_owned(),
+            payload: Body::Json(payload),
+        });
+    }
+}
+
+impl Link {
+    fn join(&self, message: Message) -> Result<(), crate::channels::Overloaded> {
+        let Message {
+            join_ref,
+            msg_ref,
+            topic,
+            payload,
+            ..
+        } = message;
+        let join_ref: Box<str> = join_ref
+            .or_else(|| msg_ref.clone())
+            .unwrap_or_default()
+            .into();
+        let payload = match payload {
+            Body::Json(raw) => Some(raw),
+            Body::Binary(_) => None,
+        };
+        let sink = &self.sink;
+        let tag = sink.next_tag.fetch_add(1, Ordering::Relaxed);
+        let replaced = {
+            let mut joins = lock(&sink.joins);
+            let at = joins.iter().position(|join| *join.topic == *topic);
+            let old = at.map(|at| joins.remove(at));
+            joins.push(Join {
+                topic: topic.as_str().into(),
+                join_ref: join_ref.clone(),
+                tag,
+                held: Some(Vec::new()),
+            });
+            old
+        };
+        if let Some(old) = replaced {
+            // A second join of the topic: the first one closes, then this one joins anew.
+            sink.end(&old.join_ref, &topic, "phx_close", empty());
+            self.member.leave(topic.clone(), |_| {})?;
+        }
+        let done_sink = sink.clone();
+        let done_topic = topic.clone();
+        self.member.join(topic, payload, tag, move |verdict| {
+            let sink = done_sink;
+            let socket = &sink.socket;
+            let topic = done_topic;
+            let msg_ref = msg_ref.as_deref();
+            match verdict {
+                Ok(response) => {
+                    let mut joins = lock(&sink.joins);
+                    let held = joins
+                        .iter_mut()
+                        .find(|join| join.tag == tag)
+                        .and_then(|join| join.held.take());
+                    let response = response.unwrap_or_else(empty);
+                    let _ = socket.reply(Some(&join_ref), msg_ref, &topic, "ok", &response);
+                    for frame in held.into_iter().flatten() {
+                        if socket.send_frame(frame).is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(err) => {
+                    sink.forget(tag);
+                    let (join_ref, text) = match &err {
+                        JoinError::UnknownChannel => (None, "unmatched topic"),
+                        JoinError::Crashed => (Some(&*join_ref), "join crashed"),
+                        JoinError::Invalid("too many subscriptions") => {
+                            (Some(&*join_ref), "too many channels joined")
+                        }
+                        other => (Some(&*join_ref), other.reason()),
+                    };
+                    let _ = socket.reply(join_ref, msg_ref, &topic, "error", &reason(text));
+                }
+            }
+        })
+    }
+
+    fn leave(&self, message: Message) -> Result<(), crate::channels::Overloaded> {
+        let sink = &self.sink;
+        let socket = &sink.socket;
+        let Message {
+            join_ref,
+            msg_ref,
+            topic,
+            ..
+        } = message;
+        match sink.current(&topic) {
+            None => {
+                let _ = socket.reply(
+                    join_ref.as_deref(),
+                    msg_ref.as_deref(),
+                    &topic,
+                    "ok",
+                    &empty(),
+                );
+                Ok(())
+            }
+            Some((current, _)) if join_ref.as_deref().is_some_and(|jr| *jr != *current) => {
+                // A leave from an earlier join of the topic: stale, ignored.
+                Ok(())
+            }
+            Some((current, tag)) => {
+                sink.forget(tag);
+                let sink = sink.clone();
+                let channel = topic.clone();
+                self.member.leave(channel, move |_| {
+                    let _ = sink
+                        .socket
+                        .reply(Some(&current), msg_ref.as_deref(), &topic, "ok", &empty());
+                    sink.end(&current, &topic, "phx_close", empty());
+                })
+            }
+        }
+    }
+
+    fn event(&self, message: Message) -> Result<(), crate::channels::Overloaded> {
+        let sink = &self.sink;
+        let socket = &sink.socket;
+        let Message {
+            join_ref,
+            msg_ref,
+            topic,
+            event,
+            payload,
+        } = message;
+        let Some((current, tag)) = sink.current(&topic) else {
+            let _ = socket.reply(
+                None,
+                msg_ref.as_deref(),
+                &topic,
+                "error",
+                &reason("unmatched topic"),
+            );
+            return Ok(());
+        };
+        if join_ref.as_deref().is_some_and(|jr| *jr != *current) {
+            // From an earlier join of the topic: stale, ignored.
+            return Ok(());
+        }
+        let payload = match payload {
+            Body::Json(raw) => Payload::from_parts(vec![raw], Vec::new()),
+            Body::Binary(bytes) => Payload::from_binary(bytes),
+        };
+        let sink = sink.clone();
+        let member = self.member.clone();
+        let channel = topic.clone();
+        self.member
+            .event(channel, event, payload, move |answer| {
+                let socket = &sink.socket;
+                let msg_ref = msg_ref.as_deref();
+                let reply = |status: &str, response: &RawValue| {
+                    let _ = socket.reply(Some(&current), msg_ref, &topic, status, response);
+                };
+                match answer {
+                    Ok(Reply::Ok) => reply("ok", &empty()),
+                    Ok(Reply::OkWith(value)) => match serde_json::value::to_raw_value(&value) {
+                        Ok(value) => reply("ok", &value),
+                        Err(_) => reply("error", &reason("invalid_reply")),
+                    },
+                    Ok(Reply::Error(text)) => reply("error", &reason(&text)),
+                    Err(EventError::NotSubscribed) => {
+                        let _ =
+                            socket.reply(None, msg_ref, &topic, "error", &reason("unmatched topic"));
+                    }
+                    Err(_) => {
+                        // The channel crashed, as a Phoenix channel process would: it is gone
+                        // for this client, who rejoins after phx_error.
+                        if sink.forget(tag) {
+                            let _ = member.leave(topic.clone(), |_| {});
+                            sink.end(&current, &topic, "phx_error", reason("channel_crash"));
+                        }
+                    }
+                }
+            })
+    }
+}

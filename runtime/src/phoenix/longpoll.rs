@@ -1,0 +1,200 @@
+//! `<path>/longpoll`: phoenix.js's LongPoll transport. The HTTP status is always 200; the
+//! protocol's own status is the `status` field of a JSON body:
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET` without a token | a new socket: `{"status":410,"token":T,"messages":[]}`; refused: `{"status":403}` |
+//! | `GET ?token=T` | held up to the window: `{"status":200,"token":T,"messages":[...]}` or `{"status":204,"token":T,"messages":[]}` |
+//! | `POST ?token=T`, ndjson | each line a frame (`[`/`{`: text, else base64 binary): `{"status":200}` |
+//! | an unknown or closed token | `{"status":410}` (phoenix.js reconnects and rejoins) |
+//!
+//! The token is the socket's id: 20 characters from the OS random source, so it cannot be
+//! guessed, and it is all that names a session.
+
+use actix_web::http::{Method, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use serde::Serialize;
+
+use super::message::Message;
+use super::server::{Entry, OpenError, PhoenixHandler, PhoenixServer, last_param};
+use super::socket::Transport;
+use crate::engineio::{CloseReason, Frame};
+use crate::request::{BodyError, read_body};
+
+/// A LongPoll answer's body.
+#[derive(Serialize)]
+struct Status<'a> {
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<&'a str>>,
+}
+
+fn respond(status: u16, token: Option<&str>, messages: Option<Vec<&str>>) -> HttpResponse {
+    let body = serde_json::to_string(&Status {
+        status,
+        token,
+        messages,
+    })
+    .unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("application/json; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+/// Answers one LongPoll request.
+pub(crate) async fn answer<H: PhoenixHandler>(
+    server: &PhoenixServer<H>,
+    req: &HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    let token = req
+        .headers()
+        .get("x-phoenix-longpoll-token")
+        .and_then(|v| v.to_str().ok())
+        .map(ToOwned::to_owned)
+        .or_else(|| last_param(req.query_string(), "token"))
+        .filter(|token| !token.is_empty());
+    match (req.method(), token) {
+        (&Method::GET, None) => open(server, req).await,
+        (&Method::GET, Some(token)) => match server.lookup(&token) {
+            Some(entry) => poll(server, &entry).await,
+            None => respond(410, None, None),
+        },
+        (&Method::POST, Some(token)) => match server.lookup(&token) {
+            Some(entry) => publish(server, &entry, req, body).await,
+            None => respond(410, None, None),
+        },
+        (&Method::POST, None) => respond(410, None, None),
+        _ => HttpResponse::BadRequest().finish(),
+    }
+}
+
+/// A new socket, its token in a `410` (which phoenix.js reads as "open").
+async fn open<H: PhoenixHandler>(server: &PhoenixServer<H>, req: &HttpRequest) -> HttpResponse {
+    let auth_token = req
+        .headers()
+        .get("x-phoenix-authtoken")
+        .and_then(|v| v.to_str().ok())
+        .map(ToOwned::to_owned);
+    match server.open(req, Transport::LongPoll, auth_token).await {
+        Ok(entry) => {
+            let token = entry.socket.id();
+            respond(410, Some(token.as_str()), Some(Vec::new()))
+        }
+        Err(OpenError::ServerError) => respond(500, None, None),
+        Err(err) => {
+            tracing::debug!(%err, "phoenix longpoll refused");
+            respond(403, None, None)
+        }
+    }
+}
+
+/// Waits up to the window for messages, then hands over everything queued.
+async fn poll<H: PhoenixHandler>(server: &PhoenixServer<H>, entry: &Entry<H::State>) -> HttpResponse {
+    let socket = &entry.socket;
+    let session = socket.session();
+    let token = socket.id();
+    let window = server.config().longpoll_window;
+    socket.set_polling(true);
+    /// Marks the poll over however it ends (the client may go away while it waits).
+    struct Polling<'a>(&'a super::Socket);
+    impl Drop for Polling<'_> {
+        fn drop(&mut self) {
+            self.0.set_polling(false);
+        }
+    }
+    let _polling = Polling(socket);
+    let deadline = tokio::time::Instant::now() + window;
+    // One poll at a time reads the queue; a second one waits for the first.
+    let Ok(mut queue) = tokio::time::timeout_at(deadline, session.clone().reader()).await else {
+        return respond(204, Some(token.as_str()), Some(Vec::new()));
+    };
+    let mut frames = Vec::new();
+    if !session.is_closed() {
+        tokio::select! {
+            biased;
+            frame = queue.recv() => frames.push(frame),
+            () = session.closed() => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+    if !session.is_closed() || session.close_reason().is_some_and(CloseReason::delivers_queued) {
+        let limit = server.config().max_payload;
+        let mut size: usize = frames.iter().map(Frame::len).sum();
+        while size < limit {
+            let Some(frame) = queue.try_recv() else { break };
+            size += frame.len();
+            frames.push(frame);
+        }
+    }
+    if frames.is_empty() {
+        return if session.is_closed() {
+            respond(410, None, None)
+        } else {
+            respond(204, Some(token.as_str()), Some(Vec::new()))
+        };
+    }
+    let messages: Vec<&str> = frames
+        .iter()
+        .filter_map(|frame| {
+            let text = frame.text().map(|text| &**text);
+            if text.is_none() {
+                tracing::warn!(id = %token, "binary frame queued for a LongPoll client: left out");
+            }
+            text
+        })
+        .collect();
+    respond(200, Some(token.as_str()), Some(messages))
+}
+
+/// Reads an upload: one frame per line, handed to the server in order.
+async fn publish<H: PhoenixHandler>(
+    server: &PhoenixServer<H>,
+    entry: &Entry<H::State>,
+    req: &HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    let socket = &entry.socket;
+    let config = server.config();
+    let body = match read_body(req, body, config.max_payload).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            socket.close(CloseReason::PayloadTooLarge);
+            return respond(413, None, None);
+        }
+        Err(BodyError::Failed) => return respond(400, None, None),
+    };
+    socket.touch();
+    let Ok(text) = std::str::from_utf8(&body) else {
+        socket.close(CloseReason::InvalidUtf8);
+        return respond(400, None, None);
+    };
+    let lines: Vec<&str> = text.split('\n').filter(|line| !line.is_empty()).collect();
+    if lines.len() > config.max_longpoll_lines {
+        socket.close(CloseReason::ProtocolViolation("too many lines in one LongPoll upload"));
+        return respond(400, None, None);
+    }
+    for line in lines {
+        let decoded = if line.starts_with('[') || line.starts_with('{') {
+            Message::decode_text(socket.vsn(), line).map_err(|err| err.to_string())
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(line)
+                .map_err(|err| err.to_string())
+                .and_then(|bytes| Message::decode_binary(&bytes).map_err(|err| err.to_string()))
+        };
+        match decoded {
+            Ok(message) => server.on_message(entry, message),
+            Err(err) => {
+                tracing::debug!(id = %socket.id(), %err, "bad LongPoll upload");
+                socket.close(CloseReason::ParseError(err));
+                return respond(400, None, None);
+            }
+        }
+    }
+    respond(200, None, None)
+}
