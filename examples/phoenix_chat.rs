@@ -167,18 +167,19 @@ fn client_script() -> web::Bytes {
             tracing::error!("`npm ci` failed: the page will not connect (is npm installed?)");
         }
     }
-    std::fs::read(&script).map(web::Bytes::from).unwrap_or_default()
+    std::fs::read(&script)
+        .map(web::Bytes::from)
+        .unwrap_or_default()
 }
 
 fn millis(args: &args::Args, flag: &str) -> Option<Duration> {
-    args.flag(flag)
-        .map(|value| match value.parse() {
-            Ok(ms) => Duration::from_millis(ms),
-            Err(_) => {
-                eprintln!("{flag} expects milliseconds, got {value:?}");
-                std::process::exit(2)
-            }
-        })
+    args.flag(flag).map(|value| match value.parse() {
+        Ok(ms) => Duration::from_millis(ms),
+        Err(_) => {
+            eprintln!("{flag} expects milliseconds, got {value:?}");
+            std::process::exit(2)
+        }
+    })
 }
 
 #[actix_web::main]
@@ -199,7 +200,9 @@ async fn main() -> std::io::Result<()> {
     let window = millis(&args, "--longpoll-window");
     let unpolled = millis(&args, "--longpoll-timeout");
     let max_payload = args.max_payload;
-    let max_queued: Option<usize> = args.flag("--max-queued-frames").and_then(|v| v.parse().ok());
+    let max_queued: Option<usize> = args
+        .flag("--max-queued-frames")
+        .and_then(|v| v.parse().ok());
     let tidings = builder
         .phoenix(|phoenix| {
             if let Some(idle) = idle {

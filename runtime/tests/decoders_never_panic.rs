@@ -612,3 +612,36 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// LongPoll uploads never panic the decoder: well-formed lines, truncated ones, base64 of
+    /// any bytes and any text, mixed; an accepted upload has one message per non-empty line.
+    #[test]
+    fn phoenix_upload_never_panics(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                phoenix_text(),
+                truncated(phoenix_text()),
+                proptest::collection::vec(any::<u8>(), 0..48).prop_map(|bytes| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.encode(bytes)
+                }),
+                any::<String>(),
+            ],
+            0..8,
+        ),
+        max in 0usize..10,
+    ) {
+        use tidings_runtime::phoenix::{Vsn, decode_upload};
+        let body = lines.join("\n");
+        for vsn in [Vsn::V1, Vsn::V2] {
+            if let Ok(messages) = decode_upload(vsn, body.as_bytes(), max) {
+                let expected = body.split('\n').filter(|line| !line.is_empty()).count();
+                prop_assert_eq!(messages.len(), expected);
+                prop_assert!(messages.len() <= max);
+            }
+        }
+    }
+}

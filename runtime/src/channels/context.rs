@@ -356,7 +356,10 @@ impl<'a> ChannelContext<'a> {
     /// # Errors
     /// [`EmitError`] for an invalid event name.
     pub fn push(&self, event: &str, payload: Payload) -> Result<(), EmitError> {
-        let message = self.hub.outgoing(self.channel, event, payload)?.into_direct();
+        let message = self
+            .hub
+            .outgoing(self.channel, event, payload)?
+            .into_direct();
         self.hub.push(self.member, &message);
         Ok(())
     }

@@ -2,8 +2,8 @@
 //! join / leave / event / disconnect calls on the [`crate::channels::Hub`] and encoding the
 //! hub's outgoing events once for all its connections.
 
-pub(crate) mod socketio;
 pub(crate) mod phoenix;
+pub(crate) mod socketio;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -28,7 +28,7 @@ use crate::channels::{
 };
 use crate::engineio::{CloseReason, Frame};
 use crate::payload::Payload;
-use crate::phoenix::{Body, Message, PhoenixHandler, Socket, Vsn, frame};
+use crate::phoenix::{Body, Message, PhoenixHandler, Socket, Vsn, empty_object, frame};
 use crate::refusal::ConnectRefusal;
 use crate::sync::lock;
 
@@ -92,7 +92,8 @@ impl PhoenixHandler for PhoenixGateway {
     }
 
     fn on_close(&self, _socket: &Arc<Socket>, link: &Link, reason: &CloseReason) {
-        link.member.disconnect(LeaveReason::Disconnected(disconnect(reason)));
+        link.member
+            .disconnect(LeaveReason::Disconnected(disconnect(reason)));
     }
 }
 
@@ -186,16 +187,12 @@ fn body(payload: &Payload) -> Body {
             serde_json::value::to_raw_value(&values).ok()
         }
     };
-    Body::Json(raw.unwrap_or_else(empty))
-}
-
-fn empty() -> Box<RawValue> {
-    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!("{{}} is JSON"))
+    Body::Json(raw.unwrap_or_else(empty_object))
 }
 
 fn reason(reason: &str) -> Box<RawValue> {
     serde_json::value::to_raw_value(&serde_json::json!({ "reason": reason }))
-        .unwrap_or_else(|_| empty())
+        .unwrap_or_else(|_| empty_object())
 }
 
 impl Sink for PhoenixSink {
@@ -289,7 +286,7 @@ impl Link {
         };
         if let Some(old) = replaced {
             // A second join of the topic: the first one closes, then this one joins anew.
-            sink.end(&old.join_ref, &topic, "phx_close", empty());
+            sink.end(&old.join_ref, &topic, "phx_close", empty_object());
             self.member.leave(topic.clone(), |_| {})?;
         }
         let done_sink = sink.clone();
@@ -306,7 +303,7 @@ impl Link {
                         .iter_mut()
                         .find(|join| join.tag == tag)
                         .and_then(|join| join.held.take());
-                    let response = response.unwrap_or_else(empty);
+                    let response = response.unwrap_or_else(empty_object);
                     let _ = socket.reply(Some(&join_ref), msg_ref, &topic, "ok", &response);
                     for frame in held.into_iter().flatten() {
                         if socket.send_frame(frame).is_err() {
@@ -346,7 +343,7 @@ impl Link {
                     msg_ref.as_deref(),
                     &topic,
                     "ok",
-                    &empty(),
+                    &empty_object(),
                 );
                 Ok(())
             }
@@ -359,10 +356,14 @@ impl Link {
                 let sink = sink.clone();
                 let channel = topic.clone();
                 self.member.leave(channel, move |_| {
-                    let _ = sink
-                        .socket
-                        .reply(Some(&current), msg_ref.as_deref(), &topic, "ok", &empty());
-                    sink.end(&current, &topic, "phx_close", empty());
+                    let _ = sink.socket.reply(
+                        Some(&current),
+                        msg_ref.as_deref(),
+                        &topic,
+                        "ok",
+                        &empty_object(),
+                    );
+                    sink.end(&current, &topic, "phx_close", empty_object());
                 })
             }
         }
@@ -399,33 +400,32 @@ impl Link {
         let sink = sink.clone();
         let member = self.member.clone();
         let channel = topic.clone();
-        self.member
-            .event(channel, event, payload, move |answer| {
-                let socket = &sink.socket;
-                let msg_ref = msg_ref.as_deref();
-                let reply = |status: &str, response: &RawValue| {
-                    let _ = socket.reply(Some(&current), msg_ref, &topic, status, response);
-                };
-                match answer {
-                    Ok(Reply::Ok) => reply("ok", &empty()),
-                    Ok(Reply::OkWith(value)) => match serde_json::value::to_raw_value(&value) {
-                        Ok(value) => reply("ok", &value),
-                        Err(_) => reply("error", &reason("invalid_reply")),
-                    },
-                    Ok(Reply::Error(text)) => reply("error", &reason(&text)),
-                    Err(EventError::NotSubscribed) => {
-                        let _ =
-                            socket.reply(None, msg_ref, &topic, "error", &reason("unmatched topic"));
-                    }
-                    Err(_) => {
-                        // The channel crashed, as a Phoenix channel process would: it is gone
-                        // for this client, who rejoins after phx_error.
-                        if sink.forget(tag) {
-                            let _ = member.leave(topic.clone(), |_| {});
-                            sink.end(&current, &topic, "phx_error", reason("channel_crash"));
-                        }
+        self.member.event(channel, event, payload, move |answer| {
+            let socket = &sink.socket;
+            let msg_ref = msg_ref.as_deref();
+            let reply = |status: &str, response: &RawValue| {
+                let _ = socket.reply(Some(&current), msg_ref, &topic, status, response);
+            };
+            match answer {
+                Ok(Reply::Ok) => reply("ok", &empty_object()),
+                Ok(Reply::OkWith(value)) => match serde_json::value::to_raw_value(&value) {
+                    Ok(value) => reply("ok", &value),
+                    Err(_) => reply("error", &reason("invalid_reply")),
+                },
+                Ok(Reply::Error(text)) => reply("error", &reason(&text)),
+                Err(EventError::NotSubscribed) => {
+                    let _ =
+                        socket.reply(None, msg_ref, &topic, "error", &reason("unmatched topic"));
+                }
+                Err(_) => {
+                    // The channel crashed, as a Phoenix channel process would: it is gone
+                    // for this client, who rejoins after phx_error.
+                    if sink.forget(tag) {
+                        let _ = member.leave(topic.clone(), |_| {});
+                        sink.end(&current, &topic, "phx_error", reason("channel_crash"));
                     }
                 }
-            })
+            }
+        })
     }
 }

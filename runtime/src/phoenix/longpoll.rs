@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use serde::Serialize;
 
-use super::message::Message;
+use super::message::{DecodeError, Message, Vsn};
 use super::server::{Entry, OpenError, PhoenixHandler, PhoenixServer, last_param};
 use super::socket::Transport;
 use crate::engineio::{CloseReason, Frame};
@@ -94,7 +94,10 @@ async fn open<H: PhoenixHandler>(server: &PhoenixServer<H>, req: &HttpRequest) -
 }
 
 /// Waits up to the window for messages, then hands over everything queued.
-async fn poll<H: PhoenixHandler>(server: &PhoenixServer<H>, entry: &Entry<H::State>) -> HttpResponse {
+async fn poll<H: PhoenixHandler>(
+    server: &PhoenixServer<H>,
+    entry: &Entry<H::State>,
+) -> HttpResponse {
     let socket = &entry.socket;
     let session = socket.session();
     let token = socket.id();
@@ -122,7 +125,11 @@ async fn poll<H: PhoenixHandler>(server: &PhoenixServer<H>, entry: &Entry<H::Sta
             () = tokio::time::sleep_until(deadline) => {}
         }
     }
-    if !session.is_closed() || session.close_reason().is_some_and(CloseReason::delivers_queued) {
+    if !session.is_closed()
+        || session
+            .close_reason()
+            .is_some_and(CloseReason::delivers_queued)
+    {
         let limit = server.config().max_payload;
         let mut size: usize = frames.iter().map(Frame::len).sum();
         while size < limit {
@@ -169,32 +176,98 @@ async fn publish<H: PhoenixHandler>(
         Err(BodyError::Failed) => return respond(400, None, None),
     };
     socket.touch();
-    let Ok(text) = std::str::from_utf8(&body) else {
-        socket.close(CloseReason::InvalidUtf8);
-        return respond(400, None, None);
-    };
-    let lines: Vec<&str> = text.split('\n').filter(|line| !line.is_empty()).collect();
-    if lines.len() > config.max_longpoll_lines {
-        socket.close(CloseReason::ProtocolViolation("too many lines in one LongPoll upload"));
-        return respond(400, None, None);
-    }
-    for line in lines {
-        let decoded = if line.starts_with('[') || line.starts_with('{') {
-            Message::decode_text(socket.vsn(), line).map_err(|err| err.to_string())
-        } else {
-            base64::engine::general_purpose::STANDARD
-                .decode(line)
-                .map_err(|err| err.to_string())
-                .and_then(|bytes| Message::decode_binary(&bytes).map_err(|err| err.to_string()))
-        };
-        match decoded {
-            Ok(message) => server.on_message(entry, message),
-            Err(err) => {
-                tracing::debug!(id = %socket.id(), %err, "bad LongPoll upload");
-                socket.close(CloseReason::ParseError(err));
-                return respond(400, None, None);
+    match decode_upload(socket.vsn(), &body, config.max_longpoll_lines) {
+        Ok(messages) => {
+            for message in messages {
+                server.on_message(entry, message);
             }
+        }
+        Err(err) => {
+            tracing::debug!(id = %socket.id(), %err, "bad LongPoll upload");
+            socket.close(match err {
+                UploadError::InvalidUtf8 => CloseReason::InvalidUtf8,
+                UploadError::TooManyLines(_) => {
+                    CloseReason::ProtocolViolation("too many lines in one LongPoll upload")
+                }
+                other => CloseReason::ParseError(other.to_string()),
+            });
+            return respond(400, None, None);
         }
     }
     respond(200, None, None)
+}
+
+/// Why a LongPoll upload was refused (the whole upload: none of its lines is handled).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UploadError {
+    /// The body is not UTF-8.
+    #[error("upload is not valid UTF-8")]
+    InvalidUtf8,
+    /// More lines than allowed (phoenix.js sends at most 100).
+    #[error("{0} lines in one upload")]
+    TooManyLines(usize),
+    /// A line that starts like JSON but is no frame.
+    #[error("line {line}: {error}")]
+    Text {
+        /// Which line (from 1).
+        line: usize,
+        /// What is wrong with it.
+        error: DecodeError,
+    },
+    /// A line that is not valid base64.
+    #[error("line {0}: not base64")]
+    Base64(usize),
+    /// A base64 line whose bytes are no binary frame.
+    #[error("line {line}: {error}")]
+    Binary {
+        /// Which line (from 1).
+        line: usize,
+        /// What is wrong with it.
+        error: DecodeError,
+    },
+}
+
+/// The frames of a LongPoll upload (`application/x-ndjson`): one per non-empty line; a line
+/// that starts with `[` or `{` is a text frame of serializer `vsn`, any other is a base64
+/// binary frame. All of them, or an error and none.
+///
+/// ```
+/// use tidings_runtime::phoenix::{decode_upload, UploadError, Vsn};
+/// let body = b"[\"1\",\"1\",\"room:1\",\"phx_join\",{}]\nAAEBAwIxMnQ6MXVw3q0=";
+/// let messages = decode_upload(Vsn::V2, body, 100).unwrap();
+/// assert_eq!(messages[0].event, "phx_join");
+/// assert_eq!(messages[1].topic, "t:1");
+/// assert_eq!(decode_upload(Vsn::V2, b"a\nb\nc", 2), Err(UploadError::TooManyLines(3)));
+/// ```
+///
+/// # Errors
+/// [`UploadError`] for the first thing wrong.
+pub fn decode_upload(vsn: Vsn, body: &[u8], max_lines: usize) -> Result<Vec<Message>, UploadError> {
+    let text = std::str::from_utf8(body).map_err(|_| UploadError::InvalidUtf8)?;
+    let lines: Vec<&str> = text.split('\n').filter(|line| !line.is_empty()).collect();
+    if lines.len() > max_lines {
+        return Err(UploadError::TooManyLines(lines.len()));
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(at, line)| {
+            let line_no = at + 1;
+            if line.starts_with('[') || line.starts_with('{') {
+                Message::decode_text(vsn, line).map_err(|error| UploadError::Text {
+                    line: line_no,
+                    error,
+                })
+            } else {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(line.trim_end_matches('\r'))
+                    .map_err(|_| UploadError::Base64(line_no))?;
+                Message::decode_binary(&bytes).map_err(|error| UploadError::Binary {
+                    line: line_no,
+                    error,
+                })
+            }
+        })
+        .collect()
 }

@@ -15,6 +15,9 @@ mod socket;
 mod websocket;
 
 pub use config::PhoenixConfig;
+pub use longpoll::{UploadError, decode_upload};
 pub use message::{Body, DecodeError, Message, Vsn};
 pub use server::{OpenError, PhoenixHandler, PhoenixServer};
 pub use socket::{Socket, Transport, frame};
+
+pub(crate) use socket::empty_object;

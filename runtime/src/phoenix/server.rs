@@ -247,12 +247,7 @@ impl<H: PhoenixHandler> PhoenixServer<H> {
             self.inner.closing.clone(),
         )
         .map_err(|_| OpenError::ServerError)?;
-        let socket = Arc::new(Socket::new(
-            Arc::new(session),
-            vsn,
-            transport,
-            auth_token,
-        ));
+        let socket = Arc::new(Socket::new(Arc::new(session), vsn, transport, auth_token));
         let state = self
             .inner
             .handler

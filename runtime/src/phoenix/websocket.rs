@@ -92,7 +92,10 @@ impl<H: PhoenixHandler> Connection<H> {
     fn read(&mut self, cx: &mut Context<'_>) {
         let socket = self.entry.socket.clone();
         while !self.done && !socket.is_closed() {
-            let message = match self.reader.poll_next(&mut self.payload, cx, &mut self.output) {
+            let message = match self
+                .reader
+                .poll_next(&mut self.payload, cx, &mut self.output)
+            {
                 Poll::Ready(Ok(incoming)) => {
                     socket.touch();
                     decode(socket.vsn(), incoming)
@@ -202,4 +205,3 @@ impl<H: PhoenixHandler> Drop for Connection<H> {
         self.entry.socket.close(CloseReason::TransportError);
     }
 }
-

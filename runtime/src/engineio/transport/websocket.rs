@@ -132,7 +132,10 @@ impl<H: EngineHandler> Connection<H> {
     /// Reads what the client sent; every complete message is handled in order.
     fn read(&mut self, cx: &mut Context<'_>) {
         while !matches!(self.phase, Phase::Done) && !self.entry.session.is_closed() {
-            match self.reader.poll_next(&mut self.payload, cx, &mut self.output) {
+            match self
+                .reader
+                .poll_next(&mut self.payload, cx, &mut self.output)
+            {
                 Poll::Ready(Ok(Incoming::Text(text))) => match Packet::decode_text(text, false) {
                     Ok(packet) => self.on_message(packet),
                     Err(err) => self.lost(CloseReason::ParseError(err.to_string())),
