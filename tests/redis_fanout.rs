@@ -386,6 +386,29 @@ fn a_chat_message_posted_on_one_node_shows_on_another() {
     stop_all(nodes);
 }
 
+/// The Phoenix seed on two nodes: a phoenix.js client on each (WebSocket on one, LongPoll on
+/// the other) hears the other's joins and messages, and the per-member filter of node 1 drops
+/// a join announced from node 2 (`tests/js/phoenix_chat.mjs`, scenario `two-nodes`).
+#[test]
+fn phoenix_js_clients_on_two_nodes_hear_each_other() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let url = redis.url();
+    assert_knows_redis("phoenix_chat");
+    let nodes: Vec<Option<Server>> = (0..2)
+        .map(|_| Some(Server::start("phoenix_chat", &["--redis", url.as_str()])))
+        .collect();
+    let urls: Vec<String> = nodes.iter().flatten().map(Server::url).collect();
+    support::run_node(
+        "phoenix_chat.mjs",
+        "two-nodes",
+        &urls[0],
+        &[("TIDINGS_URL2", urls[1].as_str())],
+        Duration::from_secs(60),
+    );
+    stop_all(nodes);
+}
+
 // ---------------------------------------------------------------------------
 // In-process: the adapter's life cycle
 
