@@ -1,6 +1,6 @@
 //! The `phoenix_chat` example (the Phoenix and trillium seeds, ported) against the official
 //! `phoenix` npm client: both seeds over WebSocket and LongPoll, the connect hook's refusal,
-//! and the page in headless Chromium over the browser's own WebSocket and over LongPoll. The
+//! the `chat` example's channels reached by phoenix.js, and the page in headless Chromium over the browser's own WebSocket and over LongPoll. The
 //! two-node run through Redis is in `redis_fanout.rs`.
 
 mod support;
@@ -42,6 +42,20 @@ fn a_socket_without_a_user_is_refused_over_websocket() {
 #[test]
 fn a_socket_without_a_user_is_refused_over_longpoll() {
     scenario("refused-longpoll", Duration::from_secs(40));
+}
+
+/// The `chat` example's channels are reachable by phoenix.js too (its VIP token as
+/// phoenix.js's `authToken`).
+#[test]
+fn the_northle_chat_channels_over_phoenix() {
+    let server = Server::start("chat", &[]);
+    run_node(
+        "phoenix_chat.mjs",
+        "northle-chat",
+        &server.url(),
+        &[],
+        Duration::from_secs(40),
+    );
 }
 
 fn chromium() {

@@ -244,7 +244,35 @@ async function browser(transport) {
   }
 }
 
+/** The Northle chat example's channels, reached by phoenix.js instead of socket.io-client. */
+async function northleChat() {
+  step("a phoenix.js socket joins chats/1; a POST /chat reaches it");
+  const guest = connect("guest", "ws");
+  const room = guest.channel("chats/1", {});
+  const inbox = new Inbox(room, ["message"]);
+  await join(room, "guest");
+  const posted = await fetch(`${URL}/chat`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ message: "from the form" }),
+  });
+  assert.equal(posted.status, 204);
+  assert.deepEqual(await inbox.next("message", "guest"), { message: "from the form" });
+
+  step("private/vip: refused without the VIP token, joined with it as phoenix.js's authToken");
+  assert.equal(await refusal(guest.channel("private/vip", {}), "guest"), "unauthorized");
+  const vip = new Socket(`${URL.replace(/^http/, "ws")}/socket`, { transport: WebSocket, authToken: "northle-vip" });
+  vip.connect();
+  openSockets.add({ close: () => vip.disconnect() });
+  const vipRoom = vip.channel("private/vip", {});
+  const vipIn = new Inbox(vipRoom, ["message"]);
+  await join(vipRoom, "vip");
+  await push(vipRoom, "message", { text: "psst" }, "vip");
+  assert.deepEqual(await vipIn.next("message", "vip"), { text: "psst" });
+}
+
 const scenarios = {
+  "northle-chat": northleChat,
   "room-lobby-ws": () => roomLobby("ws"),
   "room-lobby-longpoll": () => roomLobby("longpoll"),
   "trillium-lobby-ws": () => trilliumLobby("ws"),
