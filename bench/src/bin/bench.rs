@@ -12,6 +12,11 @@
 //! tidings' bench server built from another commit (`scripts/bench --ref COMMIT` builds it), to
 //! compare a change with what it changes in the same run.
 //!
+//! The Phoenix Channels protocol has two peers: `tidings-phoenix` (the same `bench_server`,
+//! its subscribers phoenix clients: the load generator runs with `--protocol phoenix`) and
+//! `trillium` (trillium-channels 0.4, `bench/trillium`, driven with `--protocol phoenix-v1`
+//! since trillium-websockets 0.7.0 drops the `vsn` query parameter and answers V1 objects).
+//!
 //! The scenarios `redis-fanout-1k` and `redis-fanout-10k` (tidings only, run only when named in
 //! `--scenarios`) are the fan-out of the same size over two tidings nodes joined through Redis:
 //! a `redis-server` on a free loopback port (`--save "" --appendonly no`), node A and node B
@@ -30,7 +35,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tidings_bench::{Flags, RunResult, fail, raise_fd_limit};
 
-const PEERS: [&str; 4] = ["tidings", "node", "socketioxide", "baseline"];
+const PEERS: [&str; 6] = [
+    "tidings",
+    "node",
+    "socketioxide",
+    "baseline",
+    "tidings-phoenix",
+    "trillium",
+];
 /// How long a peer may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one load-generator run may take.
@@ -113,11 +125,11 @@ fn peer_command(paths: &Paths, peer: &str, port: u16) -> Vec<String> {
     let bin = |name: &str| paths.release.join(name).display().to_string();
     let port = port.to_string();
     match peer {
-        "tidings" | "tidings-ref" => vec![
-            bin(if peer == "tidings" {
-                "examples/bench_server"
-            } else {
+        "tidings" | "tidings-ref" | "tidings-phoenix" => vec![
+            bin(if peer == "tidings-ref" {
                 "bench_server-ref"
+            } else {
+                "examples/bench_server"
             }),
             "--port".into(),
             port,
@@ -142,7 +154,27 @@ fn peer_command(paths: &Paths, peer: &str, port: u16) -> Vec<String> {
             "--nodelay".into(),
         ],
         "baseline" => vec![bin("peer-baseline"), "--port".into(), port],
+        // Built by scripts/bench in a target directory of its own (its crates are pinned
+        // apart from the workspace's).
+        "trillium" => vec![
+            paths
+                .release
+                .join("../bench-trillium/release/peer-trillium")
+                .display()
+                .to_string(),
+            "--port".into(),
+            port,
+        ],
         other => fail(&format!("unknown peer {other:?}")),
+    }
+}
+
+/// The wire the load generator speaks to `peer`.
+fn protocol(peer: &str) -> &'static str {
+    match peer {
+        "tidings-phoenix" => "phoenix",
+        "trillium" => "phoenix-v1",
+        _ => "socketio",
     }
 }
 
@@ -257,7 +289,12 @@ fn run_once(
     let mut children: Vec<Child> = Vec::new();
     let result = (|| {
         let port = ports[0];
-        let mut loadgen_args = vec!["--port".to_owned(), port.to_string()];
+        let mut loadgen_args = vec![
+            "--port".to_owned(),
+            port.to_string(),
+            "--protocol".to_owned(),
+            protocol(peer).to_owned(),
+        ];
         if scenario.redis {
             if peer != "tidings" {
                 return Err(format!("{peer}: no Redis setup (tidings only)"));
@@ -704,9 +741,33 @@ fn targets(results: &Results) -> String {
             mark(t >= 1.5 * s)
         );
     }
+    for scenario in ["fanout-1k", "fanout-10k", "connect-10k"] {
+        let rate: fn(&RunResult) -> f64 = if scenario.starts_with("connect") {
+            |r| r.connect_per_sec
+        } else {
+            |r| r.deliveries_per_sec
+        };
+        let phoenix = med(scenario, "tidings-phoenix", rate);
+        if let (Some(p), Some(t)) = (phoenix, med(scenario, "trillium", rate)) {
+            let _ = writeln!(
+                out,
+                "- {scenario}, Phoenix: tidings >= 1.5x trillium-channels: {:.2}x ({})",
+                p / t,
+                mark(p >= 1.5 * t)
+            );
+        }
+        if let (Some(p), Some(s)) = (phoenix, med(scenario, "tidings", rate)) {
+            let _ = writeln!(
+                out,
+                "- {scenario}: tidings over Phoenix within 15% of tidings over Socket.IO: {:.2}x ({})",
+                p / s,
+                mark(p >= 0.85 * s)
+            );
+        }
+    }
     let tidings_runs: Vec<&RunResult> = results
         .iter()
-        .filter(|((_, peer), _)| peer == "tidings")
+        .filter(|((_, peer), _)| peer == "tidings" || peer == "tidings-phoenix")
         .flat_map(|(_, runs)| runs)
         .collect();
     if !tidings_runs.is_empty() {

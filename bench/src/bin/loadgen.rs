@@ -13,6 +13,11 @@
 //! - `connect`: `--conns` connections subscribing to `chats/<i mod 100>` (the rate of
 //!   connect + subscribe), then the server's RSS once they idle (needs `--pid`).
 //!
+//! `--protocol` picks the wire: `socketio` (default: Engine.IO v4 + Socket.IO v5 at
+//! `/socket.io/`, `subscribe` events), `phoenix` (Phoenix Channels V2 arrays at
+//! `/socket/websocket?vsn=2.0.0`, `phx_join`, a heartbeat every 25 s) or `phoenix-v1` (the
+//! same with V1 objects, for servers that answer only those).
+//!
 //! Other flags: `--port` (default 3000, on 127.0.0.1), `--pid` (the server's, for its CPU time
 //! and RSS), `--port2` (a second server, of the same cluster through Redis: the connections
 //! alternate between the two, emits still go to `--port` only, and deliveries, latency and loss
@@ -120,19 +125,93 @@ async fn read_until(
     }
 }
 
-/// Connects, opens the Engine.IO session, connects to `/` and subscribes to `channel`.
-async fn setup(addr: SocketAddr, channel: &str) -> Result<Ws, String> {
+/// The wire the load generator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    SocketIo,
+    /// Phoenix Channels, V2 arrays.
+    Phoenix,
+    /// Phoenix Channels, V1 objects.
+    PhoenixV1,
+}
+
+impl Protocol {
+    fn parse(name: &str) -> Protocol {
+        match name {
+            "socketio" => Protocol::SocketIo,
+            "phoenix" => Protocol::Phoenix,
+            "phoenix-v1" => Protocol::PhoenixV1,
+            other => fail(&format!(
+                "unknown --protocol {other:?}: socketio, phoenix or phoenix-v1"
+            )),
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Protocol::SocketIo => "/socket.io/?EIO=4&transport=websocket",
+            Protocol::Phoenix => "/socket/websocket?vsn=2.0.0",
+            Protocol::PhoenixV1 => "/socket/websocket?vsn=1.0.0",
+        }
+    }
+
+    /// Whether a text frame is one of the benchmark's `tick` events.
+    fn is_tick(self, text: &[u8]) -> bool {
+        match self {
+            Protocol::SocketIo => text.starts_with(b"42["),
+            Protocol::Phoenix => contains(text, b",\"tick\","),
+            Protocol::PhoenixV1 => contains(text, b"\"event\":\"tick\""),
+        }
+    }
+
+    /// A Phoenix frame of this serializer, with an empty payload.
+    fn frame(self, join_ref: Option<&str>, msg_ref: &str, topic: &str, event: &str) -> String {
+        let (join_ref, topic) = (serde_json::json!(join_ref), serde_json::json!(topic));
+        if self == Protocol::PhoenixV1 {
+            format!(
+                r#"{{"topic":{topic},"event":"{event}","payload":{{}},"ref":"{msg_ref}","join_ref":{join_ref}}}"#
+            )
+        } else {
+            format!(r#"[{join_ref},"{msg_ref}",{topic},"{event}",{{}}]"#)
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// How often a Phoenix connection sends its heartbeat (phoenix.js: 30 s).
+const HEARTBEAT: Duration = Duration::from_secs(25);
+
+/// Connects and joins `channel` over `protocol`.
+async fn setup(addr: SocketAddr, channel: &str, protocol: Protocol) -> Result<Ws, String> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let url = format!("ws://{addr}{}", protocol.path());
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
         .await
         .map_err(|e| format!("websocket handshake: {e}"))?;
+    if protocol != Protocol::SocketIo {
+        ws.send(Message::text(protocol.frame(
+            Some("1"),
+            "1",
+            channel,
+            "phx_join",
+        )))
+        .await
+        .map_err(|e| format!("send phx_join: {e}"))?;
+        let reply = read_until(&mut ws, "join reply", |t| t.contains("phx_reply")).await?;
+        if !reply.contains("\"ok\"") {
+            return Err(format!("join refused: {reply}"));
+        }
+        return Ok(ws);
+    }
     read_until(&mut ws, "open", |t| t.starts_with('0')).await?;
     ws.send(Message::text("40"))
         .await
@@ -161,9 +240,10 @@ async fn client(
     addr: SocketAddr,
     channel: String,
     limit: Rc<Semaphore>,
+    protocol: Protocol,
 ) {
     let permit = limit.acquire().await;
-    let setup = tokio::time::timeout(SETUP_TIMEOUT, setup(addr, &channel)).await;
+    let setup = tokio::time::timeout(SETUP_TIMEOUT, setup(addr, &channel, protocol)).await;
     drop(permit);
     let mut ws = match setup {
         Ok(Ok(ws)) => ws,
@@ -172,11 +252,24 @@ async fn client(
     };
     shared.subscribed.set(shared.subscribed.get() + 1);
     shared.last_ack_ns.set(shared.now_ns());
-    while let Some(message) = ws.next().await {
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    loop {
+        let message = tokio::select! {
+            message = ws.next() => message,
+            _ = heartbeat.tick(), if protocol != Protocol::SocketIo => {
+                let beat = protocol.frame(None, "hb", "phoenix", "heartbeat");
+                if ws.send(Message::text(beat)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(message) = message else { break };
         match message {
             Ok(Message::Text(text)) => {
                 let bytes = text.as_bytes();
-                if bytes.starts_with(b"42[") {
+                if protocol.is_tick(bytes) {
                     shared.record(node, bytes);
                 } else if bytes == b"2" && ws.send(Message::text("3")).await.is_err() {
                     break;
@@ -266,6 +359,7 @@ impl Emitter {
 
 struct Settings {
     addr: SocketAddr,
+    protocol: Protocol,
     /// A second node of the same cluster: odd connections go there.
     addr2: Option<SocketAddr>,
     scenario: String,
@@ -318,6 +412,7 @@ async fn connect_all(
             addr,
             channel(i),
             limit.clone(),
+            settings.protocol,
         ));
     }
     let deadline = Instant::now() + SETUP_TIMEOUT * 3;
@@ -635,6 +730,7 @@ fn main() {
     };
     let settings = Settings {
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        protocol: Protocol::parse(flags.get("protocol").unwrap_or("socketio")),
         addr2: flags
             .get("port2")
             .map(|_| SocketAddr::from(([127, 0, 0, 1], flags.num("port2", 0u16)))),
@@ -676,13 +772,14 @@ fn main() {
 
 #[cfg(test)]
 mod tests {
-    use super::{Settings, conns_per_node, node_of, sent_ns};
+    use super::{Protocol, Settings, conns_per_node, node_of, sent_ns};
     use std::net::SocketAddr;
     use std::time::Duration;
 
     fn settings(conns: u64, two_nodes: bool) -> Settings {
         Settings {
             addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            protocol: Protocol::SocketIo,
             addr2: two_nodes.then(|| SocketAddr::from(([127, 0, 0, 1], 2))),
             scenario: "fanout".to_owned(),
             conns,
@@ -707,6 +804,25 @@ mod tests {
         let one = settings(1001, false);
         assert_eq!(conns_per_node(&one), [1001, 0]);
         assert!((0..one.conns).all(|i| node_of(&one, i) == 0));
+    }
+
+    #[test]
+    fn ticks_are_recognized_on_every_wire() {
+        assert!(Protocol::SocketIo.is_tick(br#"42["chats/0/tick",{"t":1}]"#));
+        assert!(Protocol::Phoenix.is_tick(br#"[null,null,"chats/0","tick",{"t":1}]"#));
+        assert!(!Protocol::Phoenix.is_tick(br#"[null,"hb","phoenix","phx_reply",{}]"#));
+        assert!(
+            Protocol::PhoenixV1
+                .is_tick(br#"{"topic":"chats/0","event":"tick","payload":{"t":1},"ref":null}"#)
+        );
+        assert_eq!(
+            Protocol::Phoenix.frame(Some("1"), "2", "chats/0", "phx_join"),
+            r#"["1","2","chats/0","phx_join",{}]"#
+        );
+        assert_eq!(
+            Protocol::PhoenixV1.frame(None, "hb", "phoenix", "heartbeat"),
+            r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"hb","join_ref":null}"#
+        );
     }
 
     #[test]
