@@ -124,6 +124,10 @@ struct Join {
     held: Option<Vec<Frame>>,
 }
 
+/// How many frames of one join may wait for its reply (the `joined` hook's pushes and the
+/// channel's broadcasts while `pass` and `joined` run), as many as a connection's queue.
+const MAX_HELD: usize = 4096;
+
 /// A socket as the channel layer's sink: its joins, by topic.
 struct PhoenixSink {
     socket: Arc<Socket>,
@@ -217,6 +221,13 @@ impl Sink for PhoenixSink {
             }
         };
         if let Some(held) = &mut join.held {
+            if held.len() >= MAX_HELD {
+                // The join's hooks take long while its channel is busy: as with any queue
+                // the client cannot drain, the connection is cut.
+                drop(joins);
+                socket.close(CloseReason::QueueFull);
+                return false;
+            }
             held.push(frame);
             return true;
         }
