@@ -4,15 +4,17 @@
 // server, another port of 127.0.0.1), tries to connect to A with that cookie.
 //
 //   refused  A runs with the default policy: B's page cannot connect over WebSocket or
-//            polling, with the official client or by hand; Node clients without an Origin are
+//            polling, with the official client, with phoenix.js or by hand; Node clients without an Origin are
 //            unaffected, a forged foreign Origin from Node is refused.
 //   allowed  A runs with --allow-origin <B>: B's page connects with the official client over
 //            polling (CORS, with credentials: the cookie reaches A) and WebSocket, joins the
-//            VIP room and gets A's messages; a forged Origin of B from Node is accepted
+//            VIP room and gets A's messages; so does phoenix.js over WebSocket (LongPoll
+//            connects through CORS, without the cookie); a forged Origin of B from Node is accepted
 //            (origin checks protect browsers, not servers).
 //
 // Usage: TIDINGS_URL=<A> TIDINGS_FOREIGN_URL=<B> node tests/js/origin_browser.mjs <scenario>
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { launchChromium, step, run } from "./harness.mjs";
 
@@ -136,6 +138,73 @@ function rawPolling(page) {
   }, `${A}${ENGINE}&transport=polling`);
 }
 
+// phoenix.js's browser bundle, from the npm package.
+const PHOENIX_JS = fileURLToPath(new URL("../../node_modules/phoenix/priv/static/phoenix.js", import.meta.url));
+
+// In B's page: phoenix.js connects to A over `transport` ("websocket" or "longpoll"), joins
+// the VIP room and chats/1, and waits for a message posted to A; resolves what happened.
+async function phoenixClient(page, transport, text) {
+  await page.addScriptTag({ path: PHOENIX_JS });
+  const outcome = page.evaluate(
+    async ([url, transport, waitMs]) => {
+      const options = { reconnectAfterMs: () => 60_000 };
+      if (transport === "longpoll") options.transport = window.Phoenix.LongPoll;
+      const socket = new window.Phoenix.Socket(`${url.replace(/^http/, "ws")}/socket`, options);
+      const opened = new Promise((resolve, reject) => {
+        socket.onOpen(resolve);
+        socket.onError(() => reject(new Error("socket error")));
+        setTimeout(() => reject(new Error("no open within the wait")), waitMs);
+      });
+      socket.connect();
+      try {
+        await opened;
+      } catch (err) {
+        socket.disconnect();
+        return { error: String(err.message ?? err) };
+      }
+      const join = (topic) =>
+        new Promise((resolve) =>
+          socket
+            .channel(topic, {})
+            .join()
+            .receive("ok", () => resolve("ok"))
+            .receive("error", ({ reason }) => resolve(reason))
+            .receive("timeout", () => resolve("timeout")),
+        );
+      const vip = await join("private/vip");
+      const room = socket.channel("chats/1", {});
+      const message = new Promise((resolve) => room.on("message", resolve));
+      const joined = await new Promise((resolve) =>
+        room.join().receive("ok", () => resolve("ok")).receive("error", ({ reason }) => resolve(reason)),
+      );
+      window.__phoenixReady = true;
+      const received = await Promise.race([message, new Promise((r) => setTimeout(() => r(null), waitMs))]);
+      const kind = socket.transport.name;
+      socket.disconnect();
+      return { connected: true, transport: kind, vip, joined, message: received };
+    },
+    [A, transport, WAIT_MS],
+  );
+  const posted = (async () => {
+    try {
+      await page.waitForFunction(() => window.__phoenixReady === true, null, { timeout: WAIT_MS });
+    } catch {
+      return;
+    }
+    await page.evaluate(() => {
+      window.__phoenixReady = false;
+    });
+    const res = await fetch(`${A}/chat`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ message: text }),
+    });
+    assert.equal(res.status, 204, "POST /chat");
+  })();
+  const [result] = await Promise.all([outcome, posted]);
+  return result;
+}
+
 // From Node (not a browser): a polling handshake and a WebSocket with the given Origin.
 async function nodeHandshake(origin) {
   const headers = origin ? { origin } : {};
@@ -178,6 +247,12 @@ const scenarios = {
       step("B's page: a raw WebSocket and a raw polling handshake");
       assert.equal(await rawWebSocket(foreign), "refused", "raw WebSocket from B");
       assert.equal(await rawPolling(foreign), "blocked", "raw polling handshake from B");
+
+      step("B's page: phoenix.js over WebSocket and over LongPoll");
+      const phoenixWs = await phoenixClient(foreign, "websocket", text);
+      assert.ok(phoenixWs.error, `phoenix.js in B's page connected to A: ${JSON.stringify(phoenixWs)}`);
+      const phoenixLp = await phoenixClient(foreign, "longpoll", text);
+      assert.ok(phoenixLp.error, `phoenix.js LongPoll in B's page connected to A: ${JSON.stringify(phoenixLp)}`);
     });
 
     step("Node without an Origin: unaffected");
@@ -229,6 +304,23 @@ const scenarios = {
       assert.equal(await rawWebSocket(foreign), "open", "raw WebSocket from B");
       const raw = await rawPolling(foreign);
       assert.deepStrictEqual(raw, { status: 200, body: "0" }, "raw polling handshake from B");
+
+      step("B's page: phoenix.js over WebSocket (with the cookie: VIP)");
+      const text3 = `phoenix #${Math.floor(Math.random() * 1e9)}`;
+      const phoenixWs = await phoenixClient(foreign, "websocket", text3);
+      assert.equal(phoenixWs.connected, true, `not connected: ${JSON.stringify(phoenixWs)}`);
+      assert.equal(phoenixWs.transport, "WebSocket");
+      assert.equal(phoenixWs.vip, "ok", "the cookie reached A with the WebSocket");
+      assert.deepStrictEqual(phoenixWs.message, { message: text3 }, "A's message over phoenix.js");
+
+      step("B's page: phoenix.js over LongPoll (CORS; phoenix.js sends no cookie: no VIP room)");
+      const text4 = `phoenix longpoll #${Math.floor(Math.random() * 1e9)}`;
+      const phoenixLp = await phoenixClient(foreign, "longpoll", text4);
+      assert.equal(phoenixLp.connected, true, `not connected: ${JSON.stringify(phoenixLp)}`);
+      assert.equal(phoenixLp.transport, "LongPoll");
+      assert.equal(phoenixLp.vip, "unauthorized", "no cookie over LongPoll's fetch");
+      assert.equal(phoenixLp.joined, "ok");
+      assert.deepStrictEqual(phoenixLp.message, { message: text4 }, "A's message over LongPoll");
     });
 
     step("Node: a forged Origin of B is accepted (the check protects browsers, not servers)");

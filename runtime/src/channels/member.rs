@@ -106,6 +106,9 @@ enum Request {
         channel: String,
         event: String,
         payload: Payload,
+        /// Checked when the event's turn comes: false refuses it as `NotSubscribed` without
+        /// running the handler.
+        guard: Option<Box<dyn FnOnce() -> bool + Send>>,
         done: Done<Result<Reply, EventError>>,
     },
 }
@@ -269,6 +272,31 @@ impl Member {
             channel: channel.into(),
             event: event.into(),
             payload,
+            guard: None,
+            done: Box::new(done),
+        })
+    }
+
+    /// As [`Member::event`], but `guard` decides, when the event's turn comes, whether it still
+    /// goes to the channel: false answers [`EventError::NotSubscribed`] without running
+    /// `handle_in`. A gateway whose protocol ends a membership at once on some outcome (a
+    /// Phoenix channel that crashed) uses it for the requests already queued behind it.
+    ///
+    /// # Errors
+    /// [`Overloaded`] when too many requests wait (nothing is queued).
+    pub fn event_if(
+        self: &Arc<Self>,
+        channel: impl Into<String>,
+        event: impl Into<String>,
+        payload: Payload,
+        guard: impl FnOnce() -> bool + Send + 'static,
+        done: impl FnOnce(Result<Reply, EventError>) + Send + 'static,
+    ) -> Result<(), Overloaded> {
+        self.submit(Request::Event {
+            channel: channel.into(),
+            event: event.into(),
+            payload,
+            guard: Some(Box::new(guard)),
             done: Box::new(done),
         })
     }
@@ -365,8 +393,14 @@ impl Member {
                 channel,
                 event,
                 payload,
+                guard,
                 done,
-            } => done(hub.event(self, &channel, &event, payload).await),
+            } => {
+                if guard.is_some_and(|guard| !guard()) {
+                    return done(Err(EventError::NotSubscribed));
+                }
+                done(hub.event(self, &channel, &event, payload).await);
+            }
         }
     }
 }

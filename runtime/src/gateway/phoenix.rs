@@ -122,6 +122,9 @@ struct Join {
     /// Frames for this join that came before its reply went out (a `joined` hook's push, a
     /// broadcast); `None` once the reply is out.
     held: Option<Vec<Frame>>,
+    /// A second join of the topic came before this one's reply: once its reply is out, it
+    /// closes (`phx_close`) and goes.
+    superseded: bool,
 }
 
 /// How many frames of one join may wait for its reply (the `joined` hook's pushes and the
@@ -241,8 +244,13 @@ impl PhoenixSink {
     fn current(&self, topic: &str) -> Option<(Box<str>, MemberTag)> {
         lock(&self.joins)
             .iter()
-            .find(|join| *join.topic == *topic)
+            .find(|join| *join.topic == *topic && !join.superseded)
             .map(|join| (join.join_ref.clone(), join.tag))
+    }
+
+    /// Whether the join with `tag` is still there.
+    fn has(&self, tag: MemberTag) -> bool {
+        lock(&self.joins).iter().any(|join| join.tag == tag)
     }
 
     /// Forgets the join with `tag`; true when it was there.
@@ -283,21 +291,36 @@ impl Link {
         };
         let sink = &self.sink;
         let tag = sink.next_tag.fetch_add(1, Ordering::Relaxed);
-        let replaced = {
+        // A second join of the topic: the first one closes, then this one joins anew. A first
+        // join still waiting for its verdict gets its reply first, then closes (see below).
+        let (replaced, pending) = {
             let mut joins = lock(&sink.joins);
-            let at = joins.iter().position(|join| *join.topic == *topic);
-            let old = at.map(|at| joins.remove(at));
+            let at = joins
+                .iter()
+                .position(|join| *join.topic == *topic && !join.superseded);
+            let mut replaced = None;
+            let mut pending = false;
+            if let Some(at) = at {
+                if joins[at].held.is_some() {
+                    joins[at].superseded = true;
+                    pending = true;
+                } else {
+                    replaced = Some(joins.remove(at));
+                }
+            }
             joins.push(Join {
                 topic: topic.as_str().into(),
                 join_ref: join_ref.clone(),
                 tag,
                 held: Some(Vec::new()),
+                superseded: false,
             });
-            old
+            (replaced, pending)
         };
-        if let Some(old) = replaced {
-            // A second join of the topic: the first one closes, then this one joins anew.
+        if let Some(old) = &replaced {
             sink.end(&old.join_ref, &topic, "phx_close", empty_object());
+        }
+        if replaced.is_some() || pending {
             self.member.leave(topic.clone(), |_| {})?;
         }
         let done_sink = sink.clone();
@@ -310,16 +333,21 @@ impl Link {
             match verdict {
                 Ok(response) => {
                     let mut joins = lock(&sink.joins);
-                    let held = joins
-                        .iter_mut()
-                        .find(|join| join.tag == tag)
-                        .and_then(|join| join.held.take());
+                    let at = joins.iter().position(|join| join.tag == tag);
+                    let held = at.and_then(|at| joins[at].held.take());
                     let response = response.unwrap_or_else(empty_object);
                     let _ = socket.reply(Some(&join_ref), msg_ref, &topic, "ok", &response);
                     for frame in held.into_iter().flatten() {
                         if socket.send_frame(frame).is_err() {
                             break;
                         }
+                    }
+                    if let Some(at) = at
+                        && joins[at].superseded
+                    {
+                        joins.remove(at);
+                        drop(joins);
+                        sink.end(&join_ref, &topic, "phx_close", empty_object());
                     }
                 }
                 Err(err) => {
@@ -411,32 +439,41 @@ impl Link {
         let sink = sink.clone();
         let member = self.member.clone();
         let channel = topic.clone();
-        self.member.event(channel, event, payload, move |answer| {
-            let socket = &sink.socket;
-            let msg_ref = msg_ref.as_deref();
-            let reply = |status: &str, response: &RawValue| {
-                let _ = socket.reply(Some(&current), msg_ref, &topic, status, response);
-            };
-            match answer {
-                Ok(Reply::Ok) => reply("ok", &empty_object()),
-                Ok(Reply::OkWith(value)) => match serde_json::value::to_raw_value(&value) {
-                    Ok(value) => reply("ok", &value),
-                    Err(_) => reply("error", &reason("invalid_reply")),
-                },
-                Ok(Reply::Error(text)) => reply("error", &reason(&text)),
-                Err(EventError::NotSubscribed) => {
-                    let _ =
-                        socket.reply(None, msg_ref, &topic, "error", &reason("unmatched topic"));
-                }
-                Err(_) => {
-                    // The channel crashed, as a Phoenix channel process would: it is gone
-                    // for this client, who rejoins after phx_error.
-                    if sink.forget(tag) {
-                        let _ = member.leave(topic.clone(), |_| {});
-                        sink.end(&current, &topic, "phx_error", reason("channel_crash"));
+        let guard_sink = sink.clone();
+        // A channel that crashed takes the pushes queued behind the crash with it.
+        let guard = move || guard_sink.has(tag);
+        self.member
+            .event_if(channel, event, payload, guard, move |answer| {
+                let socket = &sink.socket;
+                let msg_ref = msg_ref.as_deref();
+                let reply = |status: &str, response: &RawValue| {
+                    let _ = socket.reply(Some(&current), msg_ref, &topic, status, response);
+                };
+                match answer {
+                    Ok(Reply::Ok) => reply("ok", &empty_object()),
+                    Ok(Reply::OkWith(value)) => match serde_json::value::to_raw_value(&value) {
+                        Ok(value) => reply("ok", &value),
+                        Err(_) => reply("error", &reason("invalid_reply")),
+                    },
+                    Ok(Reply::Error(text)) => reply("error", &reason(&text)),
+                    Err(EventError::NotSubscribed) => {
+                        let _ = socket.reply(
+                            None,
+                            msg_ref,
+                            &topic,
+                            "error",
+                            &reason("unmatched topic"),
+                        );
+                    }
+                    Err(_) => {
+                        // The channel crashed, as a Phoenix channel process would: it is gone
+                        // for this client, who rejoins after phx_error.
+                        if sink.forget(tag) {
+                            let _ = member.leave(topic.clone(), |_| {});
+                            sink.end(&current, &topic, "phx_error", reason("channel_crash"));
+                        }
                     }
                 }
-            }
-        })
+            })
     }
 }
