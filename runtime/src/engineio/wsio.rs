@@ -162,16 +162,50 @@ pub(crate) fn close_code(reason: &CloseReason) -> CloseCode {
     }
 }
 
+/// The most bytes of text a close frame carries (a control frame's payload is at most 125
+/// bytes, two of them the code).
+const CLOSE_TEXT: usize = 123;
+
 /// Appends the close frame for `reason` with `code` (none when the transport failed: nobody
-/// would read it).
+/// would read it). A long reason is cut to what a close frame can carry, on a character
+/// boundary.
 pub(crate) fn write_close(out: &mut BytesMut, reason: &CloseReason, code: CloseCode) {
     if !matches!(reason, CloseReason::TransportError) {
+        let mut text = reason.to_string();
+        if text.len() > CLOSE_TEXT {
+            let mut end = CLOSE_TEXT;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
         encode_websocket(
             out,
             Message::Close(Some(ws::CloseReason {
                 code,
-                description: Some(reason.to_string()),
+                description: Some(text),
             })),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_close_reason_is_cut_to_fit_a_control_frame() {
+        let mut out = BytesMut::new();
+        let reason = CloseReason::ParseError("é".repeat(100));
+        write_close(&mut out, &reason, CloseCode::Protocol);
+        // FIN + close opcode, then a one-byte length: the payload fits a control frame.
+        assert_eq!(out[0], 0x88);
+        let len = usize::from(out[1]);
+        assert!(len <= 125, "close payload of {len} bytes");
+        assert_eq!(out.len(), 2 + len);
+        assert!(
+            std::str::from_utf8(&out[4..]).is_ok(),
+            "cut on a character boundary"
         );
     }
 }

@@ -60,9 +60,12 @@ pub(crate) async fn answer<H: PhoenixHandler>(
         .filter(|token| !token.is_empty());
     match (req.method(), token) {
         (&Method::GET, None) => open(server, req).await,
-        (&Method::GET, Some(token)) => match server.lookup(&token) {
+        // A token that names no session (the app's own `token` param, or a session that
+        // ended) opens a new one, as Phoenix does; a client holding a session token reads the
+        // 410 as "session gone" and reconnects.
+        (&Method::GET, Some(token)) => match server.lookup_any(&token) {
             Some(entry) => poll(server, &entry).await,
-            None => respond(410, None, None),
+            None => open(server, req).await,
         },
         (&Method::POST, Some(token)) => match server.lookup(&token) {
             Some(entry) => publish(server, &entry, req, body).await,
@@ -137,6 +140,10 @@ async fn poll<H: PhoenixHandler>(
             size += frame.len();
             frames.push(frame);
         }
+    }
+    if session.is_closed() {
+        // This answer carries the close: the session can go.
+        session.mark_close_delivered();
     }
     if frames.is_empty() {
         return if session.is_closed() {

@@ -101,16 +101,42 @@ pub enum DecodeError {
     BinaryInV1,
 }
 
-/// A V2 text frame, as read: refs may be null, extra trailing elements are ignored.
-#[derive(Deserialize)]
+/// A V2 text frame, as read: refs may be null; any elements after the payload are ignored,
+/// as Phoenix reads `[join_ref, ref, topic, event, payload | _]`.
 struct V2In(
     Option<String>,
     Option<String>,
     String,
     String,
     Box<RawValue>,
-    #[serde(default)] serde::de::IgnoredAny,
 );
+
+impl<'de> Deserialize<'de> for V2In {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = V2In;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array [join_ref, ref, topic, event, payload]")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<V2In, A::Error> {
+                let missing = |at: usize| serde::de::Error::invalid_length(at, &self);
+                let join_ref = seq.next_element()?.ok_or_else(|| missing(0))?;
+                let msg_ref = seq.next_element()?.ok_or_else(|| missing(1))?;
+                let topic = seq.next_element()?.ok_or_else(|| missing(2))?;
+                let event = seq.next_element()?.ok_or_else(|| missing(3))?;
+                let payload = seq.next_element()?.ok_or_else(|| missing(4))?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(V2In(join_ref, msg_ref, topic, event, payload))
+            }
+        }
+
+        deserializer.deserialize_seq(Visitor)
+    }
+}
 
 /// A V1 object, as read.
 #[derive(Deserialize)]
@@ -148,7 +174,7 @@ impl Message {
         let shape = |err: serde_json::Error| DecodeError::Shape(err.to_string());
         match vsn {
             Vsn::V2 => {
-                let V2In(join_ref, msg_ref, topic, event, payload, _) =
+                let V2In(join_ref, msg_ref, topic, event, payload) =
                     serde_json::from_str(text).map_err(shape)?;
                 Ok(Message {
                     join_ref,
@@ -340,6 +366,10 @@ mod tests {
         assert_eq!(heartbeat.payload, json("{}"));
         // Extra trailing elements are ignored, as Phoenix's decoder does.
         assert!(Message::decode_text(Vsn::V2, r#"["1","2","t","e",{},"extra"]"#).is_ok());
+        let many = Message::decode_text(Vsn::V2, r#"["1","2","t","e",{"k":1},{"a":[1]},null,3]"#);
+        assert_eq!(many.map(|m| m.topic), Ok("t".to_owned()));
+        assert!(Message::decode_text(Vsn::V2, r#"["1","2","t","e"]"#).is_err());
+        assert!(Message::decode_text(Vsn::V2, "[]").is_err());
         for bad in [
             "",
             "[]",

@@ -98,6 +98,10 @@ pub enum OpenError {
     /// The client offered WebSocket subprotocols, none of them `phoenix`: HTTP 403.
     #[error("unsupported subprotocol")]
     UnsupportedSubprotocol,
+    /// The `authToken` subprotocol is not base64 of UTF-8 text: HTTP 403 (Phoenix fails to
+    /// decode it too), never a socket without the token it was given.
+    #[error("invalid auth token")]
+    InvalidAuthToken,
     /// The connect hook refused the socket: HTTP 403.
     #[error("connection refused: {0}")]
     Refused(ConnectRefusal),
@@ -267,6 +271,13 @@ impl<H: PhoenixHandler> PhoenixServer<H> {
         Ok(entry)
     }
 
+    /// The socket with this id, open or closed but not yet cleaned up (a LongPoll session
+    /// closed by the server waits a moment for a poll to take what was queued).
+    pub(crate) fn lookup_any(&self, id: &str) -> Option<Entry<H::State>> {
+        let id = Sid::parse(id)?;
+        read(&self.inner.sockets).get(&id).cloned()
+    }
+
     /// The open socket with this id.
     pub(crate) fn lookup(&self, id: &str) -> Option<Entry<H::State>> {
         let id = Sid::parse(id)?;
@@ -321,12 +332,22 @@ pub(crate) fn last_param(query: &str, name: &str) -> Option<String> {
         .map(|(_, value)| value)
 }
 
-/// The `authToken` in a `Sec-WebSocket-Protocol` list (`phoenix`,
-/// `base64url.bearer.phx.<base64 without padding>`), and whether `phoenix` was offered.
-pub(crate) fn subprotocols(req: &HttpRequest) -> (bool, bool, Option<String>) {
+/// What a WebSocket handshake offered in `Sec-WebSocket-Protocol`.
+pub(crate) struct Subprotocols {
+    /// Any subprotocol at all.
+    pub(crate) offered: bool,
+    /// `phoenix`, which the `101` then selects.
+    pub(crate) phoenix: bool,
+    /// The `authToken` (`base64url.bearer.phx.<base64 without padding>`), decoded; `Err` when
+    /// it is not base64 of UTF-8 text.
+    pub(crate) token: Result<Option<String>, OpenError>,
+}
+
+/// Reads the subprotocols of a WebSocket handshake.
+pub(crate) fn subprotocols(req: &HttpRequest) -> Subprotocols {
     let mut offered = false;
     let mut phoenix = false;
-    let mut token = None;
+    let mut token = Ok(None);
     for value in req
         .headers()
         .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -343,11 +364,17 @@ pub(crate) fn subprotocols(req: &HttpRequest) -> (bool, bool, Option<String>) {
                 token = base64::engine::general_purpose::STANDARD_NO_PAD
                     .decode(encoded.trim_end_matches('='))
                     .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok());
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .map(Some)
+                    .ok_or(OpenError::InvalidAuthToken);
             }
         }
     }
-    (offered, phoenix, token)
+    Subprotocols {
+        offered,
+        phoenix,
+        token,
+    }
 }
 
 /// How often the watcher looks for idle sockets: a tenth of the shorter timeout, between
@@ -402,9 +429,37 @@ async fn watcher<H: PhoenixHandler>(inner: Arc<Inner<H>>) {
     }
 }
 
+/// How long a LongPoll session closed by the server waits for the poll that takes what was
+/// queued for it (at most the LongPoll window).
+const POLL_CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// Cleans up a closed socket: out of the table, its TCP connection given a moment to take
-/// what is left, then the handler hears of it.
-fn reap<H: PhoenixHandler>(inner: &Inner<H>, id: Sid) {
+/// what is left, then the handler hears of it. A LongPoll session closed by the server (a
+/// shutdown, the application) stays reachable a moment, so that the client's next poll gets
+/// what was queued before the close.
+fn reap<H: PhoenixHandler>(inner: &Arc<Inner<H>>, id: Sid) {
+    let Some(entry) = read(&inner.sockets).get(&id).cloned() else {
+        return;
+    };
+    let socket = &entry.socket;
+    if socket.transport() == Transport::LongPoll
+        && socket
+            .close_reason()
+            .is_some_and(CloseReason::awaits_delivery)
+    {
+        let inner = inner.clone();
+        let grace = inner.config.longpoll_window.min(POLL_CLOSE_GRACE);
+        tokio::spawn(async move {
+            let session = entry.socket.session();
+            let _ = tokio::time::timeout(grace, session.close_delivered()).await;
+            forget(&inner, id);
+        });
+    } else {
+        forget(inner, id);
+    }
+}
+
+fn forget<H: PhoenixHandler>(inner: &Inner<H>, id: Sid) {
     let Some(entry) = write(&inner.sockets).remove(&id) else {
         return;
     };

@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 
 use super::message::{Message, Vsn};
-use super::server::{Entry, OpenError, PhoenixHandler, PhoenixServer, subprotocols};
+use super::server::{Entry, OpenError, PhoenixHandler, PhoenixServer, Subprotocols, subprotocols};
 use super::socket::Transport;
 use crate::engineio::wsio::{self, Incoming, MessageReader, Output};
 use crate::engineio::{CloseReason, Reader, tcp};
@@ -45,10 +45,15 @@ async fn accept<H: PhoenixHandler>(
     if req.method() != actix_web::http::Method::GET {
         return Err(OpenError::BadRequest);
     }
-    let (offered, phoenix, token) = subprotocols(req);
+    let Subprotocols {
+        offered,
+        phoenix,
+        token,
+    } = subprotocols(req);
     if offered && !phoenix {
         return Err(OpenError::UnsupportedSubprotocol);
     }
+    let token = token?;
     let mut response = ws::handshake(req.head()).map_err(|_| OpenError::BadRequest)?;
     let entry = server.open(req, Transport::WebSocket, token).await?;
     let session = entry.socket.session();
