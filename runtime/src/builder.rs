@@ -14,8 +14,10 @@ use crate::channels::{
 use crate::emitter::SocketEmitter;
 use crate::engineio::CloseReason;
 use crate::gateway::phoenix::PhoenixGateway;
+use crate::gateway::plain::PlainGateway;
 use crate::gateway::{self, ConnectHook};
 use crate::phoenix::{PhoenixConfig, PhoenixServer};
+use crate::plainws::{PlainConfig, PlainServer};
 use crate::socketio::{SocketIo, SocketIoBuilder};
 type Mount = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
@@ -38,6 +40,7 @@ impl From<BuildError> for std::io::Error {
 pub struct TidingsBuilder {
     io: SocketIoBuilder,
     phoenix: PhoenixConfig,
+    plain: Option<PlainConfig>,
     namespace: String,
     connect: Option<ConnectHook>,
     data: AppData,
@@ -82,6 +85,33 @@ impl TidingsBuilder {
         self
     }
 
+    /// Adjusts the plain WebSocket endpoint (mount path, pings, limits). By default clients
+    /// with no library reach the channels at `/ws` and `/ws/<channel>`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tidings_runtime::Tidings;
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let tidings = Tidings::builder()
+    ///     .plain_websocket(|ws| ws.ping_interval = Duration::from_secs(10))
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn plain_websocket(mut self, configure: impl FnOnce(&mut PlainConfig)) -> Self {
+        if let Some(config) = &mut self.plain {
+            configure(config);
+        }
+        self
+    }
+
+    /// Serves no plain WebSocket endpoint.
+    pub fn without_plain_websocket(mut self) -> Self {
+        self.plain = None;
+        self
+    }
+
     /// Which web pages may connect, over every protocol (default: only the server's own
     /// origin; requests without an `Origin`, from clients that are not browsers, always pass),
     /// and the CORS answers of long-polling to pages of other allowed origins.
@@ -98,6 +128,9 @@ impl TidingsBuilder {
     /// ```
     pub fn origins(mut self, policy: crate::origin::OriginPolicy) -> Self {
         self.phoenix.origins = policy.clone();
+        if let Some(plain) = &mut self.plain {
+            plain.origins = policy.clone();
+        }
         self.io = self.io.origins(policy);
         self
     }
@@ -220,6 +253,15 @@ impl TidingsBuilder {
                 },
             )
         });
+        let plain = self.plain.map(|config| {
+            PlainServer::new(
+                config,
+                PlainGateway {
+                    hub: hub.clone(),
+                    connect: self.connect.clone(),
+                },
+            )
+        });
         if let Some(hook) = self.connect {
             ns.guard(move |socket| {
                 let hook = hook.clone();
@@ -234,6 +276,7 @@ impl TidingsBuilder {
         Ok(Tidings {
             io,
             phoenix,
+            plain,
             hub,
             emitter,
             mounts: self.mounts,
@@ -260,6 +303,7 @@ impl TidingsBuilder {
 pub struct Tidings {
     io: SocketIo,
     phoenix: Option<PhoenixServer<PhoenixGateway>>,
+    plain: Option<PlainServer<PlainGateway>>,
     hub: Arc<Hub>,
     emitter: SocketEmitter,
     mounts: Vec<Mount>,
@@ -279,6 +323,7 @@ impl Tidings {
         TidingsBuilder {
             io: SocketIo::builder(),
             phoenix: PhoenixConfig::default(),
+            plain: Some(PlainConfig::default()),
             namespace: "/".to_owned(),
             connect: None,
             data: AppData::default(),
@@ -289,11 +334,12 @@ impl Tidings {
         }
     }
 
-    /// Mounts the Socket.IO and Phoenix endpoints, the [`SocketEmitter`] and the app data on an
+    /// Mounts the Socket.IO, Phoenix and plain WebSocket endpoints, the [`SocketEmitter`] and the app data on an
     /// actix app.
     pub fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
         let io = self.io.configure();
         let phoenix = self.phoenix.as_ref().map(PhoenixServer::configure);
+        let plain = self.plain.as_ref().map(PlainServer::configure);
         let emitter = web::Data::new(self.emitter.clone());
         let mounts = self.mounts.clone();
         move |cfg: &mut web::ServiceConfig| {
@@ -304,6 +350,9 @@ impl Tidings {
             io(cfg);
             if let Some(phoenix) = &phoenix {
                 phoenix(cfg);
+            }
+            if let Some(plain) = &plain {
+                plain(cfg);
             }
         }
     }
@@ -316,11 +365,16 @@ impl Tidings {
         if let Some(phoenix) = &self.phoenix {
             phoenix.close_all(CloseReason::ServerShutdown);
         }
+        if let Some(plain) = &self.plain {
+            plain.close_all(CloseReason::ServerShutdown);
+        }
     }
 
     /// How many client connections are open, over every protocol.
     pub fn connection_count(&self) -> usize {
-        self.io.connection_count() + self.phoenix.as_ref().map_or(0, PhoenixServer::socket_count)
+        self.io.connection_count()
+            + self.phoenix.as_ref().map_or(0, PhoenixServer::socket_count)
+            + self.plain.as_ref().map_or(0, PlainServer::socket_count)
     }
 
     /// Runs `server` until SIGINT or SIGTERM, then [`Tidings::shutdown`]s every connection,

@@ -117,6 +117,13 @@ pub enum CloseReason {
     /// The server is shutting down.
     #[error("server shutting down")]
     ServerShutdown,
+    /// The application refused what the connection is for (a plain WebSocket bound to a
+    /// channel it may not join; WebSocket close 1008).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The peer sent a kind of message the protocol does not take (WebSocket close 1003).
+    #[error("unsupported data: {0}")]
+    UnsupportedData(&'static str),
 }
 
 impl CloseReason {

@@ -27,4 +27,5 @@ pub use sid::{NoRandomness, Sid};
 pub use tcp::on_connect;
 
 pub(crate) use outbox::Limits;
+pub(crate) use packet::encode_websocket;
 pub(crate) use session::{Closing, Reader};

@@ -22,6 +22,8 @@ pub(crate) enum Incoming {
     Text(ByteString),
     /// A binary message.
     Binary(Bytes),
+    /// A pong (the answer to a ping of the server's).
+    Pong,
 }
 
 /// Reads whole messages from a WebSocket's request payload.
@@ -95,7 +97,7 @@ impl MessageReader {
                     encode_websocket(output.buffer(), Message::Pong(bytes));
                     continue;
                 }
-                ws::Frame::Pong(_) => continue,
+                ws::Frame::Pong(_) => return Ok(Some(Incoming::Pong)),
                 ws::Frame::Close(_) => return Err(CloseReason::TransportClose),
                 ws::Frame::Continuation(item) => match (item, self.partial.as_deref_mut()) {
                     (Item::FirstText(bytes), None) => {
@@ -156,7 +158,8 @@ pub(crate) fn close_code(reason: &CloseReason) -> CloseCode {
         CloseReason::PayloadTooLarge => CloseCode::Size,
         CloseReason::InvalidUtf8 => CloseCode::Invalid,
         CloseReason::ParseError(_) | CloseReason::ProtocolViolation(_) => CloseCode::Protocol,
-        CloseReason::QueueFull => CloseCode::Policy,
+        CloseReason::QueueFull | CloseReason::Refused(_) => CloseCode::Policy,
+        CloseReason::UnsupportedData(_) => CloseCode::Unsupported,
         CloseReason::ServerShutdown => CloseCode::Away,
         _ => CloseCode::Normal,
     }

@@ -3,6 +3,7 @@
 //! hub's outgoing events once for all its connections.
 
 pub(crate) mod phoenix;
+pub(crate) mod plain;
 pub(crate) mod socketio;
 
 use std::future::Future;
@@ -18,3 +19,31 @@ pub(crate) type ConnectHook = Arc<
         + Send
         + Sync,
 >;
+
+/// A payload as one JSON value, for protocols whose events carry one: a lone value as it is,
+/// several as an array, bytes as base64 text (a lone binary value as `{"binary": "<base64>"}`);
+/// `None` when there is nothing.
+pub(crate) fn json_payload(
+    payload: &crate::payload::Payload,
+) -> Option<Box<serde_json::value::RawValue>> {
+    use base64::Engine as _;
+    let base64 = |bytes: &bytes::Bytes| base64::engine::general_purpose::STANDARD.encode(bytes);
+    if let Some(bytes) = payload.as_binary() {
+        return serde_json::value::to_raw_value(&serde_json::json!({ "binary": base64(bytes) }))
+            .ok();
+    }
+    let render = |bytes: &bytes::Bytes| serde_json::Value::String(base64(bytes));
+    match payload.len() {
+        0 => None,
+        1 if payload.attachments().is_empty() => payload.arg(0).map(ToOwned::to_owned),
+        1 => payload
+            .to_json_with(0, render)
+            .and_then(|value| serde_json::value::to_raw_value(&value).ok()),
+        len => {
+            let values: Vec<serde_json::Value> = (0..len)
+                .filter_map(|index| payload.to_json_with(index, render))
+                .collect();
+            serde_json::value::to_raw_value(&values).ok()
+        }
+    }
+}

@@ -17,7 +17,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
@@ -172,29 +171,13 @@ fn phoenix_message(message: &Outgoing, join_ref: Option<&str>) -> Message {
     }
 }
 
-/// A payload as one Phoenix payload: a lone binary value as bytes, a lone JSON value as it
-/// is, none as `{}`, several as an array; bytes inside JSON as base64 text.
+/// A payload as one Phoenix payload: a lone binary value as bytes, anything else as JSON
+/// ([`super::json_payload`], none as `{}`).
 fn body(payload: &Payload) -> Body {
-    if let Some(bytes) = payload.as_binary() {
-        return Body::Binary(bytes.clone());
+    match payload.as_binary() {
+        Some(bytes) => Body::Binary(bytes.clone()),
+        None => Body::Json(super::json_payload(payload).unwrap_or_else(empty_object)),
     }
-    let render = |bytes: &bytes::Bytes| {
-        serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-    };
-    let raw = match payload.len() {
-        0 => None,
-        1 if payload.attachments().is_empty() => payload.arg(0).map(ToOwned::to_owned),
-        1 => payload
-            .to_json_with(0, render)
-            .and_then(|value| serde_json::value::to_raw_value(&value).ok()),
-        len => {
-            let values: Vec<serde_json::Value> = (0..len)
-                .filter_map(|index| payload.to_json_with(index, render))
-                .collect();
-            serde_json::value::to_raw_value(&values).ok()
-        }
-    };
-    Body::Json(raw.unwrap_or_else(empty_object))
 }
 
 fn reason(reason: &str) -> Box<RawValue> {

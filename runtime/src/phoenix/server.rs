@@ -1,9 +1,8 @@
 //! The Phoenix Channels endpoint: `<path>/websocket` and `<path>/longpoll`, the socket table,
 //! the heartbeat reply, idle timeouts and the clean-up of closed sockets.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::{Method, StatusCode};
@@ -12,14 +11,13 @@ use base64::Engine as _;
 
 use super::config::PhoenixConfig;
 use super::message::{Message, Vsn};
-use super::socket::{Socket, Transport, empty_object, now_ms};
+use super::socket::{Socket, Transport, empty_object};
 use super::{longpoll, websocket};
-use crate::engineio::{CloseReason, Session, Sid};
-use crate::engineio::{Closing, Limits, TransportKind, tcp};
+use crate::endpoint::sockets::{self, Owner, Sockets};
+use crate::engineio::{CloseReason, Limits, Session, TransportKind};
 use crate::origin::Verdict;
 use crate::refusal::ConnectRefusal;
 use crate::request::RequestInfo;
-use crate::sync::{lock, read, write};
 
 /// The seam between the Phoenix wire and the layer above it (the channel gateway, or an
 /// application): the engine calls these from its transports; they must not block.
@@ -64,28 +62,31 @@ impl<H: PhoenixHandler> std::fmt::Debug for PhoenixServer<H> {
 }
 
 /// A socket and what the layer above keeps for it.
-pub(crate) struct Entry<S> {
-    pub(crate) socket: Arc<Socket>,
-    pub(crate) state: Arc<S>,
-}
-
-impl<S> Clone for Entry<S> {
-    fn clone(&self) -> Self {
-        Entry {
-            socket: self.socket.clone(),
-            state: self.state.clone(),
-        }
-    }
-}
+pub(crate) type Entry<S> = sockets::Entry<Socket, S>;
 
 struct Inner<H: PhoenixHandler> {
     config: PhoenixConfig,
     handler: H,
-    sockets: RwLock<HashMap<Sid, Entry<H::State>>>,
-    /// Sockets closed and waiting for the watcher to clean them up.
-    closing: Arc<Closing>,
-    /// Whether the watcher task runs.
-    watching: Mutex<bool>,
+    sockets: Sockets<Socket, H::State>,
+}
+
+impl<H: PhoenixHandler> Owner for Inner<H> {
+    type Socket = Socket;
+    type State = H::State;
+
+    fn sockets(&self) -> &Sockets<Socket, H::State> {
+        &self.sockets
+    }
+
+    /// A tenth of the shorter timeout, between 10 ms and a second.
+    fn tick(&self) -> Duration {
+        (self.config.idle_timeout.min(self.config.longpoll_timeout) / 10)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    fn closed(&self, socket: &Arc<Socket>, state: &H::State, reason: &CloseReason) {
+        self.handler.on_close(socket, state, reason);
+    }
 }
 
 /// Why a request is refused before any socket exists.
@@ -126,10 +127,6 @@ impl OpenError {
 /// The subprotocol phoenix.js 1.8 carries its `authToken` in.
 const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
 
-/// How long a closed WebSocket's TCP connection may stay open with nothing left to write;
-/// then it is shut down (with queued frames still to go, a second).
-const CLOSE_LINGER: Duration = Duration::from_millis(500);
-
 impl<H: PhoenixHandler> PhoenixServer<H> {
     /// A server with these settings over this handler.
     pub fn new(config: PhoenixConfig, handler: H) -> Self {
@@ -137,9 +134,7 @@ impl<H: PhoenixHandler> PhoenixServer<H> {
             inner: Arc::new(Inner {
                 config,
                 handler,
-                sockets: RwLock::new(HashMap::new()),
-                closing: Arc::default(),
-                watching: Mutex::new(false),
+                sockets: Sockets::default(),
             }),
         }
     }
@@ -156,16 +151,12 @@ impl<H: PhoenixHandler> PhoenixServer<H> {
 
     /// How many sockets are open now.
     pub fn socket_count(&self) -> usize {
-        read(&self.inner.sockets).len()
+        self.inner.sockets.len()
     }
 
     /// Closes every open socket with `reason` (at shutdown: WebSocket close 1001).
     pub fn close_all(&self, reason: CloseReason) {
-        let sockets: Vec<_> = read(&self.inner.sockets)
-            .values()
-            .map(|e| e.socket.clone())
-            .collect();
-        for socket in sockets {
+        for socket in self.inner.sockets.all() {
             socket.close(reason.clone());
         }
     }
@@ -248,10 +239,20 @@ impl<H: PhoenixHandler> PhoenixServer<H> {
                 frames: config.max_queued_frames,
                 bytes: config.max_queued_bytes,
             },
-            self.inner.closing.clone(),
+            self.inner.sockets.closing().clone(),
         )
         .map_err(|_| OpenError::ServerError)?;
-        let socket = Arc::new(Socket::new(Arc::new(session), vsn, transport, auth_token));
+        let timeout = match transport {
+            Transport::WebSocket => config.idle_timeout,
+            Transport::LongPoll => config.longpoll_timeout,
+        };
+        let socket = Arc::new(Socket::new(
+            Arc::new(session),
+            vsn,
+            transport,
+            auth_token,
+            timeout,
+        ));
         let state = self
             .inner
             .handler
@@ -265,26 +266,20 @@ impl<H: PhoenixHandler> PhoenixServer<H> {
             socket,
             state: Arc::new(state),
         };
-        write(&self.inner.sockets).insert(entry.socket.id(), entry.clone());
+        sockets::admit(&self.inner, entry.clone());
         tracing::debug!(id = %entry.socket.id(), ?transport, ?vsn, "phoenix socket opened");
-        self.watch();
         Ok(entry)
     }
 
     /// The socket with this id, open or closed but not yet cleaned up (a LongPoll session
     /// closed by the server waits a moment for a poll to take what was queued).
     pub(crate) fn lookup_any(&self, id: &str) -> Option<Entry<H::State>> {
-        let id = Sid::parse(id)?;
-        read(&self.inner.sockets).get(&id).cloned()
+        self.inner.sockets.any(id)
     }
 
     /// The open socket with this id.
     pub(crate) fn lookup(&self, id: &str) -> Option<Entry<H::State>> {
-        let id = Sid::parse(id)?;
-        read(&self.inner.sockets)
-            .get(&id)
-            .filter(|entry| !entry.socket.is_closed())
-            .cloned()
+        self.inner.sockets.open(id)
     }
 
     /// A message from the client: the heartbeat is answered here, anything else goes to the
@@ -302,15 +297,6 @@ impl<H: PhoenixHandler> PhoenixServer<H> {
             return;
         }
         self.inner.handler.on_message(socket, &entry.state, message);
-    }
-
-    /// Starts the watcher task unless it runs.
-    fn watch(&self) {
-        let mut watching = lock(&self.inner.watching);
-        if !*watching {
-            *watching = true;
-            tokio::spawn(watcher(self.inner.clone()));
-        }
     }
 }
 
@@ -375,107 +361,4 @@ pub(crate) fn subprotocols(req: &HttpRequest) -> Subprotocols {
         phoenix,
         token,
     }
-}
-
-/// How often the watcher looks for idle sockets: a tenth of the shorter timeout, between
-/// 10 ms and a second.
-fn tick(config: &PhoenixConfig) -> Duration {
-    (config.idle_timeout.min(config.longpoll_timeout) / 10)
-        .clamp(Duration::from_millis(10), Duration::from_secs(1))
-}
-
-/// One task for every socket of a server: closes idle ones (a WebSocket silent for the idle
-/// timeout, a LongPoll session not polled for its timeout) and cleans up closed ones (out of
-/// the table, a stalled WebSocket's TCP connection shut down, the handler told). It ends when
-/// no socket is left; the next one starts it again.
-async fn watcher<H: PhoenixHandler>(inner: Arc<Inner<H>>) {
-    let tick = tick(&inner.config);
-    let idle = u64::try_from(inner.config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-    let unpolled = u64::try_from(inner.config.longpoll_timeout.as_millis()).unwrap_or(u64::MAX);
-    let mut next_scan = tokio::time::Instant::now() + tick;
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep_until(next_scan) => {}
-            () = inner.closing.wake.notified() => {}
-        }
-        if tokio::time::Instant::now() >= next_scan {
-            next_scan = tokio::time::Instant::now() + tick;
-            let now = now_ms();
-            let stale: Vec<Arc<Socket>> = read(&inner.sockets)
-                .values()
-                .map(|entry| &entry.socket)
-                .filter(|socket| {
-                    let silent = now.saturating_sub(socket.last_seen());
-                    match socket.transport() {
-                        Transport::WebSocket => silent > idle,
-                        Transport::LongPoll => !socket.is_polling() && silent > unpolled,
-                    }
-                })
-                .cloned()
-                .collect();
-            for socket in stale {
-                tracing::debug!(id = %socket.id(), "phoenix socket idle: closing");
-                socket.close(CloseReason::PingTimeout);
-            }
-        }
-        for id in inner.closing.take() {
-            reap(&inner, id);
-        }
-        let mut watching = lock(&inner.watching);
-        if read(&inner.sockets).is_empty() && inner.closing.is_empty() {
-            *watching = false;
-            return;
-        }
-    }
-}
-
-/// How long a LongPoll session closed by the server waits for the poll that takes what was
-/// queued for it (at most the LongPoll window).
-const POLL_CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// Cleans up a closed socket: out of the table, its TCP connection given a moment to take
-/// what is left, then the handler hears of it. A LongPoll session closed by the server (a
-/// shutdown, the application) stays reachable a moment, so that the client's next poll gets
-/// what was queued before the close.
-fn reap<H: PhoenixHandler>(inner: &Arc<Inner<H>>, id: Sid) {
-    let Some(entry) = read(&inner.sockets).get(&id).cloned() else {
-        return;
-    };
-    let socket = &entry.socket;
-    if socket.transport() == Transport::LongPoll
-        && socket
-            .close_reason()
-            .is_some_and(CloseReason::awaits_delivery)
-    {
-        let inner = inner.clone();
-        let grace = inner.config.longpoll_window.min(POLL_CLOSE_GRACE);
-        tokio::spawn(async move {
-            let session = entry.socket.session();
-            let _ = tokio::time::timeout(grace, session.close_delivered()).await;
-            forget(&inner, id);
-        });
-    } else {
-        forget(inner, id);
-    }
-}
-
-fn forget<H: PhoenixHandler>(inner: &Inner<H>, id: Sid) {
-    let Some(entry) = write(&inner.sockets).remove(&id) else {
-        return;
-    };
-    let socket = &entry.socket;
-    let reason = socket
-        .close_reason()
-        .cloned()
-        .unwrap_or(CloseReason::TransportError);
-    if let Some(tcp) = socket.session().tcp() {
-        let linger = if reason.delivers_queued() {
-            Duration::from_secs(1)
-        } else {
-            CLOSE_LINGER
-        };
-        tcp::end_after(tcp.clone(), linger);
-    }
-    tracing::debug!(id = %id, %reason, "phoenix socket closed");
-    inner.handler.on_close(socket, &entry.state, &reason);
 }

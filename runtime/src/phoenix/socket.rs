@@ -1,14 +1,15 @@
 //! One phoenix.js connection, whatever its transport: its serializer, its outbound queue and
 //! how it ends.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::value::RawValue;
 
 use super::message::{Body, Message, Vsn};
+use crate::endpoint::sockets::{Clock, Liveness, Watched};
 use crate::engineio::{CloseReason, Frame, SendError, Session, Sid};
 use crate::request::RequestInfo;
 
@@ -30,23 +31,17 @@ pub struct Socket {
     vsn: Vsn,
     transport: Transport,
     auth_token: Option<Box<str>>,
-    /// When the client was last heard from (WebSocket) or last polled (LongPoll), in
-    /// milliseconds since [`epoch`].
-    last_seen: AtomicU64,
+    /// When the client was last heard from (WebSocket) or last polled (LongPoll).
+    clock: Clock,
+    /// How long it may stay silent (WebSocket) or unpolled (LongPoll), in milliseconds.
+    timeout_ms: u64,
     /// A LongPoll request is waiting for messages right now.
     polling: AtomicBool,
 }
 
-/// The moment socket clocks count from.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// Milliseconds since [`epoch`].
-pub(crate) fn now_ms() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
-}
+/// How long a LongPoll session closed by the server waits for the poll that takes what was
+/// queued for it.
+const POLL_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 impl Socket {
     pub(crate) fn new(
@@ -54,13 +49,15 @@ impl Socket {
         vsn: Vsn,
         transport: Transport,
         auth_token: Option<String>,
+        timeout: Duration,
     ) -> Self {
         Socket {
             session,
             vsn,
             transport,
             auth_token: auth_token.map(String::into_boxed_str),
-            last_seen: AtomicU64::new(now_ms()),
+            clock: Clock::default(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             polling: AtomicBool::new(false),
         }
     }
@@ -163,20 +160,33 @@ impl Socket {
 
     /// The client was heard from (or polled) now.
     pub(crate) fn touch(&self) {
-        self.last_seen.store(now_ms(), Ordering::Relaxed);
-    }
-
-    pub(crate) fn last_seen(&self) -> u64 {
-        self.last_seen.load(Ordering::Relaxed)
+        self.clock.heard();
     }
 
     pub(crate) fn set_polling(&self, polling: bool) {
         self.polling.store(polling, Ordering::Relaxed);
         self.touch();
     }
+}
 
-    pub(crate) fn is_polling(&self) -> bool {
-        self.polling.load(Ordering::Relaxed)
+/// Phoenix has no server pings: a WebSocket silent for the idle timeout (phoenix.js sends a
+/// heartbeat every 30 s) and a LongPoll session with no request for its timeout are closed.
+impl Watched for Socket {
+    fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    fn liveness(&self, now: u64) -> Liveness {
+        let waiting = self.transport == Transport::LongPoll && self.polling.load(Ordering::Relaxed);
+        if !waiting && self.clock.silent(now) > self.timeout_ms {
+            Liveness::Dead
+        } else {
+            Liveness::Alive
+        }
+    }
+
+    fn close_grace(&self) -> Option<Duration> {
+        (self.transport == Transport::LongPoll).then_some(POLL_CLOSE_GRACE)
     }
 }
 

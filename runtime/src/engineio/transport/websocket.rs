@@ -141,6 +141,7 @@ impl<H: EngineHandler> Connection<H> {
                     Err(err) => self.lost(CloseReason::ParseError(err.to_string())),
                 },
                 Poll::Ready(Ok(Incoming::Binary(bytes))) => self.on_message(Packet::Binary(bytes)),
+                Poll::Ready(Ok(Incoming::Pong)) => {}
                 Poll::Ready(Err(reason)) => self.lost(reason),
                 Poll::Pending => return,
             }
