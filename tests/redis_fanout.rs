@@ -409,6 +409,28 @@ fn phoenix_js_clients_on_two_nodes_hear_each_other() {
     stop_all(nodes);
 }
 
+/// The Azu seed on two nodes: a plain WebSocket client on each, messages and typing cross
+/// nodes (`tests/js/ws_chat.mjs`, scenario `two-nodes`).
+#[test]
+fn plain_websocket_clients_on_two_nodes_hear_each_other() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let url = redis.url();
+    assert_knows_redis("ws_chat");
+    let nodes: Vec<Option<Server>> = (0..2)
+        .map(|_| Some(Server::start("ws_chat", &["--redis", url.as_str()])))
+        .collect();
+    let urls: Vec<String> = nodes.iter().flatten().map(Server::url).collect();
+    support::run_node(
+        "ws_chat.mjs",
+        "two-nodes",
+        &urls[0],
+        &[("TIDINGS_URL2", urls[1].as_str())],
+        Duration::from_secs(60),
+    );
+    stop_all(nodes);
+}
+
 // ---------------------------------------------------------------------------
 // In-process: the adapter's life cycle
 

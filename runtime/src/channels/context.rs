@@ -351,6 +351,13 @@ impl<'a> ChannelContext<'a> {
             .broadcast(self.channel, event, payload, Some(self.member.id()))
     }
 
+    /// How many members the channel has on this node (this one included once it has joined;
+    /// in `left`, without the one leaving). With several nodes, only this node's members are
+    /// counted.
+    pub fn member_count(&self) -> usize {
+        self.hub.member_count(self.channel)
+    }
+
     /// Sends `<channel>/<event>` to this member only.
     ///
     /// # Errors

@@ -413,6 +413,13 @@ impl Hub {
         delivered
     }
 
+    /// How many members `channel` has on this node.
+    pub fn member_count(&self, channel: &str) -> usize {
+        read(self.shard(channel))
+            .get(channel)
+            .map_or(0, |members| members.len())
+    }
+
     /// Hands an event to one member, through its membership of the event's channel.
     pub(crate) fn push(&self, member: &Member, message: &Outgoing) -> bool {
         let tag = read(self.shard(message.channel()))
