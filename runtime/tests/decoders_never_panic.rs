@@ -645,3 +645,41 @@ proptest! {
         }
     }
 }
+
+/// A plain WebSocket message, well formed or nearly so.
+fn plainws_text() -> impl Strategy<Value = String> {
+    let kind = prop_oneof![
+        Just("\"subscribe\"".to_owned()),
+        Just("\"unsubscribe\"".to_owned()),
+        Just("\"event\"".to_owned()),
+        Just("\"ping\"".to_owned()),
+        Just("\"other\"".to_owned()),
+        Just("7".to_owned()),
+    ];
+    let field = |name: &'static str| {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z/:0-9]{0,10}".prop_map(move |v| format!(",\"{name}\":\"{v}\"")),
+            json_value(false).prop_map(move |v| format!(",\"{name}\":{v}")),
+        ]
+    };
+    (kind, field("channel"), field("event"), field("data"), field("ref"))
+        .prop_map(|(kind, channel, event, data, r)| {
+            format!("{{\"type\":{kind}{channel}{event}{data}{r}}}")
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The plain WebSocket decoder never panics; what it refuses has one of the three reasons.
+    #[test]
+    fn plainws_decode_never_panics(
+        text in prop_oneof![plainws_text(), truncated(plainws_text()), any::<String>()],
+    ) {
+        use tidings_runtime::plainws::ClientMessage;
+        if let Err(err) = ClientMessage::decode(&text) {
+            prop_assert!(["invalid_json", "unknown_type", "invalid"].contains(&err.reason()));
+        }
+    }
+}
