@@ -17,6 +17,10 @@
 //! `trillium` (trillium-channels 0.4, `bench/trillium`, driven with `--protocol phoenix-v1`
 //! since trillium-websockets 0.7.0 drops the `vsn` query parameter and answers V1 objects).
 //!
+//! Plain WebSocket has two peers too: `tidings-plain` (the same `bench_server`, subscribers at
+//! `/ws`) and `baseline-plain` (the baseline, which speaks that protocol at `/ws`), both driven
+//! with `--protocol plain`.
+//!
 //! The scenarios `redis-fanout-1k` and `redis-fanout-10k` (tidings only, run only when named in
 //! `--scenarios`) are the fan-out of the same size over two tidings nodes joined through Redis:
 //! a `redis-server` on a free loopback port (`--save "" --appendonly no`), node A and node B
@@ -35,13 +39,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tidings_bench::{Flags, RunResult, fail, raise_fd_limit};
 
-const PEERS: [&str; 6] = [
+const PEERS: [&str; 8] = [
     "tidings",
     "node",
     "socketioxide",
     "baseline",
     "tidings-phoenix",
     "trillium",
+    "tidings-plain",
+    "baseline-plain",
 ];
 /// How long a peer may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -125,7 +131,7 @@ fn peer_command(paths: &Paths, peer: &str, port: u16) -> Vec<String> {
     let bin = |name: &str| paths.release.join(name).display().to_string();
     let port = port.to_string();
     match peer {
-        "tidings" | "tidings-ref" | "tidings-phoenix" => vec![
+        "tidings" | "tidings-ref" | "tidings-phoenix" | "tidings-plain" => vec![
             bin(if peer == "tidings-ref" {
                 "bench_server-ref"
             } else {
@@ -153,7 +159,7 @@ fn peer_command(paths: &Paths, peer: &str, port: u16) -> Vec<String> {
             port,
             "--nodelay".into(),
         ],
-        "baseline" => vec![bin("peer-baseline"), "--port".into(), port],
+        "baseline" | "baseline-plain" => vec![bin("peer-baseline"), "--port".into(), port],
         // Built by scripts/bench in a target directory of its own (its crates are pinned
         // apart from the workspace's).
         "trillium" => vec![
@@ -174,6 +180,7 @@ fn protocol(peer: &str) -> &'static str {
     match peer {
         "tidings-phoenix" => "phoenix",
         "trillium" => "phoenix-v1",
+        "tidings-plain" | "baseline-plain" => "plain",
         _ => "socketio",
     }
 }
@@ -765,9 +772,34 @@ fn targets(results: &Results) -> String {
             );
         }
     }
+    for scenario in ["fanout-1k", "fanout-10k"] {
+        let rate: fn(&RunResult) -> f64 = |r| r.deliveries_per_sec;
+        if let (Some(t), Some(b)) = (
+            med(scenario, "tidings-plain", rate),
+            med(scenario, "baseline-plain", rate),
+        ) {
+            let _ = writeln!(
+                out,
+                "- {scenario}, plain WebSocket: tidings >= 0.8x the baseline: {:.2}x ({})",
+                t / b,
+                mark(t >= 0.8 * b)
+            );
+        }
+    }
+    if let (Some(t), Some(b)) = (
+        med("connect-10k", "tidings-plain", |r| r.kib_per_conn),
+        med("connect-10k", "baseline-plain", |r| r.kib_per_conn),
+    ) {
+        let _ = writeln!(
+            out,
+            "- connect-10k, plain WebSocket: idle memory per connection <= 1.2x the baseline's: {t:.1} vs {b:.1} KiB, {:.2}x ({})",
+            t / b,
+            mark(t <= 1.2 * b)
+        );
+    }
     let tidings_runs: Vec<&RunResult> = results
         .iter()
-        .filter(|((_, peer), _)| peer == "tidings" || peer == "tidings-phoenix")
+        .filter(|((_, peer), _)| peer.starts_with("tidings") && peer != "tidings-ref")
         .flat_map(|(_, runs)| runs)
         .collect();
     if !tidings_runs.is_empty() {

@@ -16,7 +16,8 @@
 //! `--protocol` picks the wire: `socketio` (default: Engine.IO v4 + Socket.IO v5 at
 //! `/socket.io/`, `subscribe` events), `phoenix` (Phoenix Channels V2 arrays at
 //! `/socket/websocket?vsn=2.0.0`, `phx_join`, a heartbeat every 25 s) or `phoenix-v1` (the
-//! same with V1 objects, for servers that answer only those).
+//! same with V1 objects, for servers that answer only those) or `plain` (plain WebSocket JSON
+//! at `/ws`, `{"type":"subscribe",...}`).
 //!
 //! Other flags: `--port` (default 3000, on 127.0.0.1), `--pid` (the server's, for its CPU time
 //! and RSS), `--port2` (a second server, of the same cluster through Redis: the connections
@@ -133,6 +134,8 @@ enum Protocol {
     Phoenix,
     /// Phoenix Channels, V1 objects.
     PhoenixV1,
+    /// Plain WebSocket JSON at `/ws`.
+    Plain,
 }
 
 impl Protocol {
@@ -141,8 +144,9 @@ impl Protocol {
             "socketio" => Protocol::SocketIo,
             "phoenix" => Protocol::Phoenix,
             "phoenix-v1" => Protocol::PhoenixV1,
+            "plain" => Protocol::Plain,
             other => fail(&format!(
-                "unknown --protocol {other:?}: socketio, phoenix or phoenix-v1"
+                "unknown --protocol {other:?}: socketio, phoenix, phoenix-v1 or plain"
             )),
         }
     }
@@ -152,6 +156,7 @@ impl Protocol {
             Protocol::SocketIo => "/socket.io/?EIO=4&transport=websocket",
             Protocol::Phoenix => "/socket/websocket?vsn=2.0.0",
             Protocol::PhoenixV1 => "/socket/websocket?vsn=1.0.0",
+            Protocol::Plain => "/ws",
         }
     }
 
@@ -160,7 +165,7 @@ impl Protocol {
         match self {
             Protocol::SocketIo => text.starts_with(b"42["),
             Protocol::Phoenix => contains(text, b",\"tick\","),
-            Protocol::PhoenixV1 => contains(text, b"\"event\":\"tick\""),
+            Protocol::PhoenixV1 | Protocol::Plain => contains(text, b"\"event\":\"tick\""),
         }
     }
 
@@ -197,6 +202,20 @@ async fn setup(addr: SocketAddr, channel: &str, protocol: Protocol) -> Result<Ws
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
         .await
         .map_err(|e| format!("websocket handshake: {e}"))?;
+    if protocol == Protocol::Plain {
+        let subscribe = format!(
+            r#"{{"type":"subscribe","channel":{},"ref":"1"}}"#,
+            serde_json::json!(channel)
+        );
+        ws.send(Message::text(subscribe))
+            .await
+            .map_err(|e| format!("send subscribe: {e}"))?;
+        let reply = read_until(&mut ws, "subscribe reply", |t| t.contains("\"reply\"")).await?;
+        if !reply.contains("\"ok\"") {
+            return Err(format!("subscribe refused: {reply}"));
+        }
+        return Ok(ws);
+    }
     if protocol != Protocol::SocketIo {
         ws.send(Message::text(protocol.frame(
             Some("1"),
@@ -257,7 +276,7 @@ async fn client(
     loop {
         let message = tokio::select! {
             message = ws.next() => message,
-            _ = heartbeat.tick(), if protocol != Protocol::SocketIo => {
+            _ = heartbeat.tick(), if matches!(protocol, Protocol::Phoenix | Protocol::PhoenixV1) => {
                 let beat = protocol.frame(None, "hb", "phoenix", "heartbeat");
                 if ws.send(Message::text(beat)).await.is_err() {
                     break;
@@ -814,6 +833,10 @@ mod tests {
         assert!(
             Protocol::PhoenixV1
                 .is_tick(br#"{"topic":"chats/0","event":"tick","payload":{"t":1},"ref":null}"#)
+        );
+        assert!(
+            Protocol::Plain
+                .is_tick(br#"{"type":"event","channel":"chats/0","event":"tick","data":{"t":1}}"#)
         );
         assert_eq!(
             Protocol::Phoenix.frame(Some("1"), "2", "chats/0", "phx_join"),

@@ -1,6 +1,7 @@
 //! The baseline: a minimal hand-written WebSocket broadcaster speaking just enough of the
 //! benchmark contract (Engine.IO v4 open, Socket.IO v5 connect, `subscribe` with its ack,
-//! `POST /emit`, pings), on one thread. Each emit is encoded once into a complete WebSocket
+//! `POST /emit`, pings; or at `/ws` the plain WebSocket JSON protocol's `subscribe` and
+//! `event`), on one thread. Each emit is encoded once into a complete WebSocket
 //! frame whose bytes every subscriber's queue shares; each connection is one task that reads
 //! client frames and writes its queue, several frames per `write` when they piled up. It marks
 //! what this machine can do, not a server anyone should run.
@@ -36,15 +37,20 @@ struct Hub {
     next_id: Cell<u64>,
     /// Every WebSocket connection, for the pings.
     conns: RefCell<HashMap<u64, mpsc::Sender<Frame>>>,
-    rooms: RefCell<HashMap<String, HashMap<u64, mpsc::Sender<Frame>>>>,
+    /// The members of each channel, and whether they speak the plain protocol.
+    rooms: RefCell<HashMap<String, HashMap<u64, (mpsc::Sender<Frame>, bool)>>>,
 }
 
 impl Hub {
-    fn broadcast(&self, channel: &str, frame: &Frame) -> usize {
+    /// Queues `socketio` for Socket.IO members and `plain` for plain WebSocket ones.
+    fn broadcast(&self, channel: &str, socketio: &Frame, plain: &Frame) -> usize {
         self.rooms.borrow().get(channel).map_or(0, |members| {
             members
                 .values()
-                .filter(|tx| tx.try_send(frame.clone()).is_ok())
+                .filter(|(tx, is_plain)| {
+                    let frame = if *is_plain { plain } else { socketio };
+                    tx.try_send(frame.clone()).is_ok()
+                })
                 .count()
         })
     }
@@ -185,7 +191,8 @@ async fn connection(hub: Rc<Hub>, mut stream: TcpStream) {
         };
         buf.drain(..end);
         if let Some(key) = head.websocket_key.filter(|_| head.method == "GET") {
-            if !head.path.starts_with("/socket.io/") {
+            let plain = head.path == "/ws";
+            if !head.path.starts_with("/socket.io/") && !plain {
                 let _ = respond(&mut stream, "404 Not Found", "").await;
                 return;
             }
@@ -194,7 +201,7 @@ async fn connection(hub: Rc<Hub>, mut stream: TcpStream) {
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
             );
             if stream.write_all(response.as_bytes()).await.is_ok() {
-                websocket(hub, stream, buf).await;
+                websocket(hub, stream, buf, plain).await;
             }
             return;
         }
@@ -213,7 +220,13 @@ async fn connection(hub: Rc<Hub>, mut stream: TcpStream) {
                     let name = serde_json::to_string(&format!("{}/{}", emit.channel, emit.event))
                         .unwrap_or_default();
                     let frame = text(&format!("42[{name},{}]", emit.data.get()));
-                    let delivered = hub.broadcast(&emit.channel, &frame);
+                    let plain = text(&format!(
+                        r#"{{"type":"event","channel":{},"event":{},"data":{}}}"#,
+                        serde_json::json!(emit.channel),
+                        serde_json::json!(emit.event),
+                        emit.data.get()
+                    ));
+                    let delivered = hub.broadcast(&emit.channel, &frame, &plain);
                     respond(
                         &mut stream,
                         "200 OK",
@@ -232,8 +245,9 @@ async fn connection(hub: Rc<Hub>, mut stream: TcpStream) {
     }
 }
 
-/// A WebSocket connection: the Engine.IO open packet, then client frames and the queue.
-async fn websocket(hub: Rc<Hub>, mut stream: TcpStream, mut buf: Vec<u8>) {
+/// A WebSocket connection: the Engine.IO open packet (not for `plain`), then client frames
+/// and the queue.
+async fn websocket(hub: Rc<Hub>, mut stream: TcpStream, mut buf: Vec<u8>, plain: bool) {
     let id = hub.next_id.get();
     hub.next_id.set(id + 1);
     let sid = format!("b{id:019}");
@@ -243,13 +257,16 @@ async fn websocket(hub: Rc<Hub>, mut stream: TcpStream, mut buf: Vec<u8>) {
         r#"0{{"sid":"{sid}","upgrades":[],"pingInterval":{},"pingTimeout":20000,"maxPayload":{MAX_BODY}}}"#,
         PING_INTERVAL.as_millis()
     );
-    let _ = tx.try_send(text(&open));
+    if !plain {
+        let _ = tx.try_send(text(&open));
+    }
     let mut channels: Vec<String> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
     'conn: loop {
         while let Some((used, opcode, payload)) = parse_frame(&buf) {
             buf.drain(..used);
             match opcode {
+                0x1 if plain => on_plain(&hub, id, &tx, &payload, &mut channels),
                 0x1 if !on_text(&hub, id, &sid, &tx, &payload, &mut channels) => break 'conn,
                 0x8 => break 'conn,
                 0x9 => {
@@ -336,7 +353,7 @@ fn on_text(
                         .borrow_mut()
                         .entry(channel.to_owned())
                         .or_default()
-                        .insert(id, tx.clone());
+                        .insert(id, (tx.clone(), false));
                 }
                 if !ack.is_empty() {
                     let ack = std::str::from_utf8(ack).unwrap_or("0");
@@ -347,6 +364,43 @@ fn on_text(
         }
         _ => true,
     }
+}
+
+/// One plain WebSocket message: `subscribe` joins and is answered; anything else is ignored.
+fn on_plain(
+    hub: &Hub,
+    id: u64,
+    tx: &mpsc::Sender<Frame>,
+    payload: &[u8],
+    channels: &mut Vec<String>,
+) {
+    #[derive(Deserialize)]
+    struct Subscribe<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        channel: Option<String>,
+        #[serde(rename = "ref", borrow)]
+        msg_ref: Option<&'a RawValue>,
+    }
+    let Ok(message) = serde_json::from_slice::<Subscribe<'_>>(payload) else {
+        return;
+    };
+    let (true, Some(channel)) = (message.kind == "subscribe", message.channel) else {
+        return;
+    };
+    if !channels.contains(&channel) {
+        hub.rooms
+            .borrow_mut()
+            .entry(channel.clone())
+            .or_default()
+            .insert(id, (tx.clone(), true));
+        channels.push(channel);
+    }
+    let reply = match message.msg_ref {
+        Some(r) => format!(r#"{{"type":"reply","ref":{},"status":"ok"}}"#, r.get()),
+        None => r#"{"type":"reply","status":"ok"}"#.to_owned(),
+    };
+    let _ = tx.try_send(text(&reply));
 }
 
 fn main() -> std::io::Result<()> {
