@@ -37,9 +37,12 @@ struct Hub {
     next_id: Cell<u64>,
     /// Every WebSocket connection, for the pings.
     conns: RefCell<HashMap<u64, mpsc::Sender<Frame>>>,
-    /// The members of each channel, and whether they speak the plain protocol.
-    rooms: RefCell<HashMap<String, HashMap<u64, (mpsc::Sender<Frame>, bool)>>>,
+    /// The members of each channel.
+    rooms: RefCell<HashMap<String, HashMap<u64, Member>>>,
 }
+
+/// A member's queue, and whether it speaks the plain protocol (else Socket.IO).
+type Member = (mpsc::Sender<Frame>, bool);
 
 impl Hub {
     /// Queues `socketio` for Socket.IO members and `plain` for plain WebSocket ones.
