@@ -663,7 +663,13 @@ fn plainws_text() -> impl Strategy<Value = String> {
             json_value(false).prop_map(move |v| format!(",\"{name}\":{v}")),
         ]
     };
-    (kind, field("channel"), field("event"), field("data"), field("ref"))
+    (
+        kind,
+        field("channel"),
+        field("event"),
+        field("data"),
+        field("ref"),
+    )
         .prop_map(|(kind, channel, event, data, r)| {
             format!("{{\"type\":{kind}{channel}{event}{data}{r}}}")
         })

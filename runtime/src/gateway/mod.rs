@@ -47,3 +47,42 @@ pub(crate) fn json_payload(
         }
     }
 }
+
+/// How the end of a connection without Engine.IO (Phoenix, plain WebSocket) reads in the
+/// channel layer.
+pub(crate) fn disconnect(reason: &crate::engineio::CloseReason) -> crate::channels::Disconnect {
+    use crate::channels::Disconnect;
+    use crate::engineio::CloseReason;
+    match reason {
+        CloseReason::TransportClose => Disconnect::ClientLeft,
+        CloseReason::PingTimeout => Disconnect::Timeout,
+        CloseReason::ParseError(_)
+        | CloseReason::InvalidUtf8
+        | CloseReason::ProtocolViolation(_)
+        | CloseReason::UnsupportedData(_)
+        | CloseReason::PayloadTooLarge => Disconnect::InvalidInput,
+        CloseReason::QueueFull => Disconnect::SlowConsumer,
+        CloseReason::ForcedClose | CloseReason::Refused(_) => Disconnect::ServerClosed,
+        CloseReason::ServerShutdown => Disconnect::ServerShutdown,
+        _ => Disconnect::TransportError,
+    }
+}
+
+/// Runs the connect hook (if any) on a new connection's handshake: its member id (the
+/// connection's id) and identity, or the hook's refusal.
+pub(crate) async fn identify(
+    hook: Option<ConnectHook>,
+    handshake: &Handshake,
+    id: crate::engineio::Sid,
+) -> Result<(crate::channels::MemberId, Option<Identity>), ConnectRefusal> {
+    let identity = match hook {
+        Some(hook) => Some(hook(handshake.clone()).await?),
+        None => None,
+    };
+    let member = id.as_str().parse().map_err(|_| {
+        // Both are 20 URL-safe characters from the same source; this cannot happen.
+        tracing::error!(%id, "connection id is not a member id");
+        ConnectRefusal::new("server error")
+    })?;
+    Ok((member, identity))
+}

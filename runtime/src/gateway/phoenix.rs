@@ -22,8 +22,8 @@ use smallvec::SmallVec;
 
 use super::ConnectHook;
 use crate::channels::{
-    Disconnect, Encoding, EventError, Handshake, Hub, JoinError, LeaveReason, Member, MemberId,
-    MemberTag, Outgoing, Reply, Sink,
+    Encoding, EventError, Handshake, Hub, JoinError, LeaveReason, Member, MemberTag, Outgoing,
+    Reply, Sink,
 };
 use crate::engineio::{CloseReason, Frame};
 use crate::payload::Payload;
@@ -58,14 +58,7 @@ impl PhoenixHandler for PhoenixGateway {
                 serde_json::value::to_raw_value(&serde_json::json!({ "token": token })).ok()
             });
             let handshake = Handshake::new(socket.request().clone(), auth);
-            let identity = match hook {
-                Some(hook) => Some(hook(handshake.clone()).await?),
-                None => None,
-            };
-            let id: MemberId = socket.id().as_str().parse().map_err(|_| {
-                tracing::error!(id = %socket.id(), "socket id is not a member id");
-                ConnectRefusal::new("server error")
-            })?;
+            let (id, identity) = super::identify(hook, &handshake, socket.id()).await?;
             let sink = Arc::new(PhoenixSink {
                 socket,
                 joins: Mutex::default(),
@@ -92,23 +85,7 @@ impl PhoenixHandler for PhoenixGateway {
 
     fn on_close(&self, _socket: &Arc<Socket>, link: &Link, reason: &CloseReason) {
         link.member
-            .disconnect(LeaveReason::Disconnected(disconnect(reason)));
-    }
-}
-
-/// How a socket's end reads in the channel layer.
-fn disconnect(reason: &CloseReason) -> Disconnect {
-    match reason {
-        CloseReason::TransportClose => Disconnect::ClientLeft,
-        CloseReason::PingTimeout => Disconnect::Timeout,
-        CloseReason::ParseError(_)
-        | CloseReason::InvalidUtf8
-        | CloseReason::ProtocolViolation(_)
-        | CloseReason::PayloadTooLarge => Disconnect::InvalidInput,
-        CloseReason::QueueFull => Disconnect::SlowConsumer,
-        CloseReason::ForcedClose => Disconnect::ServerClosed,
-        CloseReason::ServerShutdown => Disconnect::ServerShutdown,
-        _ => Disconnect::TransportError,
+            .disconnect(LeaveReason::Disconnected(super::disconnect(reason)));
     }
 }
 

@@ -20,8 +20,7 @@ use smallvec::SmallVec;
 
 use super::ConnectHook;
 use crate::channels::{
-    Disconnect, Encoding, Handshake, Hub, LeaveReason, Member, MemberId, MemberTag, Outgoing,
-    Reply, Sink,
+    Encoding, Handshake, Hub, LeaveReason, Member, MemberTag, Outgoing, Reply, Sink,
 };
 use crate::engineio::{CloseReason, Frame};
 use crate::payload::Payload;
@@ -146,14 +145,7 @@ impl PlainHandler for PlainGateway {
         let hook = self.connect.clone();
         async move {
             let handshake = Handshake::new(socket.request().clone(), None);
-            let identity = match hook {
-                Some(hook) => Some(hook(handshake.clone()).await?),
-                None => None,
-            };
-            let id: MemberId = socket.id().as_str().parse().map_err(|_| {
-                tracing::error!(id = %socket.id(), "socket id is not a member id");
-                ConnectRefusal::new("server error")
-            })?;
+            let (id, identity) = super::identify(hook, &handshake, socket.id()).await?;
             let sink = Arc::new(PlainSink {
                 socket: socket.clone(),
                 joins: Mutex::default(),
@@ -197,24 +189,7 @@ impl PlainHandler for PlainGateway {
 
     fn on_close(&self, _socket: &Arc<PlainSocket>, link: &Link, reason: &CloseReason) {
         link.member
-            .disconnect(LeaveReason::Disconnected(disconnect(reason)));
-    }
-}
-
-/// How a socket's end reads in the channel layer.
-fn disconnect(reason: &CloseReason) -> Disconnect {
-    match reason {
-        CloseReason::TransportClose => Disconnect::ClientLeft,
-        CloseReason::PingTimeout => Disconnect::Timeout,
-        CloseReason::ParseError(_)
-        | CloseReason::InvalidUtf8
-        | CloseReason::ProtocolViolation(_)
-        | CloseReason::UnsupportedData(_)
-        | CloseReason::PayloadTooLarge => Disconnect::InvalidInput,
-        CloseReason::QueueFull => Disconnect::SlowConsumer,
-        CloseReason::ForcedClose | CloseReason::Refused(_) => Disconnect::ServerClosed,
-        CloseReason::ServerShutdown => Disconnect::ServerShutdown,
-        _ => Disconnect::TransportError,
+            .disconnect(LeaveReason::Disconnected(super::disconnect(reason)));
     }
 }
 
