@@ -11,17 +11,21 @@ use std::time::{Duration, Instant};
 use crate::engineio::{CloseReason, Closing, Session, Sid, tcp};
 use crate::sync::{lock, read, write};
 
-/// Milliseconds since this process's first call: the clock of socket liveness.
+/// Milliseconds since this process's first call, plus one: the clock of socket liveness
+/// (never 0, which [`Clock`] keeps for "never pinged").
 pub(crate) fn now_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(epoch.elapsed().as_millis())
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
 }
 
 /// When a socket's client was last heard from, and when it was last pinged.
 #[derive(Debug)]
 pub(crate) struct Clock {
     heard: AtomicU64,
+    /// 0 until the first ping.
     pinged: AtomicU64,
 }
 
@@ -45,9 +49,11 @@ impl Clock {
         now.saturating_sub(self.heard.load(Ordering::Relaxed))
     }
 
-    /// Whether a ping went out since the client was last heard from.
+    /// Whether a ping went out since the client was last heard from. A ping is asked for only
+    /// after some silence, so it is always later than the last word heard; an answer in the
+    /// same millisecond (loopback) counts as heard after it.
     pub(crate) fn pinged_since_heard(&self) -> bool {
-        self.pinged.load(Ordering::Relaxed) >= self.heard.load(Ordering::Relaxed)
+        self.pinged.load(Ordering::Relaxed) > self.heard.load(Ordering::Relaxed)
     }
 
     /// A ping goes out now.
@@ -265,4 +271,27 @@ fn forget<O: Owner>(owner: &O, id: Sid) {
     }
     tracing::debug!(id = %id, %reason, "socket closed");
     owner.closed(&entry.socket, &entry.state, &reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_clock_has_not_pinged_even_in_the_first_millisecond() {
+        let clock = Clock::default();
+        assert!(
+            !clock.pinged_since_heard(),
+            "a fresh socket must get its first ping"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        clock.pinged();
+        assert!(clock.pinged_since_heard());
+        // The pong of a loopback client often comes back within the same millisecond.
+        clock.heard();
+        assert!(
+            !clock.pinged_since_heard(),
+            "heard after the ping: the next one is due"
+        );
+    }
 }
