@@ -8,7 +8,7 @@ pub use tidings_runtime::channels::{
 pub use tidings_runtime::engineio::on_connect;
 pub use tidings_runtime::{
     Binary, BuildError, EmitTo, Payload, SocketEmitter, Tidings, TidingsBuilder, channels,
-    engineio, origin, phoenix, socketio,
+    engineio, origin, phoenix, plainws, socketio,
 };
 
 /// What generated code refers to; not public API.

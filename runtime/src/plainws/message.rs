@@ -103,6 +103,12 @@ impl ClientMessage {
     /// # Errors
     /// [`DecodeError`] for anything but one of the four messages.
     pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
+        // A derived reader would also take an array of the fields in order.
+        if !text.trim_start().starts_with('{') {
+            return Err(DecodeError::InvalidJson(
+                "a message is a JSON object".to_owned(),
+            ));
+        }
         let fields: Fields<'_> =
             serde_json::from_str(text).map_err(|err| DecodeError::InvalidJson(err.to_string()))?;
         let kind = match fields.kind {
@@ -224,6 +230,11 @@ mod tests {
         for (text, reason) in [
             ("", "invalid_json"),
             ("[1,2]", "invalid_json"),
+            (r#"["ping",null,null,null,null,null]"#, "invalid_json"),
+            (
+                r#"["subscribe","rooms/1",null,null,null,"r1"]"#,
+                "invalid_json",
+            ),
             ("\"subscribe\"", "invalid_json"),
             ("{}", "unknown_type"),
             (r#"{"type":7}"#, "unknown_type"),
