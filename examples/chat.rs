@@ -15,8 +15,8 @@
 
 #[path = "support/args.rs"]
 mod args;
-
-use std::path::PathBuf;
+#[path = "support/npm.rs"]
+mod npm;
 
 use actix_multipart::Multipart;
 use actix_web::http::header::{self, ContentType};
@@ -150,30 +150,12 @@ async fn read_message(req: &HttpRequest, body: web::Payload) -> actix_web::Resul
     Ok(message.filter(|m| !m.trim().is_empty()))
 }
 
-/// The socket.io client, served from the npm package (installed with `npm ci` when missing).
-fn client_script() -> Option<web::Bytes> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let script = root.join("node_modules/socket.io-client/dist/socket.io.min.js");
-    if !script.exists() {
-        tracing::info!("socket.io-client is not installed yet; running `npm ci`");
-        let installed = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&root)
-            .status()
-            .is_ok_and(|status| status.success());
-        if !installed {
-            tracing::error!("`npm ci` failed: the chat page will not connect (is npm installed?)");
-        }
-    }
-    std::fs::read(&script).ok().map(web::Bytes::from)
-}
-
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     args::init_tracing();
     let args = args::Args::parse(8080);
     let vip_token = args.flag("--vip-token").unwrap_or("northle-vip").to_owned();
-    let script = client_script().unwrap_or_default();
+    let script = npm::asset("socket.io-client/dist/socket.io.min.js").unwrap_or_default();
 
     let mut builder = Tidings::builder();
     // Pages of other origins may connect only when listed (the default refuses them: they

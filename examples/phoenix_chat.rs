@@ -22,8 +22,9 @@
 
 #[path = "support/args.rs"]
 mod args;
+#[path = "support/npm.rs"]
+mod npm;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use actix_web::http::header::ContentType;
@@ -152,41 +153,11 @@ impl Authorizer for ChallengeChannel {
 
 const PAGE: &str = include_str!("phoenix_chat/index.html");
 
-/// phoenix.js from the npm package (installed with `npm ci` when missing).
-fn client_script() -> web::Bytes {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let script = root.join("node_modules/phoenix/priv/static/phoenix.js");
-    if !script.exists() {
-        tracing::info!("phoenix is not installed yet; running `npm ci`");
-        let installed = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&root)
-            .status()
-            .is_ok_and(|status| status.success());
-        if !installed {
-            tracing::error!("`npm ci` failed: the page will not connect (is npm installed?)");
-        }
-    }
-    std::fs::read(&script)
-        .map(web::Bytes::from)
-        .unwrap_or_default()
-}
-
-fn millis(args: &args::Args, flag: &str) -> Option<Duration> {
-    args.flag(flag).map(|value| match value.parse() {
-        Ok(ms) => Duration::from_millis(ms),
-        Err(_) => {
-            eprintln!("{flag} expects milliseconds, got {value:?}");
-            std::process::exit(2)
-        }
-    })
-}
-
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     args::init_tracing();
     let args = args::Args::parse(4000);
-    let script = client_script();
+    let script = npm::asset("phoenix/priv/static/phoenix.js").unwrap_or_default();
 
     let mut builder = Tidings::builder();
     let allowed: Vec<&str> = args.flags("--allow-origin").collect();
@@ -196,9 +167,9 @@ async fn main() -> std::io::Result<()> {
     if let Some(url) = args.flag("--redis") {
         builder = builder.redis(url)?;
     }
-    let idle = millis(&args, "--idle-timeout");
-    let window = millis(&args, "--longpoll-window");
-    let unpolled = millis(&args, "--longpoll-timeout");
+    let idle = args.millis("--idle-timeout");
+    let window = args.millis("--longpoll-window");
+    let unpolled = args.millis("--longpoll-timeout");
     let max_payload = args.max_payload;
     let max_queued: Option<usize> = args
         .flag("--max-queued-frames")

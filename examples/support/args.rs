@@ -56,6 +56,14 @@ impl Args {
             .map(|(_, value)| value.as_str())
     }
 
+    /// An example's own flag given in milliseconds, if given; exits with a message when it is
+    /// not a number.
+    #[allow(dead_code, reason = "not every example has such flags")]
+    pub fn millis(&self, name: &str) -> Option<Duration> {
+        self.flag(name)
+            .map(|value| Duration::from_millis(number(name, value)))
+    }
+
     /// The value of an example's own flag (`--redis`, `--workers` ...), if given.
     #[allow(dead_code, reason = "not every example has flags of its own")]
     pub fn flag(&self, name: &str) -> Option<&str> {
