@@ -367,6 +367,15 @@ impl Payload {
     }
 }
 
+/// Bytes as JSON, for wires that carry no binary: `{"binary": "<base64>"}` (standard
+/// alphabet, padded).
+pub(crate) fn binary_as_json(bytes: &[u8]) -> Box<RawValue> {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+    // A string in an object always serializes; the fallback (`null`) is never taken.
+    serde_json::value::to_raw_value(&serde_json::json!({ "binary": text })).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

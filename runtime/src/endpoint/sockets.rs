@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::engineio::{CloseReason, Closing, Session, Sid, tcp};
+use crate::engineio::{
+    CloseReason, Closing, Limits, NoRandomness, Session, Sid, TransportKind, tcp,
+};
 use crate::sync::{lock, read, write};
 
 /// Milliseconds since this process's first call, plus one: the clock of socket liveness
@@ -143,9 +145,16 @@ impl<T: Watched, S> Default for Sockets<T, S> {
 }
 
 impl<T: Watched, S: Send + Sync + 'static> Sockets<T, S> {
-    /// Where its sessions report their close (give it to `Session::new`).
-    pub(crate) fn closing(&self) -> &Arc<Closing> {
-        &self.closing
+    /// A session for a new socket of this table, opened by `req`: it reports its close here,
+    /// for the watcher to clean it up.
+    pub(crate) fn session(
+        &self,
+        req: &actix_web::HttpRequest,
+        transport: TransportKind,
+        limits: Limits,
+    ) -> Result<Arc<Session>, NoRandomness> {
+        let request = Arc::new(crate::request::RequestInfo::from_request(req));
+        Session::new(request, transport, limits, self.closing.clone()).map(Arc::new)
     }
 
     /// How many there are (closed ones not yet cleaned up included).

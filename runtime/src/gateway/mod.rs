@@ -29,8 +29,7 @@ pub(crate) fn json_payload(
     use base64::Engine as _;
     let base64 = |bytes: &bytes::Bytes| base64::engine::general_purpose::STANDARD.encode(bytes);
     if let Some(bytes) = payload.as_binary() {
-        return serde_json::value::to_raw_value(&serde_json::json!({ "binary": base64(bytes) }))
-            .ok();
+        return Some(crate::payload::binary_as_json(bytes));
     }
     let render = |bytes: &bytes::Bytes| serde_json::Value::String(base64(bytes));
     match payload.len() {

@@ -14,10 +14,9 @@ use super::message::{Message, Vsn};
 use super::socket::{Socket, Transport, empty_object};
 use super::{longpoll, websocket};
 use crate::endpoint::sockets::{self, Owner, Sockets};
-use crate::engineio::{CloseReason, Limits, Session, TransportKind};
+use crate::engineio::{CloseReason, Limits, TransportKind};
 use crate::origin::Verdict;
 use crate::refusal::ConnectRefusal;
-use crate::request::RequestInfo;
 
 /// The seam between the Phoenix wire and the layer above it (the channel gateway, or an
 /// application): the engine calls these from its transports; they must not block.
@@ -229,30 +228,24 @@ impl<H: PhoenixHandler> PhoenixServer<H> {
         let vsn = Vsn::negotiate(last_param(req.query_string(), "vsn").as_deref())
             .ok_or(OpenError::UnsupportedVsn)?;
         let config = &self.inner.config;
-        let session = Session::new(
-            Arc::new(RequestInfo::from_request(req)),
-            match transport {
-                Transport::WebSocket => TransportKind::WebSocket,
-                Transport::LongPoll => TransportKind::Polling,
-            },
-            Limits {
-                frames: config.max_queued_frames,
-                bytes: config.max_queued_bytes,
-            },
-            self.inner.sockets.closing().clone(),
-        )
-        .map_err(|_| OpenError::ServerError)?;
+        let kind = match transport {
+            Transport::WebSocket => TransportKind::WebSocket,
+            Transport::LongPoll => TransportKind::Polling,
+        };
+        let limits = Limits {
+            frames: config.max_queued_frames,
+            bytes: config.max_queued_bytes,
+        };
+        let session = self
+            .inner
+            .sockets
+            .session(req, kind, limits)
+            .map_err(|_| OpenError::ServerError)?;
         let timeout = match transport {
             Transport::WebSocket => config.idle_timeout,
             Transport::LongPoll => config.longpoll_timeout,
         };
-        let socket = Arc::new(Socket::new(
-            Arc::new(session),
-            vsn,
-            transport,
-            auth_token,
-            timeout,
-        ));
+        let socket = Arc::new(Socket::new(session, vsn, transport, auth_token, timeout));
         let state = self
             .inner
             .handler

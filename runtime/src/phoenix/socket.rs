@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::value::RawValue;
 
 use super::message::{Body, Message, Vsn};
@@ -207,11 +206,8 @@ pub fn frame(message: &Message, vsn: Vsn, binary: bool) -> Frame {
         if binary && let Some(encoded) = message.encode_binary() {
             return Frame::Binary(encoded);
         }
-        let text = base64::engine::general_purpose::STANDARD.encode(bytes);
-        let payload = serde_json::value::to_raw_value(&serde_json::json!({ "binary": text }))
-            .unwrap_or_else(|_| empty_object());
         let message = Message {
-            payload: Body::Json(payload),
+            payload: Body::Json(crate::payload::binary_as_json(bytes)),
             ..message.clone()
         };
         return text_frame(&message, vsn);

@@ -19,7 +19,6 @@ use crate::engineio::wsio::Incoming;
 use crate::engineio::{CloseReason, Limits, Session, TransportKind, tcp};
 use crate::origin::Verdict;
 use crate::refusal::ConnectRefusal;
-use crate::request::RequestInfo;
 
 /// The seam between the plain WebSocket wire and the layer above it (the channel gateway).
 /// Called from the connections; must not block.
@@ -163,19 +162,19 @@ impl<H: PlainHandler> PlainServer<H> {
             return HttpResponse::BadRequest().finish();
         };
         let config = &self.inner.config;
-        let Ok(session) = Session::new(
-            Arc::new(RequestInfo::from_request(&req)),
-            TransportKind::WebSocket,
-            Limits {
-                frames: config.max_queued_frames,
-                bytes: config.max_queued_bytes,
-            },
-            self.inner.sockets.closing().clone(),
-        ) else {
+        let limits = Limits {
+            frames: config.max_queued_frames,
+            bytes: config.max_queued_bytes,
+        };
+        let Ok(session) = self
+            .inner
+            .sockets
+            .session(&req, TransportKind::WebSocket, limits)
+        else {
             return HttpResponse::InternalServerError().finish();
         };
         let socket = Arc::new(PlainSocket::new(
-            Arc::new(session),
+            session,
             bound,
             millis(config.ping_interval),
             millis(config.ping_timeout),
