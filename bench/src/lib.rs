@@ -110,6 +110,28 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// How many TCP data segments the established connections on local port `port` have sent
+/// (`data_segs_out` summed over `ss -ti`): on loopback, with `TCP_NODELAY`, one per write
+/// that found the connection idle, so it says how many deliveries left in a packet of their
+/// own. `None` when `ss` (iproute2) is missing.
+pub fn data_segments_out(port: u16) -> Option<u64> {
+    let out = std::process::Command::new("ss")
+        .args(["-tinH", "state", "established"])
+        .arg(format!("( sport = :{port} )"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| sum_data_segs(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn sum_data_segs(ss: &str) -> u64 {
+    ss.split_whitespace()
+        .filter_map(|field| field.strip_prefix("data_segs_out:"))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum()
+}
+
 /// The `q` quantile (0..=1) of sorted samples, by the nearest-rank method.
 pub fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
     if sorted.is_empty() {
@@ -162,6 +184,14 @@ pub struct RunResult {
     /// Load generator CPU seconds over the same phase (near the phase's wall time: the load
     /// generator, not the server, was the limit).
     pub loadgen_cpu_secs: f64,
+    /// The load generator's CPU seconds over the measured phase's wall-clock seconds: above
+    /// 0.85 its core was the limit as much as the server, and the rates are lower bounds.
+    pub loadgen_busy: f64,
+    /// TCP data segments the servers sent over the measured phase ([`data_segments_out`]).
+    pub server_segments: u64,
+    /// `server_segments` per delivery received: 1 means every delivery left in a packet of
+    /// its own.
+    pub segments_per_delivery: f64,
     /// Deliveries per server CPU second (less sensitive to other load on the machine).
     pub deliveries_per_cpu_sec: f64,
     /// Connects + subscribes per server CPU second.
@@ -242,6 +272,14 @@ mod tests {
         let status = "Name:\tx\nVmPeak:\t  100 kB\nVmRSS:\t    2048 kB\nThreads: 1\n";
         assert_eq!(parse_vm_rss(status), Some(2048));
         assert_eq!(rss_kib(std::process::id()).map(|k| k > 0), Some(true));
+    }
+
+    #[test]
+    fn data_segments_summed_over_connections() {
+        let ss = "0 0 127.0.0.1:3000 127.0.0.1:5000\n\t cubic segs_out:9 data_segs_out:7 x\n\
+                  0 0 127.0.0.1:3000 127.0.0.1:5001\n\t cubic data_segs_out:5 data_segs_in:3\n";
+        assert_eq!(sum_data_segs(ss), 12);
+        assert_eq!(sum_data_segs(""), 0);
     }
 
     #[test]

@@ -3,6 +3,14 @@
 //! alternating peer order, and prints a markdown table (median and min-max over rounds, and the
 //! ratio tidings/peer) followed by the targets.
 //!
+//! Scenarios, for 1k and 10k subscribers of one channel: `fanout-*` (emits from 4 HTTP
+//! connections at once), `seq-w8-*` and `seq-w0-*` (from one connection, one at a time, with
+//! at most 8 emits not yet received by everyone, and with no such window), `paced-*` (one
+//! connection at a fixed rate well under capacity: latency); then `channels-1k` and
+//! `connect-10k`. Every delivery scenario also reports the server's TCP segments per delivery
+//! and how busy the load generator's core was; a rate measured with that core above 85 % is
+//! marked † (a lower bound).
+//!
 //! Flags: `--root DIR` (the repository; default: two levels above this binary's directory),
 //! `--quick` (smaller N, one round), `--rounds N`, `--peers a,b`, `--scenarios a,b`,
 //! `--base-port P`, `--no-pin` (do not use taskset), `--out FILE` (also write the table there).
@@ -67,58 +75,95 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         args: args.iter().map(|a| (*a).to_owned()).collect(),
         redis: name.starts_with("redis-"),
     };
-    if quick {
-        vec![
-            scenario(
-                "fanout-1k",
-                &["--scenario", "fanout", "--conns", "1000", "--emits", "50"],
-            ),
-            scenario(
-                "redis-fanout-1k",
-                &["--scenario", "fanout", "--conns", "1000", "--emits", "50"],
-            ),
-            scenario(
-                "fanout-10k",
-                &["--scenario", "fanout", "--conns", "2000", "--emits", "20"],
-            ),
-            scenario(
-                "redis-fanout-10k",
-                &["--scenario", "fanout", "--conns", "2000", "--emits", "20"],
-            ),
-            scenario(
-                "channels-1k",
-                &["--scenario", "channels", "--conns", "500", "--rounds", "2"],
-            ),
-            scenario("connect-10k", &["--scenario", "connect", "--conns", "2000"]),
-        ]
+    // (subscribers, emits) of the 1k and 10k fan-outs; the paced ones: (emits, per second).
+    let (small, large, paced_small, paced_large) = if quick {
+        (("1000", "50"), ("2000", "20"), ("40", "40"), ("10", "10"))
     } else {
-        vec![
-            scenario(
+        (
+            ("1000", "200"),
+            ("10000", "100"),
+            ("100", "50"),
+            ("30", "5"),
+        )
+    };
+    let mut list = Vec::new();
+    for ((conns, emits), (paced_emits, rate), [fanout, redis, seq8, seq0, paced]) in [
+        (
+            small,
+            paced_small,
+            [
                 "fanout-1k",
-                &["--scenario", "fanout", "--conns", "1000", "--emits", "200"],
-            ),
-            scenario(
                 "redis-fanout-1k",
-                &["--scenario", "fanout", "--conns", "1000", "--emits", "200"],
-            ),
-            scenario(
+                "seq-w8-1k",
+                "seq-w0-1k",
+                "paced-1k",
+            ],
+        ),
+        (
+            large,
+            paced_large,
+            [
                 "fanout-10k",
-                &["--scenario", "fanout", "--conns", "10000", "--emits", "100"],
-            ),
-            scenario(
                 "redis-fanout-10k",
-                &["--scenario", "fanout", "--conns", "10000", "--emits", "100"],
-            ),
-            scenario(
-                "channels-1k",
-                &["--scenario", "channels", "--conns", "1000", "--rounds", "5"],
-            ),
-            scenario(
-                "connect-10k",
-                &["--scenario", "connect", "--conns", "10000"],
-            ),
-        ]
+                "seq-w8-10k",
+                "seq-w0-10k",
+                "paced-10k",
+            ],
+        ),
+    ] {
+        let fan = ["--scenario", "fanout", "--conns", conns, "--emits", emits];
+        list.push(scenario(fanout, &fan));
+        list.push(scenario(redis, &fan));
+        for (name, window) in [(seq8, "8"), (seq0, "0")] {
+            list.push(scenario(
+                name,
+                &[
+                    "--scenario",
+                    "sequential",
+                    "--conns",
+                    conns,
+                    "--emits",
+                    emits,
+                    "--window",
+                    window,
+                ],
+            ));
+        }
+        list.push(scenario(
+            paced,
+            &[
+                "--scenario",
+                "paced",
+                "--conns",
+                conns,
+                "--emits",
+                paced_emits,
+                "--rate",
+                rate,
+            ],
+        ));
     }
+    let (channels, connects) = if quick {
+        ("500", "2000")
+    } else {
+        ("1000", "10000")
+    };
+    list.push(scenario(
+        "channels-1k",
+        &[
+            "--scenario",
+            "channels",
+            "--conns",
+            channels,
+            "--rounds",
+            if quick { "2" } else { "5" },
+        ],
+    ));
+    list.push(scenario(
+        "connect-10k",
+        &["--scenario", "connect", "--conns", connects],
+    ));
+    list
 }
 
 struct Paths {
@@ -382,6 +427,10 @@ enum Unit {
     Micros,
     Count,
     KiB,
+    /// A plain number with two decimals.
+    Ratio,
+    /// A fraction shown in percent.
+    Percent,
 }
 
 struct Metric {
@@ -396,7 +445,13 @@ fn metrics() -> Vec<Metric> {
     let mut list = Vec::new();
     for scenario in [
         "fanout-1k",
+        "seq-w8-1k",
+        "seq-w0-1k",
+        "paced-1k",
         "fanout-10k",
+        "seq-w8-10k",
+        "seq-w0-10k",
+        "paced-10k",
         "channels-1k",
         "redis-fanout-1k",
         "redis-fanout-10k",
@@ -444,12 +499,33 @@ fn metrics() -> Vec<Metric> {
                 higher_is_better: false,
                 get: |r| r.loss as f64,
             },
+            Metric {
+                scenario,
+                label: "server TCP segments per delivery",
+                unit: Unit::Ratio,
+                higher_is_better: false,
+                get: |r| r.segments_per_delivery,
+            },
+            Metric {
+                scenario,
+                label: "load generator core busy",
+                unit: Unit::Percent,
+                higher_is_better: false,
+                get: |r| r.loadgen_busy,
+            },
         ]);
         if scenario.starts_with("redis-") {
             list.extend(node_metrics(scenario));
         }
     }
     list.extend([
+        Metric {
+            scenario: "connect-10k",
+            label: "load generator core busy",
+            unit: Unit::Percent,
+            higher_is_better: false,
+            get: |r| r.loadgen_busy,
+        },
         Metric {
             scenario: "connect-10k",
             label: "connect+subscribe/s",
@@ -607,6 +683,8 @@ fn format_value(unit: Unit, value: f64) -> String {
         Unit::Micros => format!("{value:.0} µs"),
         Unit::Count => format!("{value:.0}"),
         Unit::KiB => format!("{value:.1}"),
+        Unit::Ratio => format!("{value:.2}"),
+        Unit::Percent => format!("{:.0}%", value * 100.0),
     }
 }
 
@@ -629,6 +707,17 @@ fn cell_values(results: &Results, scenario: &str, peer: &str, metric: &Metric) -
         .get(&(scenario.to_owned(), peer.to_owned()))
         .map(|runs| runs.iter().map(metric.get).collect())
         .unwrap_or_default()
+}
+
+/// The load generator's core above this share of the measured phase: its rates are lower bounds.
+const LOADGEN_SATURATED: f64 = 0.85;
+
+/// Whether any run of `peer` in `scenario` had the load generator's core above
+/// [`LOADGEN_SATURATED`].
+fn saturated(results: &Results, scenario: &str, peer: &str) -> bool {
+    results
+        .get(&(scenario.to_owned(), peer.to_owned()))
+        .is_some_and(|runs| runs.iter().any(|r| r.loadgen_busy > LOADGEN_SATURATED))
 }
 
 fn table(results: &Results, peers: &[String], rounds: usize) -> String {
@@ -669,16 +758,23 @@ fn table(results: &Results, peers: &[String], rounds: usize) -> String {
             let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let mid = median(&mut values);
             medians.insert(peer.as_str(), mid);
+            // A rate measured while the load generator's core was nearly full is a lower bound.
+            let flag =
+                if matches!(metric.unit, Unit::Rate) && saturated(results, metric.scenario, peer) {
+                    " †"
+                } else {
+                    ""
+                };
             if rounds > 1 {
                 let _ = write!(
                     out,
-                    " {} ({}–{}) |",
+                    " {}{flag} ({}–{}) |",
                     format_value(metric.unit, mid),
                     format_value(metric.unit, min),
                     format_value(metric.unit, max)
                 );
             } else {
-                let _ = write!(out, " {} |", format_value(metric.unit, mid));
+                let _ = write!(out, " {}{flag} |", format_value(metric.unit, mid));
             }
         }
         if has_tidings {
@@ -890,7 +986,7 @@ fn main() {
                 match run_once(&paths, pin, peer, scenario, ports, &tag) {
                     Ok(result) => {
                         eprintln!(
-                            "{tag}: {:.1}s deliveries/s={:.0} p50={:.0}us p99={:.0}us loss={} connect/s={:.0} KiB/conn={:.1} errors={} server-cpu={:.2}s loadgen-cpu={:.2}s",
+                            "{tag}: {:.1}s deliveries/s={:.0} p50={:.0}us p99={:.0}us loss={} connect/s={:.0} KiB/conn={:.1} errors={} server-cpu={:.2}s loadgen-cpu={:.2}s loadgen-busy={:.0}% segments/delivery={:.2}",
                             started.elapsed().as_secs_f64(),
                             result.deliveries_per_sec,
                             result.p50_us,
@@ -900,7 +996,9 @@ fn main() {
                             result.kib_per_conn,
                             result.conn_errors + result.emit_errors,
                             result.server_cpu_secs,
-                            result.loadgen_cpu_secs
+                            result.loadgen_cpu_secs,
+                            result.loadgen_busy * 100.0,
+                            result.segments_per_delivery
                         );
                         if result.nodes == 2 {
                             eprintln!(
@@ -940,6 +1038,12 @@ fn main() {
     }
     let _ = std::fs::write(paths.logs.join("results.jsonl"), raw);
     let mut report = table(&results, &peers, rounds);
+    let _ = writeln!(
+        report,
+        "\n† the load generator's core was more than {:.0}% busy in at least one round: that rate \
+         is a lower bound (the load generator, not the server, may have set it).",
+        LOADGEN_SATURATED * 100.0
+    );
     report.push_str(&two_nodes_vs_one(&results));
     report.push_str("\nScenarios (load generator flags):\n\n");
     for scenario in &scenarios {

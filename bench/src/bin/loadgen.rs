@@ -1,13 +1,22 @@
-//! The load generator: speaks Engine.IO v4 + Socket.IO v5 over WebSocket itself (one small
-//! tokio-tungstenite client per connection, all on one thread), subscribes every connection,
-//! answers pings, and timestamps every event it receives. Emits go through `POST /emit` on
-//! keep-alive HTTP/1.1 connections and carry their send time, taken from the same clock as the
-//! receive time, so latency is receive time minus send time.
+//! The load generator: speaks Engine.IO v4 + Socket.IO v5 (or Phoenix Channels, or plain
+//! WebSocket JSON) over WebSocket itself, with a WebSocket client written for the job: one
+//! task per connection, all on one thread, one read buffer per connection for its life, and
+//! every whole frame of a read handled where it lies (no allocation or copy per message; a
+//! general-purpose client allocated per message and cost this thread three times the CPU per
+//! delivery). It subscribes every connection, answers pings, and timestamps every event it
+//! receives. Emits go through `POST /emit` on keep-alive HTTP/1.1 connections from a thread of
+//! their own (same core) and carry their send time, taken from the same clock as the receive
+//! time, so latency is receive time minus send time.
 //!
 //! Scenarios (`--scenario`):
 //! - `fanout`: `--conns` subscribers of `chats/0`, `--emits` emits to it, from `--emitters`
 //!   (default 4) HTTP connections at once, each sending its next emit when the previous one is
 //!   answered, so the server is saturated and its queues can build up;
+//! - `sequential`: the same subscribers, the emits from one HTTP connection, each sent when
+//!   the previous one is answered and fewer than `--window` (default 8; 0: no such wait) emits
+//!   have not yet reached every subscriber;
+//! - `paced`: the same subscribers, the emits from one HTTP connection at `--rate` emits per
+//!   second (for latency well under capacity);
 //! - `channels`: `--conns` connections, each alone in `chats/<i>`, `--rounds` targeted emits
 //!   to each, from `--emitters` (default 8) HTTP connections at once;
 //! - `connect`: `--conns` connections subscribing to `chats/<i mod 100>` (the rate of
@@ -28,21 +37,26 @@
 //! `--hold-ms N` pauses between the connects and the emits, and again before closing the
 //! connections (time to switch a profiler on and off).
 //!
+//! Besides rates and latency, each run reports the TCP data segments the server sent per
+//! delivery (`ss`, see [`tidings_bench::data_segments_out`]) and how busy this program's core
+//! was (its CPU time over the measured phase's wall time: above 85 % the rates are lower
+//! bounds).
+//!
 //! Prints one JSON line ([`tidings_bench::RunResult`]) on stdout.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use tidings_bench::{Flags, RunResult, cpu_secs, fail, percentile, raise_fd_limit, rss_kib};
+use tidings_bench::{
+    Flags, RunResult, cpu_secs, data_segments_out, fail, percentile, raise_fd_limit, rss_kib,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// How long one connection may take to connect, handshake and get its subscribe ack.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -62,6 +76,11 @@ struct Shared {
     closed: Cell<u64>,
     first_error: RefCell<Option<String>>,
     last_ack_ns: Cell<u64>,
+    /// Deliveries received per emit (by the `"s":` sequence number in its data), and how many
+    /// emits every subscriber has received: what a window of emits in flight waits on.
+    per_emit: RefCell<Vec<u32>>,
+    subscribers: Cell<u32>,
+    progress: Arc<Progress>,
 }
 
 impl Shared {
@@ -81,47 +100,225 @@ impl Shared {
         self.last_receive_ns.set(now);
         self.node_received[node].set(self.node_received[node].get() + 1);
         self.node_last_receive_ns[node].set(now);
-        if let Some(sent) = sent_ns(text) {
+        if let Some(sent) = number_after(text, b"\"t\":") {
             self.latencies_ns[node]
                 .borrow_mut()
                 .push(now.saturating_sub(sent));
         }
+        if let Some(seq) = number_after(text, b"\"s\":") {
+            let mut per_emit = self.per_emit.borrow_mut();
+            if let Some(count) = usize::try_from(seq).ok().and_then(|i| per_emit.get_mut(i)) {
+                *count += 1;
+                if *count == self.subscribers.get() {
+                    self.progress
+                        .fully_delivered
+                        .fetch_add(1, Ordering::Release);
+                    self.progress.changed.notify_waiters();
+                }
+            }
+        }
     }
 }
 
-/// The send time carried as `"t":<ns>` in an event's data.
-fn sent_ns(text: &[u8]) -> Option<u64> {
-    let at = text.windows(4).position(|w| w == b"\"t\":")? + 4;
+/// The number carried as `<key><digits>` in an event's data (`"t":` the send time in
+/// nanoseconds, `"s":` the emit's sequence number).
+fn number_after(text: &[u8], key: &[u8]) -> Option<u64> {
+    let at = text.windows(key.len()).position(|w| w == key)? + key.len();
     let digits = &text[at..];
     let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
 }
 
-type Ws = WebSocketStream<TcpStream>;
+/// How many bytes one read may take from a connection (grown for a larger frame).
+const READ_BUFFER: usize = 16 * 1024;
 
-/// Reads text frames until one satisfies `done`, answering pings on the way.
-async fn read_until(
-    ws: &mut Ws,
-    what: &str,
-    done: impl Fn(&str) -> bool,
-) -> Result<String, String> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => {
-                if text.as_str() == "2" {
-                    ws.send(Message::text("3"))
-                        .await
-                        .map_err(|e| format!("pong: {e}"))?;
-                } else if done(text.as_str()) {
-                    return Ok(text.as_str().to_owned());
+/// The mask of every client frame (RFC 6455 asks for an unpredictable key; a server cannot
+/// tell, and a fixed one costs nothing per frame).
+const MASK: [u8; 4] = [0x5a, 0x17, 0xc3, 0x88];
+
+/// A WebSocket client connection written for the load generator: the handshake and the
+/// frames by hand, one read buffer for the connection's life, every whole frame in a read
+/// handled in place (no allocation, no copy per message).
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// The unparsed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+}
+
+/// One frame from the server: its opcode and where its payload sits in the read buffer.
+type FrameAt = (u8, std::ops::Range<usize>);
+
+impl Conn {
+    /// Connects and upgrades to a WebSocket at `path`.
+    async fn open(addr: SocketAddr, path: &str) -> Result<Conn, String> {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("websocket handshake: {e}"))?;
+        let mut conn = Conn {
+            stream,
+            buf: vec![0; READ_BUFFER],
+            start: 0,
+            end: 0,
+        };
+        let head_end = loop {
+            if let Some(at) = conn.buf[..conn.end]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+            {
+                break at + 4;
+            }
+            if conn.end == conn.buf.len() {
+                return Err("websocket handshake: response head too long".to_owned());
+            }
+            conn.fill()
+                .await
+                .map_err(|e| format!("websocket handshake: {e}"))?;
+        };
+        if !conn.buf.starts_with(b"HTTP/1.1 101") {
+            let line = conn.buf[..head_end]
+                .split(|&b| b == b'\r')
+                .next()
+                .unwrap_or(b"");
+            return Err(format!(
+                "websocket handshake: {}",
+                String::from_utf8_lossy(line)
+            ));
+        }
+        conn.start = head_end;
+        Ok(conn)
+    }
+
+    /// Reads what the socket has into the buffer (cancel-safe: nothing is read unless it is
+    /// kept).
+    async fn fill(&mut self) -> Result<(), String> {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.end == self.buf.len() {
+            // A partial frame at the end: move it to the front, or make room for it.
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, self.end - self.start);
+            } else {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+        }
+        match self.stream.read(&mut self.buf[self.end..]).await {
+            Ok(0) => Err("eof".to_owned()),
+            Ok(n) => {
+                self.end += n;
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The next whole frame already read, if any. Server frames are unmasked; fragmented
+    /// messages are refused (no server under test sends them).
+    fn next_frame(&mut self) -> Result<Option<FrameAt>, String> {
+        let buf = &self.buf[self.start..self.end];
+        let [first, second, ..] = *buf else {
+            return Ok(None);
+        };
+        if first & 0x80 == 0 || first & 0x0f == 0 {
+            return Err("a fragmented message".to_owned());
+        }
+        if second & 0x80 != 0 {
+            return Err("a masked frame from the server".to_owned());
+        }
+        let (len, at) = match second & 0x7f {
+            126 if buf.len() >= 4 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+            127 if buf.len() >= 10 => {
+                let mut len = [0; 8];
+                len.copy_from_slice(&buf[2..10]);
+                (
+                    usize::try_from(u64::from_be_bytes(len)).unwrap_or(usize::MAX),
+                    10,
+                )
+            }
+            126 | 127 => return Ok(None),
+            len => (usize::from(len), 2),
+        };
+        if len > 64 << 20 {
+            return Err(format!("a frame of {len} bytes"));
+        }
+        if buf.len() < at + len {
+            return Ok(None);
+        }
+        let payload = self.start + at..self.start + at + len;
+        self.start += at + len;
+        Ok(Some((first & 0x0f, payload)))
+    }
+
+    /// Sends one masked frame.
+    async fn send(&mut self, opcode: u8, payload: &[u8]) -> Result<(), String> {
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        frame.push(0x80 | opcode);
+        match payload.len() {
+            len @ 0..=125 => frame.push(0x80 | len as u8),
+            len @ 126..=0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&MASK);
+        frame.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+        self.stream
+            .write_all(&frame)
+            .await
+            .map_err(|e| format!("send: {e}"))
+    }
+
+    async fn send_text(&mut self, text: &str) -> Result<(), String> {
+        self.send(0x1, text.as_bytes()).await
+    }
+
+    /// Reads text frames until one satisfies `done` (returned), answering the server's
+    /// pings (WebSocket and Engine.IO) on the way.
+    async fn read_until(
+        &mut self,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        loop {
+            while let Some((opcode, at)) = self.next_frame()? {
+                match opcode {
+                    0x1 => {
+                        let text = std::str::from_utf8(&self.buf[at])
+                            .map_err(|_| format!("invalid UTF-8 awaiting {what}"))?;
+                        if text == "2" {
+                            self.send_text("3").await?;
+                        } else if done(text) {
+                            return Ok(text.to_owned());
+                        }
+                    }
+                    0x8 => {
+                        let reason = String::from_utf8_lossy(&self.buf[at]).into_owned();
+                        return Err(format!("closed awaiting {what}: {reason:?}"));
+                    }
+                    0x9 => {
+                        let ping = self.buf[at].to_vec();
+                        self.send(0xA, &ping).await?;
+                    }
+                    _ => {}
                 }
             }
-            Some(Ok(Message::Close(frame))) => {
-                return Err(format!("closed awaiting {what}: {frame:?}"));
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(format!("awaiting {what}: {e}")),
-            None => return Err(format!("eof awaiting {what}")),
+            self.fill()
+                .await
+                .map_err(|e| format!("awaiting {what}: {e}"))?;
         }
     }
 }
@@ -190,63 +387,49 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 const HEARTBEAT: Duration = Duration::from_secs(25);
 
 /// Connects and joins `channel` over `protocol`.
-async fn setup(addr: SocketAddr, channel: &str, protocol: Protocol) -> Result<Ws, String> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let url = format!("ws://{addr}{}", protocol.path());
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
-        .await
-        .map_err(|e| format!("websocket handshake: {e}"))?;
+async fn setup(addr: SocketAddr, channel: &str, protocol: Protocol) -> Result<Conn, String> {
+    let mut ws = Conn::open(addr, protocol.path()).await?;
     if protocol == Protocol::Plain {
         let subscribe = format!(
             r#"{{"type":"subscribe","channel":{},"ref":"1"}}"#,
             serde_json::json!(channel)
         );
-        ws.send(Message::text(subscribe))
-            .await
-            .map_err(|e| format!("send subscribe: {e}"))?;
-        let reply = read_until(&mut ws, "subscribe reply", |t| t.contains("\"reply\"")).await?;
+        ws.send_text(&subscribe).await?;
+        let reply = ws
+            .read_until("subscribe reply", |t| t.contains("\"reply\""))
+            .await?;
         if !reply.contains("\"ok\"") {
             return Err(format!("subscribe refused: {reply}"));
         }
         return Ok(ws);
     }
     if protocol != Protocol::SocketIo {
-        ws.send(Message::text(protocol.frame(
-            Some("1"),
-            "1",
-            channel,
-            "phx_join",
-        )))
-        .await
-        .map_err(|e| format!("send phx_join: {e}"))?;
-        let reply = read_until(&mut ws, "join reply", |t| t.contains("phx_reply")).await?;
+        ws.send_text(&protocol.frame(Some("1"), "1", channel, "phx_join"))
+            .await?;
+        let reply = ws
+            .read_until("join reply", |t| t.contains("phx_reply"))
+            .await?;
         if !reply.contains("\"ok\"") {
             return Err(format!("join refused: {reply}"));
         }
         return Ok(ws);
     }
-    read_until(&mut ws, "open", |t| t.starts_with('0')).await?;
-    ws.send(Message::text("40"))
-        .await
-        .map_err(|e| format!("send 40: {e}"))?;
-    let connect = read_until(&mut ws, "connect", |t| {
-        t.starts_with("40") || t.starts_with("44")
-    })
-    .await?;
+    ws.read_until("open", |t| t.starts_with('0')).await?;
+    ws.send_text("40").await?;
+    let connect = ws
+        .read_until("connect", |t| t.starts_with("40") || t.starts_with("44"))
+        .await?;
     if connect.starts_with("44") {
         return Err(format!("connect refused: {connect}"));
     }
-    let subscribe = format!("420[\"subscribe\",{}]", serde_json::json!(channel));
-    ws.send(Message::text(subscribe))
-        .await
-        .map_err(|e| format!("send subscribe: {e}"))?;
-    let ack = read_until(&mut ws, "subscribe ack", |t| t.starts_with("430")).await?;
+    ws.send_text(&format!(
+        "420[\"subscribe\",{}]",
+        serde_json::json!(channel)
+    ))
+    .await?;
+    let ack = ws
+        .read_until("subscribe ack", |t| t.starts_with("430"))
+        .await?;
     if !ack.contains("\"ok\"") {
         return Err(format!("subscribe refused: {ack}"));
     }
@@ -271,32 +454,47 @@ async fn client(
     };
     shared.subscribed.set(shared.subscribed.get() + 1);
     shared.last_ack_ns.set(shared.now_ns());
+    let phoenix = matches!(protocol, Protocol::Phoenix | Protocol::PhoenixV1);
     let mut heartbeat =
         tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
-    loop {
-        let message = tokio::select! {
-            message = ws.next() => message,
-            _ = heartbeat.tick(), if matches!(protocol, Protocol::Phoenix | Protocol::PhoenixV1) => {
-                let beat = protocol.frame(None, "hb", "phoenix", "heartbeat");
-                if ws.send(Message::text(beat)).await.is_err() {
-                    break;
+    // Every whole frame of a read is handled where it lies; one read takes what the socket has.
+    let ended = 'conn: loop {
+        let mut pong = false;
+        loop {
+            match ws.next_frame() {
+                Ok(Some((0x1, at))) => {
+                    let text = &ws.buf[at];
+                    if protocol.is_tick(text) {
+                        shared.record(node, text);
+                    } else if text == b"2" {
+                        pong = true;
+                    }
                 }
-                continue;
+                Ok(Some((0x8, _))) => break 'conn None,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(error) => break 'conn Some(error),
             }
-        };
-        let Some(message) = message else { break };
-        match message {
-            Ok(Message::Text(text)) => {
-                let bytes = text.as_bytes();
-                if protocol.is_tick(bytes) {
-                    shared.record(node, bytes);
-                } else if bytes == b"2" && ws.send(Message::text("3")).await.is_err() {
-                    break;
-                }
-            }
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => {}
         }
+        if pong && ws.send_text("3").await.is_err() {
+            break None;
+        }
+        tokio::select! {
+            read = ws.fill() => {
+                if read.is_err() {
+                    break None;
+                }
+            }
+            _ = heartbeat.tick(), if phoenix => {
+                let beat = protocol.frame(None, "hb", "phoenix", "heartbeat");
+                if ws.send_text(&beat).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some(error) = ended {
+        shared.error(error);
     }
     shared.closed.set(shared.closed.get() + 1);
 }
@@ -318,10 +516,10 @@ impl Emitter {
     }
 
     /// Posts one emit whose data carries the send time; returns the status code.
-    async fn emit(&mut self, shared: &Shared, channel: &str, seq: u64) -> std::io::Result<u16> {
+    async fn emit(&mut self, t0: Instant, channel: &str, seq: u64) -> std::io::Result<u16> {
         let body = format!(
             r#"{{"channel":"{channel}","event":"tick","data":{{"t":{},"s":{seq}}}}}"#,
-            shared.now_ns()
+            ns_since(t0)
         );
         let request = format!(
             "POST /emit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -394,6 +592,8 @@ struct Settings {
     redis_pid: Option<u32>,
     /// A pause between the connects and the emits (to start a profiler's measurement).
     hold: Duration,
+    /// How the emits are sent (from the scenario, `--window` and `--rate`).
+    pace: Pace,
 }
 
 /// The node connection `i` goes to: 0 (`--port`), or with `--port2` 1 for every odd one.
@@ -443,50 +643,158 @@ async fn connect_all(
     (shared.last_ack_ns.get().saturating_sub(start)) as f64 / 1e9
 }
 
-/// Sends `(channel, seq)` emits from `settings.emitters` connections in parallel, each taking
-/// every k-th emit in order. Returns (emits sent, errors, time of the first send).
+/// Sends `(channel, seq)` emits as `settings.pace` says, from a thread of its own (on the
+/// same core): the emits come from another program than the subscribers in real use, and
+/// here the next one leaves as soon as the previous is answered, not once this thread has read
+/// the deliveries ahead of the answer. Returns (emits sent, errors, time of the first send).
 async fn emit_all(shared: &Rc<Shared>, settings: &Settings, emits: Vec<String>) -> (u64, u64, u64) {
-    let emits = Rc::new(emits);
-    let first_ns = shared.now_ns();
-    let mut tasks = Vec::new();
-    for k in 0..settings.emitters.max(1) {
-        let emits = emits.clone();
-        let shared = shared.clone();
-        let addr = settings.addr;
-        let step = settings.emitters.max(1) as usize;
-        tasks.push(tokio::task::spawn_local(async move {
-            let (mut sent, mut errors) = (0u64, 0u64);
-            let mut emitter = match Emitter::connect(addr).await {
-                Ok(emitter) => emitter,
-                Err(_) => return (0, emits.len().div_ceil(step) as u64),
-            };
-            for (seq, channel) in emits.iter().enumerate().skip(k as usize).step_by(step) {
-                match emitter.emit(&shared, channel, seq as u64).await {
-                    Ok(200) => sent += 1,
-                    Ok(_) => {
-                        sent += 1;
-                        errors += 1;
-                    }
-                    Err(_) => {
-                        errors += 1;
-                        match Emitter::connect(addr).await {
-                            Ok(fresh) => emitter = fresh,
-                            Err(_) => break,
+    let job = EmitJob {
+        t0: shared.t0,
+        progress: shared.progress.clone(),
+        addr: settings.addr,
+        emitters: settings.emitters.max(1),
+        straggler: settings.straggler,
+        pace: settings.pace,
+    };
+    let count = emits.len() as u64;
+    let (done, result) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("emitter".to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                let _ = done.send(runtime.block_on(job.run(emits)));
+            }
+        });
+    let failed = (0, count, shared.now_ns());
+    if spawned.is_err() {
+        return failed;
+    }
+    result.await.unwrap_or(failed)
+}
+
+/// What the emitting thread needs.
+struct EmitJob {
+    t0: Instant,
+    progress: Arc<Progress>,
+    addr: SocketAddr,
+    emitters: u64,
+    straggler: Duration,
+    pace: Pace,
+}
+
+/// How many emits every subscriber has received, shared with the emitting thread.
+#[derive(Default)]
+struct Progress {
+    fully_delivered: AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+fn ns_since(t0: Instant) -> u64 {
+    t0.elapsed().as_nanos() as u64
+}
+
+/// How the emits are sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pace {
+    /// From `--emitters` connections at once, each sending its next emit when the previous
+    /// one is answered.
+    Concurrent,
+    /// From one connection, each emit when the previous one is answered and fewer than
+    /// `window` emits are still on their way to a subscriber (`0`: no such wait).
+    Sequential { window: u64 },
+    /// From one connection, emit `k` at `k * interval` from the first (or when the previous
+    /// one is answered, if that is later).
+    Paced { interval: Duration },
+}
+
+impl EmitJob {
+    async fn run(self, emits: Vec<String>) -> (u64, u64, u64) {
+        let first_ns = ns_since(self.t0);
+        let (sent, errors) = match self.pace {
+            Pace::Concurrent => {
+                let step = self.emitters as usize;
+                let lanes = (0..step).map(|k| {
+                    self.send(
+                        emits.iter().enumerate().skip(k).step_by(step),
+                        Pace::Concurrent,
+                    )
+                });
+                futures_util::future::join_all(lanes)
+                    .await
+                    .into_iter()
+                    .fold((0, 0), |(s, e), (s2, e2)| (s + s2, e + e2))
+            }
+            pace => self.send(emits.iter().enumerate(), pace).await,
+        };
+        (sent, errors, first_ns)
+    }
+
+    /// Sends these emits in order on one keep-alive connection, each once the previous one is
+    /// answered and `pace` allows. Returns (sent, errors).
+    async fn send<'a>(
+        &self,
+        emits: impl ExactSizeIterator<Item = (usize, &'a String)>,
+        pace: Pace,
+    ) -> (u64, u64) {
+        let total = emits.len() as u64;
+        let Ok(mut emitter) = Emitter::connect(self.addr).await else {
+            return (0, total);
+        };
+        let start = tokio::time::Instant::now();
+        let (mut sent, mut errors) = (0u64, 0u64);
+        for (seq, channel) in emits {
+            match pace {
+                Pace::Sequential { window } if window > 0 => {
+                    // Bounded: a delivery that never comes ends the run (it shows as loss).
+                    let in_flight = || {
+                        seq as u64
+                            - (self.progress.fully_delivered.load(Ordering::Acquire))
+                                .min(seq as u64)
+                    };
+                    let mut stalled = false;
+                    while in_flight() >= window {
+                        let changed = self.progress.changed.notified();
+                        tokio::pin!(changed);
+                        changed.as_mut().enable();
+                        if in_flight() < window {
+                            break;
                         }
+                        if tokio::time::timeout(self.straggler, changed).await.is_err() {
+                            stalled = true;
+                            break;
+                        }
+                    }
+                    if stalled {
+                        eprintln!("loadgen: emit {seq} never left the window; stopping");
+                        errors += total - sent - errors;
+                        break;
+                    }
+                }
+                Pace::Paced { interval } => {
+                    tokio::time::sleep_until(start + interval * seq as u32).await;
+                }
+                _ => {}
+            }
+            match emitter.emit(self.t0, channel, seq as u64).await {
+                Ok(200) => sent += 1,
+                Ok(_) => {
+                    sent += 1;
+                    errors += 1;
+                }
+                Err(_) => {
+                    errors += 1;
+                    match Emitter::connect(self.addr).await {
+                        Ok(fresh) => emitter = fresh,
+                        Err(_) => break,
                     }
                 }
             }
-            (sent, errors)
-        }));
-    }
-    let (mut sent, mut errors) = (0, 0);
-    for task in tasks {
-        if let Ok((s, e)) = task.await {
-            sent += s;
-            errors += e;
         }
+        (sent, errors)
     }
-    (sent, errors, first_ns)
 }
 
 /// Waits until `expected` deliveries arrived, or nothing arrived for the straggler window.
@@ -513,10 +821,15 @@ async fn deliveries(
     expected: u64,
     result: &mut RunResult,
 ) {
+    shared.per_emit.replace(vec![0; emits.len()]);
+    shared
+        .subscribers
+        .set(u32::try_from(shared.subscribed.get()).unwrap_or(u32::MAX));
     let cpu = CpuMark::now(settings);
     let (sent, errors, first_ns) = emit_all(shared, settings, emits).await;
     await_deliveries(shared, expected, settings.straggler).await;
     let (servers, loadgen) = cpu.elapsed(settings);
+    (result.server_segments, result.loadgen_busy) = cpu.segments_and_busy(settings);
     result.server_cpu_secs = servers.iter().sum();
     result.loadgen_cpu_secs = loadgen;
     let received = shared.received.get();
@@ -586,6 +899,9 @@ async fn deliveries(
     if result.server_cpu_secs > 0.0 {
         result.deliveries_per_cpu_sec = received as f64 / result.server_cpu_secs;
     }
+    if received > 0 {
+        result.segments_per_delivery = result.server_segments as f64 / received as f64;
+    }
 }
 
 /// CPU times at the start of a measured phase: the servers' (the first node, the second node
@@ -593,6 +909,9 @@ async fn deliveries(
 struct CpuMark {
     servers: [Option<f64>; 3],
     loadgen: Option<f64>,
+    /// TCP data segments the servers have sent.
+    segments: Option<u64>,
+    at: Instant,
 }
 
 impl CpuMark {
@@ -604,7 +923,24 @@ impl CpuMark {
         CpuMark {
             servers: CpuMark::server_pids(settings).map(|pid| pid.and_then(cpu_secs)),
             loadgen: cpu_secs(std::process::id()),
+            segments: server_segments(settings),
+            at: Instant::now(),
         }
+    }
+
+    /// The TCP data segments the servers sent since the mark, and the load generator's CPU
+    /// time over the wall time since the mark.
+    fn segments_and_busy(&self, settings: &Settings) -> (u64, f64) {
+        let segments = match (self.segments, server_segments(settings)) {
+            (Some(before), Some(now)) => now.saturating_sub(before),
+            _ => 0,
+        };
+        let wall = self.at.elapsed().as_secs_f64();
+        let cpu = match (self.loadgen, cpu_secs(std::process::id())) {
+            (Some(start), Some(now)) => now - start,
+            _ => 0.0,
+        };
+        (segments, if wall > 0.0 { cpu / wall } else { 0.0 })
     }
 
     /// (per server, load generator) CPU seconds since the mark; 0 where unknown.
@@ -619,6 +955,15 @@ impl CpuMark {
             *server = since(self.servers[i], pids[i].and_then(cpu_secs));
         }
         (servers, since(self.loadgen, cpu_secs(std::process::id())))
+    }
+}
+
+/// TCP data segments sent by the servers' connections (both nodes' with `--port2`).
+fn server_segments(settings: &Settings) -> Option<u64> {
+    let first = data_segments_out(settings.addr.port())?;
+    match settings.addr2 {
+        Some(addr2) => Some(first + data_segments_out(addr2.port())?),
+        None => Some(first),
     }
 }
 
@@ -650,6 +995,9 @@ async fn run(settings: Settings) -> RunResult {
         closed: Cell::new(0),
         first_error: RefCell::new(None),
         last_ack_ns: Cell::new(0),
+        per_emit: RefCell::new(Vec::new()),
+        subscribers: Cell::new(0),
+        progress: Arc::default(),
     });
     let mut result = RunResult {
         scenario: settings.scenario.clone(),
@@ -662,7 +1010,9 @@ async fn run(settings: Settings) -> RunResult {
     };
     let cpu = CpuMark::now(&settings);
     let connect_secs = match settings.scenario.as_str() {
-        "fanout" => connect_all(&shared, &settings, |_| "chats/0".to_owned()).await,
+        "fanout" | "sequential" | "paced" => {
+            connect_all(&shared, &settings, |_| "chats/0".to_owned()).await
+        }
         "channels" => connect_all(&shared, &settings, |i| format!("chats/{i}")).await,
         "connect" => connect_all(&shared, &settings, |i| format!("chats/{}", i % 100)).await,
         other => fail(&format!("unknown scenario {other:?}")),
@@ -670,6 +1020,7 @@ async fn run(settings: Settings) -> RunResult {
     result.subscribed = shared.subscribed.get();
     if settings.scenario == "connect" {
         let (servers, loadgen) = cpu.elapsed(&settings);
+        (result.server_segments, result.loadgen_busy) = cpu.segments_and_busy(&settings);
         result.server_cpu_secs = servers.iter().sum();
         result.loadgen_cpu_secs = loadgen;
         if result.server_cpu_secs > 0.0 {
@@ -696,7 +1047,7 @@ async fn run(settings: Settings) -> RunResult {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     match settings.scenario.as_str() {
-        "fanout" => {
+        "fanout" | "sequential" | "paced" => {
             let emits = vec!["chats/0".to_owned(); settings.emits as usize];
             let expected = settings.emits * settings.conns;
             deliveries(&shared, &settings, emits, expected, &mut result).await;
@@ -763,6 +1114,21 @@ fn main() {
         pid: pid("pid"),
         pid2: pid("pid2"),
         redis_pid: pid("redis-pid"),
+        pace: match scenario.as_str() {
+            "sequential" => Pace::Sequential {
+                window: flags.num("window", 8),
+            },
+            "paced" => {
+                let rate: f64 = flags.num("rate", 100.0);
+                if !(rate > 0.0 && rate <= 1e6) {
+                    fail("--rate expects emits per second, above 0");
+                }
+                Pace::Paced {
+                    interval: Duration::from_secs_f64(1.0 / rate),
+                }
+            }
+            _ => Pace::Concurrent,
+        },
         scenario,
     };
     if settings.conns + 64 > limit {
@@ -791,7 +1157,7 @@ fn main() {
 
 #[cfg(test)]
 mod tests {
-    use super::{Protocol, Settings, conns_per_node, node_of, sent_ns};
+    use super::{Protocol, Settings, conns_per_node, node_of, number_after};
     use std::net::SocketAddr;
     use std::time::Duration;
 
@@ -811,6 +1177,7 @@ mod tests {
             pid2: None,
             redis_pid: None,
             hold: Duration::ZERO,
+            pace: super::Pace::Concurrent,
         }
     }
 
@@ -850,10 +1217,12 @@ mod tests {
 
     #[test]
     fn send_time_from_event_data() {
+        let tick = br#"42["chats/0/tick",{"t":123456,"s":3}]"#;
+        assert_eq!(number_after(tick, b"\"t\":"), Some(123_456));
+        assert_eq!(number_after(tick, b"\"s\":"), Some(3));
         assert_eq!(
-            sent_ns(br#"42["chats/0/tick",{"t":123456,"s":3}]"#),
-            Some(123_456)
+            number_after(br#"42["chats/0/tick",{"s":3}]"#, b"\"t\":"),
+            None
         );
-        assert_eq!(sent_ns(br#"42["chats/0/tick",{"s":3}]"#), None);
     }
 }

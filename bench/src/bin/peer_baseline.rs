@@ -2,9 +2,13 @@
 //! benchmark contract (Engine.IO v4 open, Socket.IO v5 connect, `subscribe` with its ack,
 //! `POST /emit`, pings; or at `/ws` the plain WebSocket JSON protocol's `subscribe` and
 //! `event`), on one thread. Each emit is encoded once into a complete WebSocket
-//! frame whose bytes every subscriber's queue shares; each connection is one task that reads
-//! client frames and writes its queue, several frames per `write` when they piled up. It marks
-//! what this machine can do, not a server anyone should run.
+//! frame whose bytes every subscriber's queue shares. Writing is what a careful broadcaster
+//! does: a connection given a frame goes on one flush list (once, however many frames follow),
+//! and one flusher task writes the listed connections 64 at a time, everything queued for a
+//! connection in one vectored `write`, yielding between groups so that the next emit (or a
+//! client's frame) is read meanwhile and joins the queues not yet written. A connection whose
+//! socket is full waits for it in its own task. Each connection's task reads its client's
+//! frames. It marks what this machine can do, not a server anyone should run.
 //!
 //! Run: `peer-baseline --port 3000`.
 
@@ -18,7 +22,7 @@ use serde_json::value::RawValue;
 use tidings_bench::{Flags, raise_fd_limit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// A complete server-to-client WebSocket frame, shared by every queue it is in.
@@ -32,17 +36,122 @@ const PING_INTERVAL: Duration = Duration::from_millis(25_000);
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 1_000_000;
 
-#[derive(Default)]
 struct Hub {
+    flusher: Rc<Flusher>,
     next_id: Cell<u64>,
     /// Every WebSocket connection, for the pings.
-    conns: RefCell<HashMap<u64, mpsc::Sender<Frame>>>,
+    conns: RefCell<HashMap<u64, Tx>>,
     /// The members of each channel.
     rooms: RefCell<HashMap<String, HashMap<u64, Member>>>,
 }
 
 /// A member's queue, and whether it speaks the plain protocol (else Socket.IO).
-type Member = (mpsc::Sender<Frame>, bool);
+type Member = (Tx, bool);
+
+/// A connection's outbound side, shared by its task, the hub and the flusher.
+type Tx = Rc<Conn>;
+
+/// A WebSocket connection: its socket and what waits to be written to it.
+struct Conn {
+    stream: TcpStream,
+    flusher: Rc<Flusher>,
+    queue: RefCell<std::collections::VecDeque<Frame>>,
+    /// Bytes of the front frame already written.
+    written: Cell<usize>,
+    /// On the flush list, or waiting for the socket to take more.
+    scheduled: Cell<bool>,
+    /// The socket took less than offered: the connection's task waits for it.
+    blocked: Notify,
+    failed: Cell<bool>,
+}
+
+impl Conn {
+    /// Queues a frame (refused when the queue is full or the connection failed).
+    fn try_send(self: &Rc<Self>, frame: Frame) -> Result<(), ()> {
+        let mut queue = self.queue.borrow_mut();
+        if self.failed.get() || queue.len() >= QUEUE {
+            return Err(());
+        }
+        queue.push_back(frame);
+        drop(queue);
+        if !self.scheduled.replace(true) {
+            self.flusher.schedule(self.clone());
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued, up to [`WRITE_BATCH`] frames per vectored write, until the queue
+    /// is empty or the socket is full (then the connection's task takes over).
+    fn flush(&self) {
+        let mut queue = self.queue.borrow_mut();
+        while !queue.is_empty() {
+            let skip = self.written.get();
+            let slices: Vec<std::io::IoSlice<'_>> = queue
+                .iter()
+                .take(WRITE_BATCH)
+                .enumerate()
+                .map(|(i, frame)| {
+                    std::io::IoSlice::new(if i == 0 { &frame[skip..] } else { frame })
+                })
+                .collect();
+            match self.stream.try_write_vectored(&slices) {
+                Ok(mut n) => {
+                    n += skip;
+                    while let Some(front) = queue.front() {
+                        if n < front.len() {
+                            break;
+                        }
+                        n -= front.len();
+                        queue.pop_front();
+                    }
+                    self.written.set(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.blocked.notify_one();
+                    return;
+                }
+                Err(_) => {
+                    self.failed.set(true);
+                    queue.clear();
+                    break;
+                }
+            }
+        }
+        self.scheduled.set(false);
+    }
+}
+
+/// The one list of connections with frames to write, and the task that writes them.
+#[derive(Default)]
+struct Flusher {
+    list: RefCell<std::collections::VecDeque<Tx>>,
+    work: Notify,
+}
+
+impl Flusher {
+    fn schedule(&self, conn: Tx) {
+        self.list.borrow_mut().push_back(conn);
+        self.work.notify_one();
+    }
+
+    async fn run(self: Rc<Self>) {
+        loop {
+            let group: Vec<Tx> = {
+                let mut list = self.list.borrow_mut();
+                let take = list.len().min(WRITE_BATCH);
+                list.drain(..take).collect()
+            };
+            if group.is_empty() {
+                self.work.notified().await;
+                continue;
+            }
+            for conn in group {
+                conn.flush();
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
 
 impl Hub {
     /// Queues `socketio` for Socket.IO members and `plain` for plain WebSocket ones.
@@ -250,11 +359,19 @@ async fn connection(hub: Rc<Hub>, mut stream: TcpStream) {
 
 /// A WebSocket connection: the Engine.IO open packet (not for `plain`), then client frames
 /// and the queue.
-async fn websocket(hub: Rc<Hub>, mut stream: TcpStream, mut buf: Vec<u8>, plain: bool) {
+async fn websocket(hub: Rc<Hub>, stream: TcpStream, mut buf: Vec<u8>, plain: bool) {
     let id = hub.next_id.get();
     hub.next_id.set(id + 1);
     let sid = format!("b{id:019}");
-    let (tx, mut rx) = mpsc::channel::<Frame>(QUEUE);
+    let tx: Tx = Rc::new(Conn {
+        stream,
+        flusher: hub.flusher.clone(),
+        queue: RefCell::default(),
+        written: Cell::new(0),
+        scheduled: Cell::new(false),
+        blocked: Notify::new(),
+        failed: Cell::new(false),
+    });
     hub.conns.borrow_mut().insert(id, tx.clone());
     let open = format!(
         r#"0{{"sid":"{sid}","upgrades":[],"pingInterval":{},"pingTimeout":20000,"maxPayload":{MAX_BODY}}}"#,
@@ -264,7 +381,6 @@ async fn websocket(hub: Rc<Hub>, mut stream: TcpStream, mut buf: Vec<u8>, plain:
         let _ = tx.try_send(text(&open));
     }
     let mut channels: Vec<String> = Vec::new();
-    let mut out: Vec<u8> = Vec::new();
     'conn: loop {
         while let Some((used, opcode, payload)) = parse_frame(&buf) {
             buf.drain(..used);
@@ -278,40 +394,39 @@ async fn websocket(hub: Rc<Hub>, mut stream: TcpStream, mut buf: Vec<u8>, plain:
                 _ => {}
             }
         }
+        if tx.failed.get() {
+            break;
+        }
         tokio::select! {
-            read = stream.read_buf(&mut buf) => {
-                if !matches!(read, Ok(n) if n > 0) || buf.len() > MAX_BODY + 16 {
+            ready = tx.stream.readable() => {
+                if ready.is_err() {
                     break;
                 }
                 if buf.capacity() - buf.len() < 256 {
                     buf.reserve(1024);
                 }
+                match tx.stream.try_read_buf(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) if buf.len() > MAX_BODY + 16 => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
             }
-            frame = rx.recv() => {
-                let Some(frame) = frame else { break };
-                let written = match rx.try_recv() {
-                    Err(_) => stream.write_all(&frame).await,
-                    Ok(second) => {
-                        out.clear();
-                        out.extend_from_slice(&frame);
-                        out.extend_from_slice(&second);
-                        for _ in 2..WRITE_BATCH {
-                            let Ok(next) = rx.try_recv() else { break };
-                            out.extend_from_slice(&next);
-                        }
-                        let written = stream.write_all(&out).await;
-                        if out.capacity() > 64 * 1024 {
-                            out = Vec::new();
-                        }
-                        written
-                    }
-                };
-                if written.is_err() {
+            () = tx.blocked.notified() => {
+                // The socket was full: write the rest once it takes more.
+                if tx.stream.writable().await.is_err() {
+                    break;
+                }
+                tx.flush();
+                if tx.failed.get() {
                     break;
                 }
             }
         }
     }
+    tx.failed.set(true);
+    tx.queue.borrow_mut().clear();
     hub.conns.borrow_mut().remove(&id);
     let mut rooms = hub.rooms.borrow_mut();
     for channel in channels {
@@ -329,7 +444,7 @@ fn on_text(
     hub: &Hub,
     id: u64,
     sid: &str,
-    tx: &mpsc::Sender<Frame>,
+    tx: &Tx,
     payload: &[u8],
     channels: &mut Vec<String>,
 ) -> bool {
@@ -370,13 +485,7 @@ fn on_text(
 }
 
 /// One plain WebSocket message: `subscribe` joins and is answered; anything else is ignored.
-fn on_plain(
-    hub: &Hub,
-    id: u64,
-    tx: &mpsc::Sender<Frame>,
-    payload: &[u8],
-    channels: &mut Vec<String>,
-) {
+fn on_plain(hub: &Hub, id: u64, tx: &Tx, payload: &[u8], channels: &mut Vec<String>) {
     #[derive(Deserialize)]
     struct Subscribe<'a> {
         #[serde(rename = "type")]
@@ -423,7 +532,14 @@ async fn serve(port: u16) -> std::io::Result<()> {
     socket.bind(([127, 0, 0, 1], port).into())?;
     let listener = socket.listen(4096)?;
     println!("listening on http://127.0.0.1:{port}");
-    let hub = Rc::new(Hub::default());
+    let flusher = Rc::new(Flusher::default());
+    tokio::task::spawn_local(flusher.clone().run());
+    let hub = Rc::new(Hub {
+        flusher,
+        next_id: Cell::default(),
+        conns: RefCell::default(),
+        rooms: RefCell::default(),
+    });
     let pinger = hub.clone();
     tokio::task::spawn_local(async move {
         let ping = text("2");

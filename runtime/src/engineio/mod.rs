@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod heartbeat;
 mod outbox;
+mod pacer;
 mod packet;
 mod payload;
 mod server;

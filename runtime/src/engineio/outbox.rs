@@ -108,7 +108,9 @@ impl Outbox {
             queue.bytes += bytes;
             queue.frames.extend(frames);
         }
-        self.waker.wake();
+        if let Some(writer) = self.waker.take() {
+            super::pacer::wake(writer);
+        }
         Ok(())
     }
 
@@ -122,7 +124,9 @@ impl Outbox {
             queue.bytes += frame.len();
             queue.frames.push_back(frame);
         }
-        self.waker.wake();
+        if let Some(writer) = self.waker.take() {
+            super::pacer::wake(writer);
+        }
         Ok(())
     }
 }

@@ -248,6 +248,7 @@ impl Output {
     /// Takes queued frames out of `queue`, up to a batch; asks to be polled again when more
     /// are waiting.
     pub(crate) fn drain(&mut self, queue: &mut super::session::Reader, cx: &mut Context<'_>) {
+        super::pacer::start_here();
         let (out, ready) = (&mut self.out, &mut self.ready);
         let mut taken = 0;
         let drained = queue.poll_drain(cx, |frame, queued| {
