@@ -3,7 +3,9 @@
 //! A connection has no task of its own: its response body, [`Connection`], is polled by
 //! actix-http's dispatcher for bytes to write, and in that same poll it reads the client's
 //! frames from the request payload and drains the session queue. A frame queued by a broadcast
-//! wakes the dispatcher directly, and is encoded straight into the bytes the dispatcher writes.
+//! wakes the dispatcher through its thread's pacer (`engineio::pacer`: a few writers per turn,
+//! so that frames of the next emit join the ones not yet written), and is encoded straight into
+//! the bytes the dispatcher writes, everything queued in one write.
 
 use std::convert::Infallible;
 use std::future::Future;
