@@ -207,4 +207,26 @@ mod tests {
         wake(Waker::from(count.clone()));
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
+
+    #[test]
+    fn writers_still_waiting_when_the_runtime_goes_are_woken() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let local = tokio::task::LocalSet::new();
+        let counts: Vec<Arc<Count>> = (0..3)
+            .map(|_| Arc::new(Count(AtomicUsize::new(0))))
+            .collect();
+        local.block_on(&runtime, async {
+            start_here();
+            for count in &counts {
+                wake(Waker::from(count.clone()));
+            }
+            // Deferred to the pacer, which has not had a turn yet.
+            assert!(counts.iter().all(|c| c.0.load(Ordering::SeqCst) == 0));
+        });
+        drop(local);
+        assert!(counts.iter().all(|c| c.0.load(Ordering::SeqCst) == 1));
+        drop(runtime);
+    }
 }
