@@ -154,6 +154,25 @@ mod tests {
         }
     }
 
+    /// `n` wakers that count their wakes, each already handed to [`wake`].
+    fn woken_through_the_pacer(n: usize) -> Vec<Arc<Count>> {
+        let counts: Vec<Arc<Count>> = (0..n)
+            .map(|_| Arc::new(Count(AtomicUsize::new(0))))
+            .collect();
+        for count in &counts {
+            wake(Waker::from(count.clone()));
+        }
+        counts
+    }
+
+    /// A current-thread runtime and a `LocalSet`, as an actix worker has.
+    fn worker() -> (tokio::runtime::Runtime, tokio::task::LocalSet) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        (runtime, tokio::task::LocalSet::new())
+    }
+
     #[test]
     fn without_a_runtime_the_writer_is_woken_at_once() {
         let count = Arc::new(Count(AtomicUsize::new(0)));
@@ -163,20 +182,12 @@ mod tests {
 
     #[test]
     fn writers_are_woken_in_batches_in_order_by_the_pacer_of_their_thread() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime");
-        let local = tokio::task::LocalSet::new();
+        let (runtime, local) = worker();
         let seen = local.block_on(&runtime, async {
             // The observer is a task of the `LocalSet`, as the writers are.
             let observer = tokio::task::spawn_local(async {
                 start_here();
-                let counts: Vec<Arc<Count>> = (0..200)
-                    .map(|_| Arc::new(Count(AtomicUsize::new(0))))
-                    .collect();
-                for count in &counts {
-                    wake(Waker::from(count.clone()));
-                }
+                let counts = woken_through_the_pacer(200);
                 // Nothing is woken before the pacer's turn.
                 assert!(counts.iter().all(|c| c.0.load(Ordering::SeqCst) == 0));
                 let mut seen = Vec::new();
@@ -210,20 +221,13 @@ mod tests {
 
     #[test]
     fn writers_still_waiting_when_the_runtime_goes_are_woken() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime");
-        let local = tokio::task::LocalSet::new();
-        let counts: Vec<Arc<Count>> = (0..3)
-            .map(|_| Arc::new(Count(AtomicUsize::new(0))))
-            .collect();
-        local.block_on(&runtime, async {
+        let (runtime, local) = worker();
+        let counts = local.block_on(&runtime, async {
             start_here();
-            for count in &counts {
-                wake(Waker::from(count.clone()));
-            }
+            let counts = woken_through_the_pacer(3);
             // Deferred to the pacer, which has not had a turn yet.
             assert!(counts.iter().all(|c| c.0.load(Ordering::SeqCst) == 0));
+            counts
         });
         drop(local);
         assert!(counts.iter().all(|c| c.0.load(Ordering::SeqCst) == 1));
