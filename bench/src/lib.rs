@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod ws;
+
 /// Command-line flags as `--name value` pairs, and bare `--name` switches.
 #[derive(Debug, Default)]
 pub struct Flags {

@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tidings_bench::{
-    Flags, RunResult, cpu_secs, data_segments_out, fail, percentile, raise_fd_limit, rss_kib,
+    Flags, RunResult, cpu_secs, data_segments_out, fail, percentile, raise_fd_limit, rss_kib, ws,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -85,7 +85,7 @@ struct Shared {
 
 impl Shared {
     fn now_ns(&self) -> u64 {
-        self.t0.elapsed().as_nanos() as u64
+        ns_since(self.t0)
     }
 
     fn error(&self, error: String) {
@@ -225,59 +225,30 @@ impl Conn {
     /// The next whole frame already read, if any. Server frames are unmasked; fragmented
     /// messages are refused (no server under test sends them).
     fn next_frame(&mut self) -> Result<Option<FrameAt>, String> {
-        let buf = &self.buf[self.start..self.end];
-        let [first, second, ..] = *buf else {
+        let Some(header) = ws::Header::read(&self.buf[self.start..self.end]) else {
             return Ok(None);
         };
-        if first & 0x80 == 0 || first & 0x0f == 0 {
+        if !header.fin || header.opcode == 0 {
             return Err("a fragmented message".to_owned());
         }
-        if second & 0x80 != 0 {
+        if header.mask.is_some() {
             return Err("a masked frame from the server".to_owned());
         }
-        let (len, at) = match second & 0x7f {
-            126 if buf.len() >= 4 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
-            127 if buf.len() >= 10 => {
-                let mut len = [0; 8];
-                len.copy_from_slice(&buf[2..10]);
-                (
-                    usize::try_from(u64::from_be_bytes(len)).unwrap_or(usize::MAX),
-                    10,
-                )
-            }
-            126 | 127 => return Ok(None),
-            len => (usize::from(len), 2),
-        };
-        if len > 64 << 20 {
-            return Err(format!("a frame of {len} bytes"));
+        if header.len > 64 << 20 {
+            return Err(format!("a frame of {} bytes", header.len));
         }
-        if buf.len() < at + len {
+        if self.end - self.start < header.frame_len() {
             return Ok(None);
         }
-        let payload = self.start + at..self.start + at + len;
-        self.start += at + len;
-        Ok(Some((first & 0x0f, payload)))
+        let payload = self.start + header.at..self.start + header.frame_len();
+        self.start += header.frame_len();
+        Ok(Some((header.opcode, payload)))
     }
 
     /// Sends one masked frame.
     async fn send(&mut self, opcode: u8, payload: &[u8]) -> Result<(), String> {
-        let mut frame = Vec::with_capacity(payload.len() + 14);
-        frame.push(0x80 | opcode);
-        match payload.len() {
-            len @ 0..=125 => frame.push(0x80 | len as u8),
-            len @ 126..=0xffff => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            len => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(len as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&MASK);
-        frame.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
         self.stream
-            .write_all(&frame)
+            .write_all(&ws::encode(opcode, payload, Some(MASK)))
             .await
             .map_err(|e| format!("send: {e}"))
     }

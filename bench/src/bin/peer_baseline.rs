@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tidings_bench::{Flags, raise_fd_limit};
+use tidings_bench::{Flags, raise_fd_limit, ws};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
@@ -170,21 +170,7 @@ impl Hub {
 
 /// A server-to-client (unmasked) WebSocket frame.
 fn ws_frame(opcode: u8, payload: &[u8]) -> Frame {
-    let mut frame = Vec::with_capacity(payload.len() + 10);
-    frame.push(0x80 | opcode);
-    match payload.len() {
-        len @ 0..=125 => frame.push(len as u8),
-        len @ 126..=0xffff => {
-            frame.push(126);
-            frame.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            frame.push(127);
-            frame.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(payload);
-    frame.into()
+    ws::encode(opcode, payload, None).into()
 }
 
 fn text(payload: &str) -> Frame {
@@ -194,36 +180,14 @@ fn text(payload: &str) -> Frame {
 /// One client-to-server frame: (bytes used, opcode, unmasked payload), or `None` when `buf`
 /// does not hold a whole frame yet. Fragmented messages are not supported (not needed here).
 fn parse_frame(buf: &[u8]) -> Option<(usize, u8, Vec<u8>)> {
-    let [first, second, ..] = *buf else {
-        return None;
-    };
-    let opcode = first & 0x0f;
-    let masked = second & 0x80 != 0;
-    let (len, mut at) = match second & 0x7f {
-        126 => (
-            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
-            4,
-        ),
-        127 => (
-            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
-            10,
-        ),
-        len => (len as usize, 2),
-    };
-    let mask = if masked {
-        let mask: [u8; 4] = buf.get(at..at + 4)?.try_into().ok()?;
-        at += 4;
-        Some(mask)
-    } else {
-        None
-    };
-    let mut payload = buf.get(at..at.checked_add(len)?)?.to_vec();
-    if let Some(mask) = mask {
-        for (i, byte) in payload.iter_mut().enumerate() {
-            *byte ^= mask[i % 4];
-        }
+    let header = ws::Header::read(buf)?;
+    let mut payload = buf
+        .get(header.at..header.at.checked_add(header.len)?)?
+        .to_vec();
+    if let Some(mask) = header.mask {
+        ws::unmask(&mut payload, mask);
     }
-    Some((at + len, opcode, payload))
+    Some((header.frame_len(), header.opcode, payload))
 }
 
 struct Head {
