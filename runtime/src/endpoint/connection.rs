@@ -102,17 +102,9 @@ impl<P: Protocol> Connection<P> {
         };
         let session = self.protocol.session();
         if session.is_closed() {
-            let reason = session
-                .close_reason()
-                .cloned()
-                .unwrap_or(CloseReason::TransportClose);
-            let out = self.output.buffer();
-            if reason.delivers_queued() {
-                while let Some(frame) = queue.try_recv() {
-                    wsio::write_frame(out, frame);
-                }
-            }
-            wsio::write_close(out, &reason, self.protocol.close_code(&reason));
+            let protocol = &self.protocol;
+            self.output
+                .close(session, Some(queue), |reason| protocol.close_code(reason));
             self.done = true;
         } else {
             if self.protocol.take_ping() {

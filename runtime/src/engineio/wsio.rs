@@ -172,7 +172,7 @@ const CLOSE_TEXT: usize = 123;
 /// Appends the close frame for `reason` with `code` (none when the transport failed: nobody
 /// would read it). A long reason is cut to what a close frame can carry, on a character
 /// boundary.
-pub(crate) fn write_close(out: &mut BytesMut, reason: &CloseReason, code: CloseCode) {
+fn write_close(out: &mut BytesMut, reason: &CloseReason, code: CloseCode) {
     if !matches!(reason, CloseReason::TransportError) {
         let mut text = reason.to_string();
         if text.len() > CLOSE_TEXT {
@@ -214,7 +214,7 @@ mod tests {
 }
 
 /// Appends one queued frame.
-pub(crate) fn write_frame(out: &mut BytesMut, frame: Frame) {
+fn write_frame(out: &mut BytesMut, frame: Frame) {
     match frame {
         Frame::Text(text) => encode_websocket(out, Message::Text(text)),
         Frame::Binary(bytes) => encode_websocket(out, Message::Binary(bytes)),
@@ -287,6 +287,30 @@ impl Output {
         } else {
             Some(self.out.split().freeze())
         }
+    }
+
+    /// The last bytes of a connection whose session has closed: what its queue still holds,
+    /// unless the reason says the client will not read it, then the close frame, with the code
+    /// `code` gives the reason.
+    pub(crate) fn close(
+        &mut self,
+        session: &super::Session,
+        queue: Option<&mut super::session::Reader>,
+        code: impl FnOnce(&CloseReason) -> CloseCode,
+    ) {
+        let reason = session
+            .close_reason()
+            .cloned()
+            .unwrap_or(CloseReason::TransportClose);
+        let out = self.buffer();
+        if let Some(queue) = queue
+            && reason.delivers_queued()
+        {
+            while let Some(frame) = queue.try_recv() {
+                write_frame(out, frame);
+            }
+        }
+        write_close(out, &reason, code(&reason));
     }
 
     /// Lets go of the write buffer while there is nothing to write.

@@ -223,21 +223,12 @@ impl<H: EngineHandler> Connection<H> {
     /// The session has closed: deliver what was queued before (unless the client is gone or
     /// not reading), then a close frame saying why.
     fn finish(&mut self) {
-        let reason = self
-            .entry
-            .session
-            .close_reason()
-            .cloned()
-            .unwrap_or(CloseReason::TransportClose);
-        let out = self.output.buffer();
-        if let Phase::Open(queue) = &mut self.phase
-            && reason.delivers_queued()
-        {
-            while let Some(frame) = queue.try_recv() {
-                wsio::write_frame(out, frame);
-            }
-        }
-        wsio::write_close(out, &reason, wsio::close_code(&reason));
+        let queue = match &mut self.phase {
+            Phase::Open(queue) => Some(queue),
+            _ => None,
+        };
+        self.output
+            .close(&self.entry.session, queue, wsio::close_code);
         self.phase = Phase::Done;
     }
 }
