@@ -13,6 +13,8 @@
 
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+mod redis_presence;
 
 #[cfg(feature = "redis")]
 pub use redis::{RedisFanout, RedisFanoutError};

@@ -65,7 +65,8 @@ use serde_json::value::RawValue;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::channels::{Fanout, FanoutError, LocalDelivery, MemberId, Outgoing};
+use super::redis_presence::{self, PresenceIn, PresenceTask};
+use crate::channels::{Fanout, FanoutError, LocalDelivery, MemberId, Outgoing, PresenceChange};
 use crate::payload::Payload;
 use crate::sync::lock;
 
@@ -139,6 +140,7 @@ pub struct RedisFanout {
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
     publishes: mpsc::Sender<Publish>,
+    presence: mpsc::UnboundedSender<PresenceIn>,
     receivers: Mutex<Option<Receivers>>,
 }
 
@@ -164,6 +166,7 @@ impl RedisFanout {
             ::redis::Client::open(url).map_err(|e| RedisFanoutError::InvalidUrl(e.to_string()))?;
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (publishes, publishes_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (presence, presence_rx) = mpsc::unbounded_channel();
         Ok(RedisFanout {
             client,
             prefix: DEFAULT_PREFIX.to_owned(),
@@ -171,9 +174,11 @@ impl RedisFanout {
             shared: Arc::new(Shared::default()),
             commands,
             publishes,
+            presence,
             receivers: Mutex::new(Some(Receivers {
                 commands: commands_rx,
                 publishes: publishes_rx,
+                presence: presence_rx,
             })),
         })
     }
@@ -210,6 +215,7 @@ impl Fanout for RedisFanout {
             node: self.node,
             shared: self.shared.clone(),
             hub,
+            presence: self.presence.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name("tidings-redis".to_owned())
@@ -243,6 +249,17 @@ impl Fanout for RedisFanout {
 
     fn channel_closed(&self, channel: &str) {
         let _ = self.commands.send(Command::Close(channel.to_owned()));
+        let _ = self.presence.send(PresenceIn::Closed(channel.to_owned()));
+    }
+
+    fn presence_opened(&self, channel: &str) -> bool {
+        self.presence
+            .send(PresenceIn::Opened(channel.to_owned()))
+            .is_ok()
+    }
+
+    fn presence_changed(&self, change: &PresenceChange) {
+        let _ = self.presence.send(PresenceIn::Local(change.clone()));
     }
 }
 
@@ -265,9 +282,11 @@ enum Command {
 }
 
 impl Command {
-    fn apply(self, desired: &mut HashSet<String>) {
+    /// Applies the change; an opened channel is also noted in `opened`.
+    fn apply(self, desired: &mut HashSet<String>, opened: &mut Vec<String>) {
         match self {
             Command::Open(channel) => {
+                opened.push(channel.clone());
                 desired.insert(channel);
             }
             Command::Close(channel) => {
@@ -286,6 +305,7 @@ struct Publish {
 struct Receivers {
     commands: mpsc::UnboundedReceiver<Command>,
     publishes: mpsc::Receiver<Publish>,
+    presence: mpsc::UnboundedReceiver<PresenceIn>,
 }
 
 /// How one subscription connection ended.
@@ -299,12 +319,14 @@ enum Served {
 }
 
 /// The background side of one adapter.
-struct Worker {
-    client: ::redis::Client,
-    prefix: String,
-    node: NodeId,
+pub(super) struct Worker {
+    pub(super) client: ::redis::Client,
+    pub(super) prefix: String,
+    pub(super) node: NodeId,
     shared: Arc<Shared>,
-    hub: Weak<dyn LocalDelivery>,
+    pub(super) hub: Weak<dyn LocalDelivery>,
+    /// The presence task's inbox (publications of other nodes' presence, subscriptions).
+    presence: mpsc::UnboundedSender<PresenceIn>,
 }
 
 impl Worker {
@@ -323,19 +345,23 @@ impl Worker {
         let worker = Arc::new(self);
         runtime.block_on(async {
             let publisher = tokio::spawn(publisher(worker.clone(), receivers.publishes));
+            let presence = tokio::spawn(
+                PresenceTask::new(worker.clone(), hex(&worker.node)).run(receivers.presence),
+            );
             worker.subscriber(receivers.commands).await;
             publisher.abort();
+            presence.abort();
         });
         worker.shared.publisher_up.store(false, Ordering::Release);
         worker.shared.subscriber_up.store(false, Ordering::Release);
         tracing::debug!("Redis adapter stopped");
     }
 
-    fn redis_channel(&self, channel: &str) -> String {
+    pub(super) fn redis_channel(&self, channel: &str) -> String {
         format!("{}{channel}", self.prefix)
     }
 
-    fn hub_alive(&self) -> bool {
+    pub(super) fn hub_alive(&self) -> bool {
         self.hub.strong_count() > 0
     }
 
@@ -390,8 +416,9 @@ impl Worker {
         loop {
             tokio::select! {
                 () = sleep_until(deadline) => return true,
+                // What opens meanwhile is subscribed to (and announced) on reconnection.
                 command = commands.recv() => match command {
-                    Some(command) => command.apply(desired),
+                    Some(command) => command.apply(desired, &mut Vec::new()),
                     None => return false,
                 },
             }
@@ -411,7 +438,7 @@ impl Worker {
             Err(_) => return Served::Failed("connection timed out".to_owned()),
         };
         let (mut sink, mut stream) = pubsub.split();
-        if !drain(commands, desired) {
+        if !drain(commands, desired, &mut Vec::new()) {
             return Served::Stopped;
         }
         let mut subscribed = HashSet::new();
@@ -419,6 +446,11 @@ impl Worker {
             return Served::Failed(err);
         }
         self.shared.subscriber_up.store(true, Ordering::Release);
+        // Presence reads every channel's state again: what changed while this node was not
+        // subscribed is in it.
+        let _ = self
+            .presence
+            .send(PresenceIn::Subscribed(subscribed.iter().cloned().collect()));
         if *connected_once {
             tracing::info!(
                 channels = subscribed.len(),
@@ -444,12 +476,17 @@ impl Worker {
                     let Some(command) = command else {
                         return Served::Stopped;
                     };
-                    command.apply(desired);
-                    if !drain(commands, desired) {
+                    let mut opened = Vec::new();
+                    command.apply(desired, &mut opened);
+                    if !drain(commands, desired, &mut opened) {
                         return Served::Stopped;
                     }
                     if let Err(err) = self.sync(&mut sink, desired, &mut subscribed).await {
                         return Served::Lost(err);
+                    }
+                    opened.retain(|channel| subscribed.contains(channel));
+                    if !opened.is_empty() {
+                        let _ = self.presence.send(PresenceIn::Subscribed(opened));
                     }
                 }
                 _ = health.tick() => {
@@ -514,6 +551,22 @@ impl Worker {
             return false;
         };
         let raw = message.get_payload_bytes();
+        if raw.starts_with(redis_presence::MAGIC) {
+            match redis_presence::decode(raw) {
+                Some((node, change)) if node != self.node => {
+                    let _ = self.presence.send(PresenceIn::Remote {
+                        node: hex(&node),
+                        change,
+                    });
+                }
+                Some(_) => {}
+                None => tracing::debug!(
+                    redis_channel = message.get_channel_name(),
+                    "ignored a presence message that does not decode"
+                ),
+            }
+            return true;
+        }
         if origin(raw) == Some(&self.node) {
             return true;
         }
@@ -546,10 +599,14 @@ impl Worker {
 }
 
 /// Applies the channel changes already queued; false when the adapter is dropped.
-fn drain(commands: &mut mpsc::UnboundedReceiver<Command>, desired: &mut HashSet<String>) -> bool {
+fn drain(
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    desired: &mut HashSet<String>,
+    opened: &mut Vec<String>,
+) -> bool {
     loop {
         match commands.try_recv() {
-            Ok(command) => command.apply(desired),
+            Ok(command) => command.apply(desired, opened),
             Err(mpsc::error::TryRecvError::Empty) => return true,
             Err(mpsc::error::TryRecvError::Disconnected) => return false,
         }

@@ -277,6 +277,31 @@ pub trait Authorizer: Send + Sync + 'static {
     /// (Phoenix's `intercept`); every other event is encoded once for all members.
     const INTERCEPT: &'static [&'static str] = &[];
 
+    /// Whether this channel tracks presence (who is in it; see [`super::presence`]): every
+    /// member then gets `presence_state` after it joins and `presence_diff` on every change,
+    /// and hooks may [`ChannelContext::track`] their member.
+    ///
+    /// ```
+    /// use tidings_runtime::channels::{Authorizer, ChannelContext, JoinContext};
+    ///
+    /// #[derive(Default)]
+    /// struct Lobby;
+    ///
+    /// impl Authorizer for Lobby {
+    ///     const PRESENCE: bool = true;
+    ///
+    ///     async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+    ///         true
+    ///     }
+    ///
+    ///     async fn joined(&self, ctx: &ChannelContext<'_>) {
+    ///         let user = ctx.handshake().query_param("user").unwrap_or_default();
+    ///         let _ = ctx.track(user, &serde_json::json!({"online_at": 1}));
+    ///     }
+    /// }
+    /// ```
+    const PRESENCE: bool = false;
+
     /// For an event listed in [`Authorizer::INTERCEPT`], what this member gets: the event as
     /// it is, nothing, or other arguments. Runs once per member and event, while the event is
     /// delivered: keep it quick, it must not wait.

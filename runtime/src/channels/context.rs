@@ -7,12 +7,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::error::EmitError;
 use super::hub::Hub;
 use super::member::{Member, MemberId};
+use super::presence::{PresenceError, Presences};
 use super::registry::Params;
 use crate::payload::Payload;
 use crate::request::RequestInfo;
@@ -356,6 +358,45 @@ impl<'a> ChannelContext<'a> {
     /// counted.
     pub fn member_count(&self) -> usize {
         self.hub.member_count(self.channel)
+    }
+
+    /// Tracks this member's presence in the channel under `key` (a user id, say) with `meta`
+    /// (any `Serialize` that makes a JSON object): every member gets the `presence_diff`.
+    /// One entry per key; several connections of one key are several metas.
+    ///
+    /// # Errors
+    /// [`PresenceError::NotEnabled`] unless the channel's `PRESENCE` is true,
+    /// [`PresenceError::AlreadyTracked`], [`PresenceError::InvalidKey`],
+    /// [`PresenceError::InvalidMeta`], [`PresenceError::NotMember`] once it has left.
+    pub fn track<T: Serialize + ?Sized>(
+        &self,
+        key: impl Into<String>,
+        meta: &T,
+    ) -> Result<(), PresenceError> {
+        self.hub.track(self.member, self.channel, key.into(), meta)
+    }
+
+    /// Replaces this member's presence meta (a new `phx_ref`, the old one as `phx_ref_prev`).
+    ///
+    /// # Errors
+    /// [`PresenceError::NotTracked`] when it is not tracked; as [`ChannelContext::track`].
+    pub fn update_presence<T: Serialize + ?Sized>(&self, meta: &T) -> Result<(), PresenceError> {
+        self.hub.update_presence(self.member, self.channel, meta)
+    }
+
+    /// Stops tracking this member (leaving does it too); false when it was not tracked.
+    pub fn untrack(&self) -> bool {
+        self.hub.untrack(self.member, self.channel)
+    }
+
+    /// Who is in the channel, on every node.
+    pub fn presence(&self) -> Presences {
+        self.hub.presence(self.channel)
+    }
+
+    /// How many keys (users) are present in the channel, on every node.
+    pub fn presence_count(&self) -> usize {
+        self.hub.presence_count(self.channel)
     }
 
     /// Sends `<channel>/<event>` to this member only.

@@ -4,6 +4,7 @@ use std::sync::Weak;
 
 use super::member::MemberId;
 use super::outgoing::Outgoing;
+use super::presence::{PresenceChange, PresenceRecord};
 
 /// What a fan-out may do with the hub it serves: hand it events other nodes published (the
 /// hub implements it; [`Hub::deliver`](super::Hub::deliver)).
@@ -11,6 +12,35 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// Hands `message` to the members of its channel on this node (but `except`); returns how
     /// many it was queued for.
     fn deliver(&self, message: &Outgoing, except: Option<MemberId>) -> usize;
+
+    /// Applies a presence change made on `node` to this node's copy of the channel's
+    /// presence, and tells this node's members what changed.
+    fn presence_changed(&self, node: &str, change: &PresenceChange) {
+        let _ = (node, change);
+    }
+
+    /// Replaces what this node holds of the other nodes' presence in `channel` with
+    /// `records` (each with the node that tracks it): the answer to
+    /// [`Fanout::presence_opened`], and after a reconnection.
+    fn presence_reset(&self, channel: &str, records: Vec<(String, PresenceRecord)>) {
+        let _ = (channel, records);
+    }
+
+    /// `node` is gone: every record it tracked goes, in every channel.
+    fn presence_node_down(&self, node: &str) {
+        let _ = node;
+    }
+
+    /// Every record this node tracks itself, a change of joins per channel: what a fan-out
+    /// writes again after the other nodes lost it (a store restarted empty).
+    fn presence_local(&self) -> Vec<PresenceChange> {
+        Vec::new()
+    }
+
+    /// The channels this node holds presence for.
+    fn presence_channels(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Fan-out beyond this process.
@@ -39,6 +69,20 @@ pub trait Fanout: Send + Sync + 'static {
 
     /// `channel` lost its last member on this node.
     fn channel_closed(&self, channel: &str);
+
+    /// A presence channel got its first member on this node (called just before
+    /// [`Fanout::channel_opened`]). Returns whether the other nodes' presence in it will
+    /// follow through [`LocalDelivery::presence_reset`]; joins wait for it (up to 2 s) before
+    /// sending the state. Must not wait. By default there is none to fetch.
+    fn presence_opened(&self, channel: &str) -> bool {
+        let _ = channel;
+        false
+    }
+
+    /// Sends a presence change made on this node to the other nodes. Must not wait.
+    fn presence_changed(&self, change: &PresenceChange) {
+        let _ = change;
+    }
 }
 
 /// Why a fan-out could not reach the other nodes.

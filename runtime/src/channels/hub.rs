@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use serde_json::value::RawValue;
@@ -19,9 +20,16 @@ use super::error::{EmitError, EventError, JoinError};
 use super::fanout::{Fanout, LocalDelivery};
 use super::member::{Member, MemberId, MemberTag};
 use super::outgoing::Outgoing;
+use super::presence::{
+    self, ChannelPresence, PresenceChange, PresenceDiff, PresenceError, PresenceRecord, Presences,
+};
 use super::registry::{Channel, Params, Registry};
 use crate::payload::Payload;
-use crate::sync::{read, write};
+use crate::sync::{lock, read, write};
+
+/// How long a join into a presence channel waits for the other nodes' presence before it
+/// sends the state it has (the rest follows as diffs).
+const PRESENCE_SYNC_WAIT: Duration = Duration::from_secs(2);
 
 /// Limits on what one connection may ask of the channel layer.
 #[derive(Debug, Clone)]
@@ -58,6 +66,9 @@ pub struct Hub {
     pub(crate) data: AppData,
     limits: ChannelLimits,
     fanout: Option<Arc<dyn Fanout>>,
+    /// The presence of the presence channels with members on this node (locked after a
+    /// shard, never before one).
+    presence: Mutex<HashMap<String, ChannelPresence>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -84,6 +95,7 @@ impl Hub {
             data,
             limits,
             fanout,
+            presence: Mutex::new(HashMap::new()),
         });
         if let Some(fanout) = &hub.fanout {
             let delivery: Arc<dyn LocalDelivery> = hub.clone();
@@ -173,6 +185,19 @@ impl Hub {
             let mut shard = write(self.shard(channel));
             let members = shard.entry(channel.to_owned()).or_default();
             members.insert(member.id(), (member.clone(), tag));
+            // Presence first: a fan-out asks for the other nodes' presence once it has
+            // subscribed to the channel.
+            if entry.presence {
+                lock(&self.presence)
+                    .entry(channel.to_owned())
+                    .or_insert_with(|| {
+                        let fetching = self
+                            .fanout
+                            .as_ref()
+                            .is_some_and(|fanout| fanout.presence_opened(channel));
+                        ChannelPresence::new(!fetching)
+                    });
+            }
             if members.len() == 1
                 && let Some(fanout) = &self.fanout
             {
@@ -193,7 +218,157 @@ impl Hub {
         {
             tracing::error!(channel, kind = entry.type_name, "joined hook panicked");
         }
+        if entry.presence && member.is_in(channel) {
+            self.send_presence_state(member, channel).await;
+        }
         Ok(reply)
+    }
+
+    /// Pushes `channel`'s presence to `member` once the other nodes' part is in (or has
+    /// been waited for long enough).
+    async fn send_presence_state(&self, member: &Member, channel: &str) {
+        let Some(ready) = lock(&self.presence)
+            .get(channel)
+            .and_then(ChannelPresence::pending)
+        else {
+            return self.push_presence_state(member, channel);
+        };
+        let notified = ready.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let pending = lock(&self.presence)
+            .get(channel)
+            .is_some_and(|p| p.pending().is_some());
+        if pending
+            && tokio::time::timeout(PRESENCE_SYNC_WAIT, notified)
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                channel,
+                "the other nodes' presence did not come in time; sending this node's"
+            );
+            if let Some(presence) = lock(&self.presence).get_mut(channel) {
+                presence.mark_synced();
+            }
+        }
+        self.push_presence_state(member, channel);
+    }
+
+    fn push_presence_state(&self, member: &Member, channel: &str) {
+        let state = self.presence(channel);
+        match Payload::from_value(&state)
+            .map_err(EmitError::from)
+            .and_then(|payload| self.outgoing(channel, "presence_state", payload))
+        {
+            Ok(message) => {
+                self.push(member, &message.into_direct());
+            }
+            Err(err) => tracing::error!(channel, %err, "presence_state not sent"),
+        }
+    }
+
+    /// Tells this node's members of `channel` what changed.
+    fn send_presence_diff(&self, channel: &str, diff: &PresenceDiff) {
+        if diff.is_empty() {
+            return;
+        }
+        match Payload::from_value(diff)
+            .map_err(EmitError::from)
+            .and_then(|payload| self.outgoing(channel, "presence_diff", payload))
+        {
+            Ok(message) => {
+                self.deliver(&message, None);
+            }
+            Err(err) => tracing::error!(channel, %err, "presence_diff not sent"),
+        }
+    }
+
+    /// Sends a change made here to this node's members and to the other nodes.
+    fn publish_presence(&self, channel: &str, change: presence::Change) {
+        let (diff, change) = change.for_nodes(channel);
+        self.send_presence_diff(channel, &diff);
+        if let Some(fanout) = &self.fanout {
+            fanout.presence_changed(&change);
+        }
+    }
+
+    fn presence_channel(&self, member: &Member, channel: &str) -> Result<(), PresenceError> {
+        let (entry, _) = self
+            .registry
+            .resolve(channel)
+            .ok_or(PresenceError::NotEnabled)?;
+        if !entry.presence {
+            return Err(PresenceError::NotEnabled);
+        }
+        if !member.is_in(channel) {
+            return Err(PresenceError::NotMember);
+        }
+        Ok(())
+    }
+
+    /// Tracks `member` in `channel` under `key` with `meta`.
+    pub(crate) fn track<T: serde::Serialize + ?Sized>(
+        &self,
+        member: &Member,
+        channel: &str,
+        key: String,
+        meta: &T,
+    ) -> Result<(), PresenceError> {
+        self.presence_channel(member, channel)?;
+        presence::check_key(&key)?;
+        let fields = presence::meta_fields(meta)?;
+        let change = lock(&self.presence)
+            .get_mut(channel)
+            .ok_or(PresenceError::NotMember)?
+            .track(member.id(), key, fields)?;
+        self.publish_presence(channel, change);
+        Ok(())
+    }
+
+    /// Replaces `member`'s meta in `channel`.
+    pub(crate) fn update_presence<T: serde::Serialize + ?Sized>(
+        &self,
+        member: &Member,
+        channel: &str,
+        meta: &T,
+    ) -> Result<(), PresenceError> {
+        self.presence_channel(member, channel)?;
+        let fields = presence::meta_fields(meta)?;
+        let change = lock(&self.presence)
+            .get_mut(channel)
+            .ok_or(PresenceError::NotMember)?
+            .update(member.id(), fields)?;
+        self.publish_presence(channel, change);
+        Ok(())
+    }
+
+    /// Untracks `member` in `channel`; false when it was not tracked.
+    pub(crate) fn untrack(&self, member: &Member, channel: &str) -> bool {
+        let change = lock(&self.presence)
+            .get_mut(channel)
+            .and_then(|presence| presence.untrack(member.id()));
+        let untracked = change.is_some();
+        if let Some(change) = change {
+            self.publish_presence(channel, change);
+        }
+        untracked
+    }
+
+    /// Who is in `channel`, on every node, as this node knows it: the whole state for a
+    /// presence channel with members on this node; empty for a channel without.
+    pub fn presence(&self, channel: &str) -> Presences {
+        lock(&self.presence)
+            .get(channel)
+            .map(ChannelPresence::list)
+            .unwrap_or_default()
+    }
+
+    /// How many keys (users) are present in `channel` (see [`Hub::presence`]).
+    pub fn presence_count(&self, channel: &str) -> usize {
+        lock(&self.presence)
+            .get(channel)
+            .map_or(0, ChannelPresence::count)
     }
 
     /// Takes `member` out of every channel it joined, running the `left` hooks.
@@ -213,17 +388,26 @@ impl Hub {
         if !member.is_in(channel) {
             return false;
         }
-        {
+        let untracked = {
             let mut shard = write(self.shard(channel));
+            let mut presence = lock(&self.presence);
+            let untracked = presence
+                .get_mut(channel)
+                .and_then(|p| p.untrack(member.id()));
             if let Some(members) = shard.get_mut(channel) {
                 members.remove(&member.id());
                 if members.is_empty() {
                     shard.remove(channel);
+                    presence.remove(channel);
                     if let Some(fanout) = &self.fanout {
                         fanout.channel_closed(channel);
                     }
                 }
             }
+            untracked
+        };
+        if let Some(change) = untracked {
+            self.publish_presence(channel, change);
         }
         tracing::debug!(channel, member = %member.id(), %reason, "left");
         if let Some((entry, params)) = self.registry.resolve(channel)
@@ -446,5 +630,49 @@ impl Hub {
 impl LocalDelivery for Hub {
     fn deliver(&self, message: &Outgoing, except: Option<MemberId>) -> usize {
         Hub::deliver(self, message, except)
+    }
+
+    fn presence_changed(&self, node: &str, change: &PresenceChange) {
+        let diff = lock(&self.presence)
+            .get_mut(&change.channel)
+            .map(|presence| presence.apply_remote(node, change));
+        if let Some(diff) = diff {
+            self.send_presence_diff(&change.channel, &diff);
+        }
+    }
+
+    fn presence_reset(&self, channel: &str, records: Vec<(String, PresenceRecord)>) {
+        let diff = lock(&self.presence)
+            .get_mut(channel)
+            .map(|presence| presence.reset_remote(records));
+        if let Some(diff) = diff {
+            self.send_presence_diff(channel, &diff);
+        }
+    }
+
+    fn presence_node_down(&self, node: &str) {
+        let diffs: Vec<(String, PresenceDiff)> = lock(&self.presence)
+            .iter_mut()
+            .map(|(channel, presence)| (channel.clone(), presence.remove_node(node)))
+            .collect();
+        for (channel, diff) in diffs {
+            self.send_presence_diff(&channel, &diff);
+        }
+    }
+
+    fn presence_local(&self) -> Vec<PresenceChange> {
+        lock(&self.presence)
+            .iter()
+            .map(|(channel, presence)| PresenceChange {
+                channel: channel.clone(),
+                joins: presence.local(),
+                leaves: Vec::new(),
+            })
+            .filter(|change| !change.joins.is_empty())
+            .collect()
+    }
+
+    fn presence_channels(&self) -> Vec<String> {
+        lock(&self.presence).keys().cloned().collect()
     }
 }

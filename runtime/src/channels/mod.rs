@@ -13,6 +13,7 @@ mod fanout;
 mod hub;
 mod member;
 mod outgoing;
+pub mod presence;
 mod registry;
 
 pub use crate::refusal::ConnectRefusal;
@@ -25,6 +26,9 @@ pub use fanout::{Fanout, FanoutError, LocalDelivery};
 pub use hub::{ChannelLimits, Hub};
 pub use member::{InvalidMemberId, MAX_PENDING, Member, MemberId, MemberTag, Overloaded};
 pub use outgoing::{Encoded, Encoding, Outgoing, Sink};
+pub use presence::{
+    PresenceChange, PresenceDiff, PresenceError, PresenceMeta, PresenceRecord, Presences,
+};
 pub use registry::{
     ChannelName, ChannelRegistration, FromParams, ParamError, Params, Registry, param,
 };

@@ -89,6 +89,7 @@ pub struct ChannelRegistration {
     type_name: &'static str,
     make: Make,
     intercept: &'static [&'static str],
+    presence: bool,
 }
 
 impl ChannelRegistration {
@@ -103,6 +104,7 @@ impl ChannelRegistration {
             type_name,
             make: Make::Once(make::<T>),
             intercept: T::INTERCEPT,
+            presence: T::PRESENCE,
         }
     }
 
@@ -117,6 +119,7 @@ impl ChannelRegistration {
             type_name,
             make: Make::PerName(make_typed::<T>),
             intercept: T::INTERCEPT,
+            presence: T::PRESENCE,
         }
     }
 
@@ -211,6 +214,8 @@ pub(crate) struct Channel {
     handler: Handler,
     /// The events filtered per member (`Authorizer::INTERCEPT`).
     pub(crate) intercept: &'static [&'static str],
+    /// Whether it tracks presence (`Authorizer::PRESENCE`).
+    pub(crate) presence: bool,
 }
 
 enum Handler {
@@ -326,6 +331,7 @@ impl Registry {
                     Make::PerName(make) => Handler::PerName(make),
                 },
                 intercept: registration.intercept,
+                presence: registration.presence,
             });
         }
         let intercepts = channels.iter().any(|c| !c.intercept.is_empty());
