@@ -9,6 +9,11 @@
 //! The VIP token may also come as the cookie `northle_token`, which is why pages of other
 //! origins are refused unless listed with `--allow-origin`.
 //!
+//! `chats/<id>` tracks presence: each connection under its visitor's name (the `name` of the
+//! Socket.IO auth, or the `name` query parameter; `guest` otherwise), so the page shows who is
+//! online from `chats/1/presence_state` and `chats/1/presence_diff`. `GET /online` answers the
+//! same list as JSON (`{"users": [{"name": N, "connections": C}]}`), on every node.
+//!
 //! Flags: `--port P`, `--host H`, `--vip-token T`, `--redis URL` (run several nodes as one
 //! cluster through Redis: a message posted on any node shows on the pages of every node),
 //! `--allow-origin ORIGIN` (repeatable: a page of that origin may connect, with its cookies).
@@ -40,6 +45,17 @@ impl Authorizer for ChatChannel {
     async fn pass(&self, _join: &JoinContext<'_>) -> bool {
         self.id > 0
     }
+
+    const PRESENCE: bool = true;
+
+    async fn joined(&self, ctx: &ChannelContext<'_>) {
+        let name = ctx
+            .identity::<Visitor>()
+            .map_or_else(|| "guest".to_owned(), |visitor| visitor.name.clone());
+        if let Err(err) = ctx.track(name, &serde_json::json!({})) {
+            tracing::warn!(%err, "presence not tracked");
+        }
+    }
 }
 
 /// The private rooms: only VIP visitors may join, and members talk through the socket.
@@ -68,7 +84,12 @@ impl Authorizer for PrivateChannel {
 #[derive(Debug, Clone)]
 struct Visitor {
     vip: bool,
+    /// The name shown in the list of who is online.
+    name: String,
 }
+
+/// The longest visitor name kept (longer ones are cut).
+const MAX_NAME: usize = 40;
 
 /// A chat message as it goes out to the pages.
 #[derive(Debug, Serialize, Deserialize)]
@@ -83,6 +104,20 @@ async fn page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::html())
         .body(PAGE)
+}
+
+/// Who is online in `chats/1`, on every node.
+#[get("/online")]
+async fn online(emitter: SocketEmitter) -> actix_web::Result<HttpResponse> {
+    let presences = emitter
+        .presence(ChatChannel { id: 1 })
+        .await
+        .map_err(actix_web::error::ErrorServiceUnavailable)?;
+    let users: Vec<serde_json::Value> = presences
+        .iter()
+        .map(|(name, metas)| serde_json::json!({ "name": name, "connections": metas.len() }))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "users": users })))
 }
 
 #[get("/")]
@@ -170,8 +205,16 @@ async fn main() -> std::io::Result<()> {
     }
     let tidings = builder
         .authenticate(move |handshake: Handshake| {
-            let token = handshake
-                .auth::<serde_json::Value>()
+            let auth = handshake.auth::<serde_json::Value>();
+            let name = auth
+                .as_ref()
+                .and_then(|auth| auth.get("name")?.as_str().map(str::to_owned))
+                .or_else(|| handshake.query_param("name"))
+                .map(|name| name.trim().chars().take(MAX_NAME).collect::<String>())
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "guest".to_owned());
+            let token = auth
+                .as_ref()
                 .and_then(|auth| auth.get("token")?.as_str().map(str::to_owned))
                 .or_else(|| handshake.query_param("token"))
                 .or_else(|| handshake.cookie("northle_token").map(str::to_owned))
@@ -179,8 +222,8 @@ async fn main() -> std::io::Result<()> {
             let vip_token = vip_token.clone();
             async move {
                 match token {
-                    None => Ok(Visitor { vip: false }),
-                    Some(token) if token == vip_token => Ok(Visitor { vip: true }),
+                    None => Ok(Visitor { vip: false, name }),
+                    Some(token) if token == vip_token => Ok(Visitor { vip: true, name }),
                     Some(_) => Err(ConnectRefusal::new("invalid token")),
                 }
             }
@@ -195,6 +238,7 @@ async fn main() -> std::io::Result<()> {
             .service(home)
             .service(page)
             .service(store)
+            .service(online)
             .route(
                 "/assets/socket.io.min.js",
                 web::get().to(move || {

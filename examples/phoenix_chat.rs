@@ -11,7 +11,10 @@
 //!   a member who joined with `{"ignore": [names]}` does not get it for those names (a
 //!   per-member filter, Phoenix's `intercept` + `handle_out`); `new_msg` `{"body": B}`
 //!   broadcasts `new_msg` `{"body": B, "user": U}` to everyone, the sender included, and
-//!   replies ok. Any other `room:*` topic is refused `unauthorized`.
+//!   replies ok. Any other `room:*` topic is refused `unauthorized`. The lobby tracks presence
+//!   (Phoenix Presence: `presence_state` after the join, `presence_diff` on changes, so
+//!   phoenix.js's `Presence` works): each member under its user name with `{"online_at": MS}`;
+//!   `set_status` `{"status": S}` updates its meta to `{"online_at": MS, "status": S}`.
 //! - `rooms:lobby` (trillium's chat): a join broadcasts `user:entered` `{"user": U}`;
 //!   `new:msg` broadcasts its payload to every member.
 //! - `challenges:<id>`: anyone joins.
@@ -78,9 +81,16 @@ impl Authorizer for RoomChannel {
 
     async fn joined(&self, ctx: &ChannelContext<'_>) {
         let _ = ctx.broadcast("user_joined", payload(&json!({ "user": user(ctx) })));
+        let online_at = OnlineAt::now();
+        ctx.assign(online_at);
+        if let Err(err) = ctx.track(user(ctx), &json!({ "online_at": online_at.0 })) {
+            tracing::warn!(%err, "presence not tracked");
+        }
     }
 
     const INTERCEPT: &'static [&'static str] = &["user_joined"];
+
+    const PRESENCE: bool = true;
 
     fn handle_out(&self, _event: &str, payload: &Payload, ctx: &ChannelContext<'_>) -> Outbound {
         let joined = payload
@@ -109,8 +119,35 @@ impl Authorizer for RoomChannel {
                     Err(err) => Reply::error(err.to_string()),
                 }
             }
+            "set_status" => {
+                let status = body
+                    .get::<serde_json::Value>(0)
+                    .ok()
+                    .and_then(|p| p["status"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let online_at = ctx.assigned::<OnlineAt>().unwrap_or_else(OnlineAt::now);
+                let meta = json!({ "online_at": online_at.0, "status": status });
+                match ctx.update_presence(&meta) {
+                    Ok(()) => Reply::Ok,
+                    Err(err) => Reply::error(err.to_string()),
+                }
+            }
             _ => Reply::error("unknown_event"),
         }
+    }
+}
+
+/// When a member of the lobby joined, in milliseconds since the epoch.
+#[derive(Debug, Clone, Copy)]
+struct OnlineAt(u64);
+
+impl OnlineAt {
+    fn now() -> Self {
+        OnlineAt(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        )
     }
 }
 

@@ -7,7 +7,9 @@
 //! `{"type":"event","channel":"chat","event":"message","data":{"content":"hi"}}`.
 //!
 //! - `chat`: on join the member gets `connected` `{"message": "Welcome!"}`; every join and leave
-//!   broadcasts `users` `{"count": N}`; `message` `{"content": C}` broadcasts `message`
+//!   broadcasts `users` `{"count": N}`, N the connections present on every node (the channel
+//!   tracks presence, so its members also get `presence_state` and `presence_diff`, which
+//!   also tell of a node that died); `message` `{"content": C}` broadcasts `message`
 //!   `{"content": C}`; `typing` goes to the others; `ping` replies ok with `"pong"`; any other
 //!   event is refused `unknown_event`.
 //! - `secure`: `pass` checks the `token` query parameter (`--token T`, default `azu-secret`);
@@ -16,8 +18,8 @@
 //! - `rooms/:room_id`: a join broadcasts `joined` `{"room": id}` to the room; `message`
 //!   payloads go to the other members of the room.
 //!
-//! The user count is this node's: with `--redis`, messages cross nodes but each node counts
-//! its own members (a cluster-wide count comes with presence).
+//! With `--redis`, messages cross nodes and the user count is the cluster's (presence is one
+//! state for all nodes).
 //!
 //! Flags: `--port P` (4001), `--host H`, `--token T`, `--redis URL`, `--allow-origin ORIGIN`,
 //! `--ping-interval MS`, `--ping-timeout MS`, `--max-payload BYTES`.
@@ -45,7 +47,7 @@ pub struct ChatChannel;
 
 impl ChatChannel {
     fn announce_count(ctx: &ChannelContext<'_>) {
-        let count = ctx.member_count();
+        let count = ctx.presence_count();
         let _ = ctx.broadcast("users", payload(&json!({ "count": count })));
     }
 }
@@ -57,8 +59,14 @@ impl Authorizer for ChatChannel {
 
     async fn joined(&self, ctx: &ChannelContext<'_>) {
         let _ = ctx.push("connected", payload(&json!({ "message": "Welcome!" })));
+        // Every connection counts: Azu's clients are anonymous, so the key is the connection.
+        if let Err(err) = ctx.track(ctx.member_id().to_string(), &json!({})) {
+            tracing::warn!(%err, "presence not tracked");
+        }
         Self::announce_count(ctx);
     }
+
+    const PRESENCE: bool = true;
 
     async fn left(&self, ctx: &ChannelContext<'_>, _reason: &LeaveReason) {
         Self::announce_count(ctx);

@@ -3,7 +3,8 @@
 pub use tidings_macros::channel;
 pub use tidings_runtime::channels::{
     Authorizer, ChannelContext, ChannelLimits, ConnectRefusal, Disconnect, EmitError, Handshake,
-    JoinContext, JoinRefusal, JoinVerdict, Joined, LeaveReason, MemberId, Outbound, Reply,
+    JoinContext, JoinRefusal, JoinVerdict, Joined, LeaveReason, MemberId, Outbound, PresenceDiff,
+    PresenceError, PresenceMeta, Presences, Reply,
 };
 pub use tidings_runtime::engineio::on_connect;
 pub use tidings_runtime::{

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::{FromRequest, HttpRequest, dev::Payload as HttpPayload, web};
 use serde::Serialize;
 
-use crate::channels::{ChannelName, EmitError, Hub, MemberId};
+use crate::channels::{ChannelName, EmitError, Hub, MemberId, PresenceError, Presences};
 use crate::payload::Payload;
 
 /// Pushes events to the members of channels. Take it as a handler argument, or clone it into
@@ -63,6 +63,31 @@ impl SocketEmitter {
             channel: channel.channel_name().into_owned(),
             except: Except::Nobody,
         }
+    }
+
+    /// Who is in `channel` (a presence channel: see
+    /// [`Authorizer::PRESENCE`](crate::channels::Authorizer::PRESENCE)), on every node: for
+    /// a handler answering "who is online".
+    ///
+    /// ```no_run
+    /// use actix_web::{get, HttpResponse};
+    /// use tidings_runtime::SocketEmitter;
+    ///
+    /// #[get("/online")]
+    /// async fn online(emitter: SocketEmitter) -> actix_web::Result<HttpResponse> {
+    ///     let presences = emitter
+    ///         .presence("room:lobby")
+    ///         .await
+    ///         .map_err(actix_web::error::ErrorServiceUnavailable)?;
+    ///     Ok(HttpResponse::Ok().json(presences.keys().collect::<Vec<_>>()))
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`PresenceError::Unavailable`] when the channel has no member on this node and the
+    /// other nodes' presence cannot be read (Redis down).
+    pub async fn presence(&self, channel: impl ChannelName) -> Result<Presences, PresenceError> {
+        self.hub.presence_everywhere(&channel.channel_name()).await
     }
 
     /// The channel layer behind this emitter (counts, registry).

@@ -66,7 +66,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::redis_presence::{self, PresenceIn, PresenceTask};
-use crate::channels::{Fanout, FanoutError, LocalDelivery, MemberId, Outgoing, PresenceChange};
+use crate::channels::{
+    Fanout, FanoutError, FanoutFuture, LocalDelivery, MemberId, Outgoing, PresenceChange,
+    PresenceRecord,
+};
 use crate::payload::Payload;
 use crate::sync::lock;
 
@@ -260,6 +263,26 @@ impl Fanout for RedisFanout {
 
     fn presence_changed(&self, change: &PresenceChange) {
         let _ = self.presence.send(PresenceIn::Local(change.clone()));
+    }
+
+    fn presence_fetch(
+        &self,
+        channel: &str,
+    ) -> Option<FanoutFuture<Result<Vec<(String, PresenceRecord)>, FanoutError>>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self
+            .presence
+            .send(PresenceIn::Fetch(channel.to_owned(), reply));
+        Some(Box::pin(async move {
+            if sent.is_err() {
+                return Err(FanoutError::Stopped);
+            }
+            match answer.await {
+                Ok(Ok(records)) => Ok(records),
+                Ok(Err(err)) => Err(FanoutError::Unreachable(err)),
+                Err(_) => Err(FanoutError::Stopped),
+            }
+        }))
     }
 }
 

@@ -70,7 +70,12 @@ pub(super) enum PresenceIn {
     },
     /// The subscriber is subscribed to these channels (after a join, or a reconnection).
     Subscribed(Vec<String>),
+    /// Every node's records of a channel, for server code.
+    Fetch(String, Reply),
 }
+
+/// Where the answer to a [`PresenceIn::Fetch`] goes.
+pub(super) type Reply = tokio::sync::oneshot::Sender<Result<Vec<(String, PresenceRecord)>, String>>;
 
 /// A record as stored in a channel's hash.
 #[derive(Serialize, Deserialize)]
@@ -181,6 +186,9 @@ impl PresenceTask {
                     if let Some(hub) = self.worker.hub.upgrade() {
                         hub.presence_changed(&node, &change);
                     }
+                }
+                PresenceIn::Fetch(channel, reply) => {
+                    let _ = reply.send(self.read(&channel).await);
                 }
                 PresenceIn::Subscribed(channels) => {
                     let channels: Vec<String> = channels
@@ -338,6 +346,26 @@ impl PresenceTask {
                 hub.presence_reset(channel, records);
             }
         }
+    }
+
+    /// Every node's records of `channel`.
+    async fn read(&mut self, channel: &str) -> Result<Vec<(String, PresenceRecord)>, String> {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("HGETALL").arg(self.channel_key(channel));
+        let (hash,): (HashMap<String, Vec<u8>>,) = self.query(&pipe).await?;
+        Ok(hash
+            .into_values()
+            .filter_map(|raw| serde_json::from_slice::<Stored>(&raw).ok())
+            .map(|stored| {
+                (
+                    stored.node,
+                    PresenceRecord {
+                        key: stored.key,
+                        meta: stored.meta,
+                    },
+                )
+            })
+            .collect())
     }
 
     /// Renews this node's lease (writing everything again when Redis lost it), and removes

@@ -6,6 +6,9 @@ use super::member::MemberId;
 use super::outgoing::Outgoing;
 use super::presence::{PresenceChange, PresenceRecord};
 
+/// A future a fan-out hands back (boxed: the trait is object-safe).
+pub type FanoutFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
 /// What a fan-out may do with the hub it serves: hand it events other nodes published (the
 /// hub implements it; [`Hub::deliver`](super::Hub::deliver)).
 pub trait LocalDelivery: Send + Sync + 'static {
@@ -82,6 +85,17 @@ pub trait Fanout: Send + Sync + 'static {
     /// Sends a presence change made on this node to the other nodes. Must not wait.
     fn presence_changed(&self, change: &PresenceChange) {
         let _ = change;
+    }
+
+    /// Every node's presence records in `channel` (each with its node), read from where the
+    /// cluster keeps them: for a channel this node has no member in. `None` when the fan-out
+    /// keeps no presence.
+    fn presence_fetch(
+        &self,
+        channel: &str,
+    ) -> Option<FanoutFuture<Result<Vec<(String, PresenceRecord)>, FanoutError>>> {
+        let _ = channel;
+        None
     }
 }
 

@@ -205,6 +205,10 @@ impl Hub {
             }
         }
         tracing::debug!(channel, member = %member.id(), "joined");
+        if entry.presence {
+            // The `joined` hook sees (and counts) every node's presence.
+            self.await_presence(channel).await;
+        }
         let ctx = ChannelContext {
             channel,
             params: &params,
@@ -219,19 +223,19 @@ impl Hub {
             tracing::error!(channel, kind = entry.type_name, "joined hook panicked");
         }
         if entry.presence && member.is_in(channel) {
-            self.send_presence_state(member, channel).await;
+            self.push_presence_state(member, channel);
         }
         Ok(reply)
     }
 
-    /// Pushes `channel`'s presence to `member` once the other nodes' part is in (or has
-    /// been waited for long enough).
-    async fn send_presence_state(&self, member: &Member, channel: &str) {
+    /// Waits until the other nodes' presence in `channel` is in (or has been waited for long
+    /// enough).
+    async fn await_presence(&self, channel: &str) {
         let Some(ready) = lock(&self.presence)
             .get(channel)
             .and_then(ChannelPresence::pending)
         else {
-            return self.push_presence_state(member, channel);
+            return;
         };
         let notified = ready.notified();
         tokio::pin!(notified);
@@ -252,7 +256,6 @@ impl Hub {
                 presence.mark_synced();
             }
         }
-        self.push_presence_state(member, channel);
     }
 
     fn push_presence_state(&self, member: &Member, channel: &str) {
@@ -362,6 +365,30 @@ impl Hub {
             .get(channel)
             .map(ChannelPresence::list)
             .unwrap_or_default()
+    }
+
+    /// Who is in `channel`, on every node, whether or not this node has members in it: the
+    /// state this node holds when it has, else read through the fan-out (from Redis).
+    ///
+    /// # Errors
+    /// [`PresenceError::Unavailable`] when the fan-out cannot be reached.
+    pub async fn presence_everywhere(&self, channel: &str) -> Result<Presences, PresenceError> {
+        if let Some(state) = lock(&self.presence).get(channel).map(ChannelPresence::list) {
+            return Ok(state);
+        }
+        let Some(fetch) = self
+            .fanout
+            .as_ref()
+            .and_then(|fanout| fanout.presence_fetch(channel))
+        else {
+            return Ok(Presences::default());
+        };
+        let records = fetch
+            .await
+            .map_err(|err| PresenceError::Unavailable(err.to_string()))?;
+        Ok(Presences::from_records(
+            records.into_iter().map(|(_, record)| record),
+        ))
     }
 
     /// How many keys (users) are present in `channel` (see [`Hub::presence`]).

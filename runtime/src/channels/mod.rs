@@ -22,7 +22,7 @@ pub use context::{
     AppData, ChannelContext, Disconnect, Handshake, Identity, JoinContext, LeaveReason,
 };
 pub use error::{ChannelConfigError, EmitError, EventError, JoinError};
-pub use fanout::{Fanout, FanoutError, LocalDelivery};
+pub use fanout::{Fanout, FanoutError, FanoutFuture, LocalDelivery};
 pub use hub::{ChannelLimits, Hub};
 pub use member::{InvalidMemberId, MAX_PENDING, Member, MemberId, MemberTag, Overloaded};
 pub use outgoing::{Encoded, Encoding, Outgoing, Sink};

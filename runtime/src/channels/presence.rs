@@ -57,6 +57,9 @@ pub enum PresenceError {
     /// The metadata is not a JSON object (or did not serialize).
     #[error("presence metadata must serialize to a JSON object: {0}")]
     InvalidMeta(String),
+    /// The other nodes' presence could not be read (the fan-out is unreachable).
+    #[error("presence unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// One connection's entry under a key: the app's metadata and the `phx_ref` that names it
@@ -133,6 +136,18 @@ impl Presences {
 
     fn add(&mut self, key: &str, meta: PresenceMeta) {
         self.0.entry(key.to_owned()).or_default().push(meta);
+    }
+
+    /// The state made of `records`, each key's metas in `phx_ref` order.
+    pub(crate) fn from_records(records: impl IntoIterator<Item = PresenceRecord>) -> Self {
+        let mut state = Presences::default();
+        for record in records {
+            state.add(&record.key, record.meta);
+        }
+        for metas in state.0.values_mut() {
+            metas.sort_by(|a, b| a.phx_ref.cmp(&b.phx_ref));
+        }
+        state
     }
 }
 
