@@ -67,8 +67,8 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::redis_presence::{self, PresenceIn, PresenceTask};
 use crate::channels::{
-    Fanout, FanoutError, FanoutFuture, LocalDelivery, MemberId, Outgoing, PresenceChange,
-    PresenceRecord,
+    Fanout, FanoutError, FanoutFuture, LocalDelivery, MemberId, NodeRecords, Outgoing,
+    PresenceChange,
 };
 use crate::payload::Payload;
 use crate::sync::lock;
@@ -268,7 +268,7 @@ impl Fanout for RedisFanout {
     fn presence_fetch(
         &self,
         channel: &str,
-    ) -> Option<FanoutFuture<Result<Vec<(String, PresenceRecord)>, FanoutError>>> {
+    ) -> Option<FanoutFuture<Result<NodeRecords, FanoutError>>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sent = self
             .presence

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use crate::channels::{PresenceChange, PresenceMeta, PresenceRecord};
+use crate::channels::{NodeRecords, PresenceChange, PresenceMeta, PresenceRecord};
 
 /// The first bytes of a presence envelope: `TDP` and the format version.
 pub(super) const MAGIC: &[u8; 4] = b"TDP\x01";
@@ -75,7 +75,7 @@ pub(super) enum PresenceIn {
 }
 
 /// Where the answer to a [`PresenceIn::Fetch`] goes.
-pub(super) type Reply = tokio::sync::oneshot::Sender<Result<Vec<(String, PresenceRecord)>, String>>;
+pub(super) type Reply = tokio::sync::oneshot::Sender<Result<NodeRecords, String>>;
 
 /// A record as stored in a channel's hash.
 #[derive(Serialize, Deserialize)]
@@ -349,7 +349,7 @@ impl PresenceTask {
     }
 
     /// Every node's records of `channel`.
-    async fn read(&mut self, channel: &str) -> Result<Vec<(String, PresenceRecord)>, String> {
+    async fn read(&mut self, channel: &str) -> Result<NodeRecords, String> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("HGETALL").arg(self.channel_key(channel));
         let (hash,): (HashMap<String, Vec<u8>>,) = self.query(&pipe).await?;

@@ -4,7 +4,7 @@ use std::sync::Weak;
 
 use super::member::MemberId;
 use super::outgoing::Outgoing;
-use super::presence::{PresenceChange, PresenceRecord};
+use super::presence::{NodeRecords, PresenceChange};
 
 /// A future a fan-out hands back (boxed: the trait is object-safe).
 pub type FanoutFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -25,7 +25,7 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// Replaces what this node holds of the other nodes' presence in `channel` with
     /// `records` (each with the node that tracks it): the answer to
     /// [`Fanout::presence_opened`], and after a reconnection.
-    fn presence_reset(&self, channel: &str, records: Vec<(String, PresenceRecord)>) {
+    fn presence_reset(&self, channel: &str, records: NodeRecords) {
         let _ = (channel, records);
     }
 
@@ -93,7 +93,7 @@ pub trait Fanout: Send + Sync + 'static {
     fn presence_fetch(
         &self,
         channel: &str,
-    ) -> Option<FanoutFuture<Result<Vec<(String, PresenceRecord)>, FanoutError>>> {
+    ) -> Option<FanoutFuture<Result<NodeRecords, FanoutError>>> {
         let _ = channel;
         None
     }

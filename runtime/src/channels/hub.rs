@@ -21,7 +21,7 @@ use super::fanout::{Fanout, LocalDelivery};
 use super::member::{Member, MemberId, MemberTag};
 use super::outgoing::Outgoing;
 use super::presence::{
-    self, ChannelPresence, PresenceChange, PresenceDiff, PresenceError, PresenceRecord, Presences,
+    self, ChannelPresence, NodeRecords, PresenceChange, PresenceDiff, PresenceError, Presences,
 };
 use super::registry::{Channel, Params, Registry};
 use crate::payload::Payload;
@@ -668,7 +668,7 @@ impl LocalDelivery for Hub {
         }
     }
 
-    fn presence_reset(&self, channel: &str, records: Vec<(String, PresenceRecord)>) {
+    fn presence_reset(&self, channel: &str, records: NodeRecords) {
         let diff = lock(&self.presence)
             .get_mut(channel)
             .map(|presence| presence.reset_remote(records));

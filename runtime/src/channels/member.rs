@@ -510,6 +510,10 @@ mod tests {
         async fn handle_in(&self, event: &str, _: Payload, ctx: &ChannelContext<'_>) -> Reply {
             match event {
                 "whoami" => Reply::ok_with(&ctx.assigned::<Nick>().map(|n| n.0)),
+                "track" => match ctx.track("me", &serde_json::json!({})) {
+                    Ok(()) => Reply::Ok,
+                    Err(err) => Reply::error(err.to_string()),
+                },
                 "rename" => {
                     ctx.update_assigned::<Nick, _>(|nick| nick.0.push('!'));
                     Reply::Ok
@@ -525,6 +529,43 @@ mod tests {
         }
     }
 
+    /// `lobby/:id`: tracks presence under the join payload (a name); `status` updates the
+    /// meta, `untrack` untracks, `count` answers the presence count.
+    #[derive(Default)]
+    struct Lobby;
+
+    impl Authorizer for Lobby {
+        const PRESENCE: bool = true;
+
+        async fn pass(&self, _: &JoinContext<'_>) -> bool {
+            true
+        }
+
+        async fn joined(&self, ctx: &ChannelContext<'_>) {
+            let name = ctx.assigned::<Nick>().map(|n| n.0).unwrap_or_default();
+            ctx.track(name, &serde_json::json!({ "status": "here" }))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+
+        async fn join(&self, join: &JoinContext<'_>) -> crate::channels::JoinVerdict {
+            let nick = join.payload::<String>().unwrap_or_default();
+            Ok(crate::channels::Joined::new().assign(Nick(nick)))
+        }
+
+        async fn handle_in(&self, event: &str, _: Payload, ctx: &ChannelContext<'_>) -> Reply {
+            match event {
+                "status" => match ctx.update_presence(&serde_json::json!({ "status": "away" })) {
+                    Ok(()) => Reply::Ok,
+                    Err(err) => Reply::error(err.to_string()),
+                },
+                "untrack" => Reply::ok_with(&ctx.untrack()),
+                "count" => Reply::ok_with(&ctx.presence_count()),
+                _ => Reply::error("unknown_event"),
+            }
+        }
+    }
+
+    static LOBBY: ChannelRegistration = ChannelRegistration::new::<Lobby>("lobby/:id", "Lobby");
     static RICH: ChannelRegistration = ChannelRegistration::new::<Rich>("rich/:id", "Rich");
     static GATED: ChannelRegistration = ChannelRegistration::new::<Gated>("gated/:id", "Gated");
     static OPEN: ChannelRegistration = ChannelRegistration::new::<Open>("open/:id", "Open");
@@ -551,8 +592,8 @@ mod tests {
     }
 
     fn hub(gate: &web::Data<Gate>) -> Arc<Hub> {
-        let registry =
-            Registry::from_registrations([&GATED, &OPEN, &RICH]).unwrap_or_else(|e| panic!("{e}"));
+        let registry = Registry::from_registrations([&GATED, &OPEN, &RICH, &LOBBY])
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut data = AppData::default();
         data.insert(gate.clone());
         Hub::new(registry, data, ChannelLimits::default(), None)
@@ -862,5 +903,166 @@ mod tests {
         assert_eq!(events(&loud_sink), ["shout", "talk"]);
         assert_eq!(*lock(&loud_sink.1), [r#""HEY""#, r#""hey""#]);
         assert_eq!(*lock(&plain_sink.1), [r#""hey""#, r#""hey""#]);
+    }
+
+    /// The `(event, first argument as JSON)` the sink got, in order.
+    fn received(sink: &Recorder) -> Vec<(String, serde_json::Value)> {
+        let events = lock(&sink.0).clone();
+        let args = lock(&sink.1).clone();
+        events
+            .into_iter()
+            .zip(args)
+            .map(|((_, event, _), arg)| {
+                (
+                    event,
+                    serde_json::from_str(&arg).unwrap_or(serde_json::Value::Null),
+                )
+            })
+            .collect()
+    }
+
+    async fn join_lobby(member: &Arc<Member>, name: &str) {
+        let (done, rx) = answer();
+        let payload = RawValue::from_string(format!("{name:?}")).unwrap_or_else(|e| panic!("{e}"));
+        member
+            .join("lobby/1", Some(payload), 0, done)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(verdict(rx).await.is_ok());
+    }
+
+    async fn ask_event(member: &Arc<Member>, channel: &str, event: &str) -> Reply {
+        let (done, rx) = answer();
+        member
+            .event(channel, event, Payload::new(), done)
+            .unwrap_or_else(|e| panic!("{e}"));
+        get(rx).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn presence_state_after_the_join_and_diffs_for_every_change() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let (alice, alice_sink) = member(&hub);
+        join_lobby(&alice, "alice").await;
+        // Her own join's diff, then the state (which has her) as the last word.
+        let got = received(&alice_sink);
+        let (event, state) = got.last().cloned().unwrap_or_default();
+        assert_eq!(event, "presence_state");
+        assert_eq!(state["alice"]["metas"][0]["status"], "here");
+        let alice_ref = state["alice"]["metas"][0]["phx_ref"].clone();
+        assert_eq!(alice_ref.as_str().map(str::len), Some(16));
+
+        let (bob, bob_sink) = member(&hub);
+        join_lobby(&bob, "bob").await;
+        let got = received(&bob_sink);
+        let (event, state) = got.last().cloned().unwrap_or_default();
+        assert_eq!(event, "presence_state");
+        assert_eq!(state["alice"]["metas"][0]["phx_ref"], alice_ref);
+        assert!(state["bob"]["metas"][0]["phx_ref"].is_string());
+        let (event, diff) = received(&alice_sink).last().cloned().unwrap_or_default();
+        assert_eq!(event, "presence_diff");
+        assert!(diff["joins"]["bob"].is_object());
+        assert_eq!(diff["leaves"], serde_json::json!({}));
+        assert_eq!(hub.presence_count("lobby/1"), 2);
+        assert_eq!(
+            ask_event(&bob, "lobby/1", "count").await,
+            Reply::ok_with(&2)
+        );
+
+        // An update: the new meta (with the old ref as phx_ref_prev) joins, the old leaves.
+        assert_eq!(ask_event(&alice, "lobby/1", "status").await, Reply::Ok);
+        let (event, diff) = received(&bob_sink).last().cloned().unwrap_or_default();
+        assert_eq!(event, "presence_diff");
+        assert_eq!(
+            diff["joins"]["alice"]["metas"][0]["phx_ref_prev"],
+            alice_ref
+        );
+        assert_eq!(diff["joins"]["alice"]["metas"][0]["status"], "away");
+        assert_eq!(diff["leaves"]["alice"]["metas"][0]["phx_ref"], alice_ref);
+
+        // Leaving untracks: the others get the leave.
+        let (left, left_rx) = answer();
+        bob.leave("lobby/1", left).unwrap_or_else(|e| panic!("{e}"));
+        assert!(get(left_rx).await);
+        let (event, diff) = received(&alice_sink).last().cloned().unwrap_or_default();
+        assert_eq!(event, "presence_diff");
+        assert!(diff["leaves"]["bob"].is_object());
+        assert_eq!(
+            hub.presence("lobby/1").keys().collect::<Vec<_>>(),
+            ["alice"]
+        );
+
+        // Untracked by hand, and then gone with the last member.
+        assert_eq!(
+            ask_event(&alice, "lobby/1", "untrack").await,
+            Reply::ok_with(&true)
+        );
+        assert_eq!(
+            ask_event(&alice, "lobby/1", "untrack").await,
+            Reply::ok_with(&false)
+        );
+        assert!(hub.presence("lobby/1").is_empty());
+        alice.disconnect(LeaveReason::Disconnected(
+            crate::channels::Disconnect::ClientLeft,
+        ));
+        for _ in 0..500 {
+            if hub.channel_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(hub.channel_count(), 0);
+        assert!(hub.presence("lobby/1").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_channel_without_presence_refuses_track_and_sends_no_state() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let (member, sink) = member(&hub);
+        let (done, rx) = answer();
+        let payload =
+            RawValue::from_string("\"nick\"".to_owned()).unwrap_or_else(|e| panic!("{e}"));
+        member
+            .join("rich/1", Some(payload), 0, done)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(verdict(rx).await.is_ok());
+        assert_eq!(
+            ask_event(&member, "rich/1", "track").await,
+            Reply::error("presence is not enabled for this channel")
+        );
+        assert!(received(&sink).is_empty());
+        assert!(hub.presence("rich/1").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_member_that_disconnects_is_untracked_for_the_others() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let (alice, alice_sink) = member(&hub);
+        join_lobby(&alice, "alice").await;
+        let (tab1, _) = member(&hub);
+        join_lobby(&tab1, "bob").await;
+        let (tab2, _) = member(&hub);
+        join_lobby(&tab2, "bob").await;
+        // Two tabs of one key: one entry with two metas.
+        assert_eq!(hub.presence("lobby/1").get("bob").map(<[_]>::len), Some(2));
+        assert_eq!(hub.presence_count("lobby/1"), 2);
+        tab1.disconnect(LeaveReason::Disconnected(
+            crate::channels::Disconnect::ClientLeft,
+        ));
+        for _ in 0..500 {
+            if hub.presence("lobby/1").get("bob").map(<[_]>::len) == Some(1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(hub.presence("lobby/1").get("bob").map(<[_]>::len), Some(1));
+        let (event, diff) = received(&alice_sink).last().cloned().unwrap_or_default();
+        assert_eq!(event, "presence_diff");
+        assert_eq!(
+            diff["leaves"]["bob"]["metas"].as_array().map(Vec::len),
+            Some(1)
+        );
     }
 }

@@ -27,7 +27,8 @@ pub use hub::{ChannelLimits, Hub};
 pub use member::{InvalidMemberId, MAX_PENDING, Member, MemberId, MemberTag, Overloaded};
 pub use outgoing::{Encoded, Encoding, Outgoing, Sink};
 pub use presence::{
-    PresenceChange, PresenceDiff, PresenceError, PresenceMeta, PresenceRecord, Presences,
+    NodeRecords, PresenceChange, PresenceDiff, PresenceError, PresenceMeta, PresenceRecord,
+    Presences,
 };
 pub use registry::{
     ChannelName, ChannelRegistration, FromParams, ParamError, Params, Registry, param,

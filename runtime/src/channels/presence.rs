@@ -190,6 +190,9 @@ pub struct PresenceRecord {
     pub meta: PresenceMeta,
 }
 
+/// Presence records, each with the id of the node that tracks it.
+pub type NodeRecords = Vec<(String, PresenceRecord)>;
+
 /// A change made on one node, for the other nodes: metas that came and metas that went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PresenceChange {
