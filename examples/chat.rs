@@ -9,6 +9,10 @@
 //! The VIP token may also come as the cookie `northle_token`, which is why pages of other
 //! origins are refused unless listed with `--allow-origin`.
 //!
+//! Connection state recovery is on (2 minutes): a page whose connection drops for a moment
+//! comes back with the same socket id, in the same rooms, and gets every message it missed
+//! (channel events carry their offset as a last argument, as socket.io's do).
+//!
 //! `chats/<id>` tracks presence: each connection under its visitor's name (the `name` of the
 //! Socket.IO auth, or the `name` query parameter; `guest` otherwise), so the page shows who is
 //! online from `chats/1/presence_state` and `chats/1/presence_diff`. `GET /online` answers the
@@ -30,7 +34,7 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tidings::origin::OriginPolicy;
 use tidings::{
-    Authorizer, ChannelContext, ConnectRefusal, Handshake, JoinContext, Payload, Reply,
+    Authorizer, ChannelContext, ConnectRefusal, Handshake, JoinContext, Payload, Recovery, Reply,
     SocketEmitter, Tidings, channel,
 };
 
@@ -192,7 +196,9 @@ async fn main() -> std::io::Result<()> {
     let vip_token = args.flag("--vip-token").unwrap_or("northle-vip").to_owned();
     let script = npm::asset("socket.io-client/dist/socket.io.min.js").unwrap_or_default();
 
-    let mut builder = Tidings::builder();
+    // A page whose connection drops for a moment (a phone changing networks) comes back to
+    // its rooms with every message it missed: connection state recovery, 2 minutes.
+    let mut builder = Tidings::builder().recovery(Recovery::default());
     // Pages of other origins may connect only when listed (the default refuses them: they
     // would connect with the visitor's cookie).
     let allowed: Vec<&str> = args.flags("--allow-origin").collect();

@@ -8,8 +8,8 @@ pub use tidings_runtime::channels::{
 };
 pub use tidings_runtime::engineio::on_connect;
 pub use tidings_runtime::{
-    Binary, BuildError, EmitTo, Payload, SocketEmitter, Tidings, TidingsBuilder, channels,
-    engineio, origin, phoenix, plainws, socketio,
+    Binary, BuildError, EmitTo, Payload, Recovery, SocketEmitter, Tidings, TidingsBuilder,
+    channels, engineio, origin, phoenix, plainws, socketio,
 };
 
 /// What generated code refers to; not public API.

@@ -9,7 +9,7 @@ use actix_web::web;
 
 use crate::channels::{
     AppData, ChannelConfigError, ChannelLimits, ChannelRegistration, ConnectRefusal, Fanout,
-    Handshake, Hub, Identity, Registry,
+    Handshake, HistoryLimits, Hub, Identity, Registry,
 };
 use crate::emitter::SocketEmitter;
 use crate::engineio::CloseReason;
@@ -36,6 +36,55 @@ impl From<BuildError> for std::io::Error {
     }
 }
 
+/// Connection state recovery (socket.io's `connectionStateRecovery`): a client whose
+/// connection drops for a moment comes back with the same socket id, in the same channels
+/// (without `pass` again), and gets every channel event it missed, in order, once each. See
+/// [`TidingsBuilder::recovery`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tidings_runtime::Recovery;
+/// let recovery = Recovery::default()
+///     .max_disconnection_duration(Duration::from_secs(60))
+///     .max_events_per_channel(500)
+///     .skip_connect_hook(false);
+/// assert_eq!(recovery.history().max_age, Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    history: HistoryLimits,
+    rerun_connect_hook: bool,
+}
+
+impl Recovery {
+    /// How long a client may stay away and still come back (default 2 minutes); channel
+    /// events are kept as long.
+    pub fn max_disconnection_duration(mut self, duration: std::time::Duration) -> Self {
+        self.history = self.history.max_age(duration);
+        self
+    }
+
+    /// How many events each channel keeps (default 1000): a client that missed more is not
+    /// recovered.
+    pub fn max_events_per_channel(mut self, events: usize) -> Self {
+        self.history = self.history.max_events(events);
+        self
+    }
+
+    /// Whether a client that comes back skips the connect hook (default true, as socket.io's
+    /// `skipMiddlewares`): it keeps the identity the hook gave it. With false, the hook runs
+    /// again and may refuse it.
+    pub fn skip_connect_hook(mut self, skip: bool) -> Self {
+        self.rerun_connect_hook = !skip;
+        self
+    }
+
+    /// The history limits in force.
+    pub fn history(&self) -> &HistoryLimits {
+        &self.history
+    }
+}
+
 /// Builds [`Tidings`]; see [`Tidings::builder`].
 pub struct TidingsBuilder {
     io: SocketIoBuilder,
@@ -48,6 +97,7 @@ pub struct TidingsBuilder {
     limits: ChannelLimits,
     registrations: Option<Vec<&'static ChannelRegistration>>,
     fanout: Option<Arc<dyn Fanout>>,
+    recovery: Option<Recovery>,
 }
 
 impl std::fmt::Debug for TidingsBuilder {
@@ -169,6 +219,22 @@ impl TidingsBuilder {
         self
     }
 
+    /// Turns on connection state recovery over Socket.IO: the official client (4.6+) sends
+    /// its private session id and the offset of the last channel event it got when it
+    /// reconnects; within `recovery`'s limits it keeps its socket id and channels and gets
+    /// what it missed (`socket.recovered` is true). Channel events then carry their offset as
+    /// their last argument. Off by default. The history is this node's: a client that comes
+    /// back to another node gets a fresh session.
+    ///
+    /// ```
+    /// use tidings_runtime::{Recovery, Tidings};
+    /// let builder = Tidings::builder().recovery(Recovery::default());
+    /// ```
+    pub fn recovery(mut self, recovery: Recovery) -> Self {
+        self.recovery = Some(recovery);
+        self
+    }
+
     /// Limits on subscriptions and names (defaults in [`ChannelLimits`]).
     pub fn limits(mut self, limits: ChannelLimits) -> Self {
         self.limits = limits;
@@ -238,12 +304,25 @@ impl TidingsBuilder {
                 "channels registered"
             );
         }
-        let hub = Hub::new(registry, self.data, self.limits, self.fanout);
+        let hub = Hub::with_history(
+            registry,
+            self.data,
+            self.limits,
+            self.fanout,
+            self.recovery.as_ref().map(|r| r.history.clone()),
+        );
         let io = self.io.build();
         let attach_hub = hub.clone();
         let ns = io.ns(self.namespace, move |socket| {
             gateway::socketio::attach(&attach_hub, &socket)
         });
+        if let Some(recovery) = &self.recovery {
+            let claim_hub = hub.clone();
+            ns.recovery(
+                move |pid, offset| gateway::socketio::claim(&claim_hub, pid, offset),
+                !recovery.rerun_connect_hook,
+            );
+        }
         let phoenix = (self.phoenix.websocket || self.phoenix.longpoll).then(|| {
             PhoenixServer::new(
                 self.phoenix,
@@ -331,6 +410,7 @@ impl Tidings {
             limits: ChannelLimits::default(),
             registrations: None,
             fanout: None,
+            recovery: None,
         }
     }
 

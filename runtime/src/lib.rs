@@ -27,7 +27,7 @@ mod request;
 pub mod socketio;
 mod sync;
 
-pub use builder::{BuildError, Tidings, TidingsBuilder};
+pub use builder::{BuildError, Recovery, Tidings, TidingsBuilder};
 pub use emitter::{EmitTo, MissingEmitter, SocketEmitter};
 
 pub use payload::{Binary, Payload, PayloadError};

@@ -14,10 +14,12 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use serde_json::value::RawValue;
 
+use super::authorizer::Assigns;
 use super::authorizer::{Outbound, Reply};
 use super::context::{AppData, ChannelContext, JoinContext, LeaveReason};
 use super::error::{EmitError, EventError, JoinError};
 use super::fanout::{Fanout, LocalDelivery};
+use super::history::{History, HistoryLimits};
 use super::member::{Member, MemberId, MemberTag};
 use super::outgoing::Outgoing;
 use super::presence::{
@@ -69,6 +71,8 @@ pub struct Hub {
     /// The presence of the presence channels with members on this node (locked after a
     /// shard, never before one).
     presence: Mutex<HashMap<String, ChannelPresence>>,
+    /// The channel history, when connection state recovery is on.
+    history: Option<History>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -88,6 +92,18 @@ impl Hub {
         limits: ChannelLimits,
         fanout: Option<Arc<dyn Fanout>>,
     ) -> Arc<Self> {
+        Self::with_history(registry, data, limits, fanout, None)
+    }
+
+    /// As [`Hub::new`], keeping channel history within `history` for clients that come back
+    /// (connection state recovery) when given.
+    pub fn with_history(
+        registry: Registry,
+        data: AppData,
+        limits: ChannelLimits,
+        fanout: Option<Arc<dyn Fanout>>,
+        history: Option<HistoryLimits>,
+    ) -> Arc<Self> {
         let hub = Arc::new(Hub {
             registry,
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
@@ -96,6 +112,7 @@ impl Hub {
             limits,
             fanout,
             presence: Mutex::new(HashMap::new()),
+            history: history.map(History::new),
         });
         if let Some(fanout) = &hub.fanout {
             let delivery: Arc<dyn LocalDelivery> = hub.clone();
@@ -181,6 +198,15 @@ impl Hub {
             }
         };
         member.add_channel(channel, assigns);
+        self.subscribe(member, channel, entry, tag);
+        tracing::debug!(channel, member = %member.id(), "joined");
+        self.after_join(member, channel, entry, &params).await;
+        Ok(reply)
+    }
+
+    /// Puts `member` in `channel`'s members (its presence and the fan-out told when it is the
+    /// first here).
+    fn subscribe(&self, member: &Arc<Member>, channel: &str, entry: &Channel, tag: MemberTag) {
         {
             let mut shard = write(self.shard(channel));
             let members = shard.entry(channel.to_owned()).or_default();
@@ -204,28 +230,42 @@ impl Hub {
                 fanout.channel_opened(channel);
             }
         }
-        tracing::debug!(channel, member = %member.id(), "joined");
+    }
+
+    /// What follows a join: the `joined` hook (once every node's presence is in), then the
+    /// presence state.
+    async fn after_join(
+        &self,
+        member: &Arc<Member>,
+        channel: &str,
+        entry: &Channel,
+        params: &Params,
+    ) {
         if entry.presence {
             // The `joined` hook sees (and counts) every node's presence.
             self.await_presence(channel).await;
         }
         let ctx = ChannelContext {
             channel,
-            params: &params,
+            params,
             member,
             hub: self,
         };
-        if AssertUnwindSafe(handler.joined(&ctx))
-            .catch_unwind()
-            .await
-            .is_err()
-        {
-            tracing::error!(channel, kind = entry.type_name, "joined hook panicked");
+        match entry.instance(params) {
+            Ok(handler) => {
+                if AssertUnwindSafe(handler.joined(&ctx))
+                    .catch_unwind()
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(channel, kind = entry.type_name, "joined hook panicked");
+                }
+            }
+            Err(err) => tracing::error!(channel, %err, "no channel value for the joined hook"),
         }
         if entry.presence && member.is_in(channel) {
             self.push_presence_state(member, channel);
         }
-        Ok(reply)
     }
 
     /// Waits until the other nodes' presence in `channel` is in (or has been waited for long
@@ -398,11 +438,77 @@ impl Hub {
             .map_or(0, ChannelPresence::count)
     }
 
-    /// Takes `member` out of every channel it joined, running the `left` hooks.
-    pub(crate) async fn disconnect(&self, member: &Arc<Member>, reason: &LeaveReason) {
+    /// Takes `member` out of every channel it joined, running the `left` hooks. With a
+    /// `suspend` key (and a history kept), its channels, assigns and identity are kept under
+    /// that key for the client to come back to ([`Hub::restore`]).
+    pub(crate) async fn disconnect(
+        &self,
+        member: &Arc<Member>,
+        reason: &LeaveReason,
+        suspend: Option<String>,
+    ) {
+        let mut kept = Vec::new();
         for channel in member.channels() {
-            self.leave(member, &channel, reason).await;
+            if let Some((assigns, tag)) = self.leave_keeping(member, &channel, reason).await {
+                kept.push((channel, assigns, tag));
+            }
         }
+        if let (Some(key), Some(history)) = (suspend, &self.history) {
+            tracing::debug!(member = %member.id(), channels = kept.len(), "suspended");
+            history.suspend(key, member.id(), member.identity.clone(), kept);
+        }
+    }
+
+    /// Claims the member suspended under `key` for a connection coming back from `offset`,
+    /// when it can come back (see [`Hub::restore`]); its id when so.
+    pub(crate) fn claim_suspended(&self, key: &str, offset: u64) -> Option<MemberId> {
+        self.history.as_ref()?.claim(key, offset)
+    }
+
+    /// Takes the claimed member `member`: its handshake, identity and channels.
+    pub(crate) fn take_suspended(&self, member: MemberId) -> Option<super::history::Suspended> {
+        self.history.as_ref()?.take(member)
+    }
+
+    /// Puts a member that came back into the channels it was in (no `pass`; its assigns as
+    /// they were), queues every event of those channels after `offset` to it, in order and
+    /// before any new one, then runs the `joined` hooks (its `left` hooks ran when it went).
+    /// False, and nothing done, when some of those events are no longer kept.
+    pub(crate) async fn restore(
+        &self,
+        member: &Arc<Member>,
+        channels: Vec<(String, Assigns, MemberTag)>,
+        offset: u64,
+    ) -> bool {
+        let Some(history) = &self.history else {
+            return false;
+        };
+        let mut back = Vec::with_capacity(channels.len());
+        {
+            let _turn = history.turn();
+            let names: Vec<&str> = channels.iter().map(|(c, _, _)| c.as_str()).collect();
+            let Some(missed) = history.missed(&names, offset) else {
+                return false;
+            };
+            let tags: Vec<MemberTag> = channels.iter().map(|(_, _, tag)| *tag).collect();
+            for (channel, assigns, tag) in channels {
+                let Some((entry, params)) = self.registry.resolve(&channel) else {
+                    continue;
+                };
+                member.add_channel(&channel, assigns);
+                self.subscribe(member, &channel, entry, tag);
+                back.push((channel, params));
+            }
+            for (at, message) in missed {
+                member.sink.deliver(&message, tags[at]);
+            }
+        }
+        for (channel, params) in back {
+            if let Some((entry, _)) = self.registry.resolve(&channel) {
+                self.after_join(member, &channel, entry, &params).await;
+            }
+        }
+        true
     }
 
     /// Takes `member` out of `channel`, running its `left` hook; false when it was not in.
@@ -412,9 +518,20 @@ impl Hub {
         channel: &str,
         reason: &LeaveReason,
     ) -> bool {
+        self.leave_keeping(member, channel, reason).await.is_some()
+    }
+
+    /// As [`Hub::leave`], handing back the member's assigns and tag in the channel.
+    async fn leave_keeping(
+        &self,
+        member: &Arc<Member>,
+        channel: &str,
+        reason: &LeaveReason,
+    ) -> Option<(Assigns, MemberTag)> {
         if !member.is_in(channel) {
-            return false;
+            return None;
         }
+        let mut tag = 0;
         let untracked = {
             let mut shard = write(self.shard(channel));
             let mut presence = lock(&self.presence);
@@ -422,7 +539,9 @@ impl Hub {
                 .get_mut(channel)
                 .and_then(|p| p.untrack(member.id()));
             if let Some(members) = shard.get_mut(channel) {
-                members.remove(&member.id());
+                if let Some((_, held)) = members.remove(&member.id()) {
+                    tag = held;
+                }
                 if members.is_empty() {
                     shard.remove(channel);
                     presence.remove(channel);
@@ -455,8 +574,7 @@ impl Hub {
             }
         }
         // Out of its list last, so that `left` still sees the member's assigns.
-        member.remove_channel(channel);
-        true
+        member.remove_channel(channel).map(|assigns| (assigns, tag))
     }
 
     /// A client event `event` into `channel`, handled by the channel's `handle_in`.
@@ -532,13 +650,35 @@ impl Hub {
         except: Option<MemberId>,
     ) -> Result<usize, EmitError> {
         let message = self.outgoing(channel, event, payload)?;
-        let delivered = self.deliver(&message, except);
-        if let Some(fanout) = &self.fanout {
-            fanout
-                .publish(&message, except)
-                .map_err(EmitError::Fanout)?;
-        }
+        let (delivered, published) = self.deliver_kept(message, except, |message| {
+            self.fanout
+                .as_ref()
+                .map_or(Ok(()), |fanout| fanout.publish(message, except))
+        });
+        published.map_err(EmitError::Fanout)?;
         Ok(delivered)
+    }
+
+    /// Delivers `message` to this node's members, recording it in the history first when the
+    /// hub keeps one (a channel broadcast, not a push or a presence diff).
+    /// Then hands the event, as delivered, to `then`.
+    fn deliver_kept<R>(
+        &self,
+        message: Outgoing,
+        except: Option<MemberId>,
+        then: impl FnOnce(&Outgoing) -> R,
+    ) -> (usize, R) {
+        match &self.history {
+            Some(history) if !message.is_direct() && message.event() != "presence_diff" => {
+                let (delivered, message) = {
+                    let _turn = history.turn();
+                    let message = history.record(message);
+                    (self.deliver(&message, except), message)
+                };
+                (delivered, then(&message))
+            }
+            _ => (self.deliver(&message, except), then(&message)),
+        }
     }
 
     /// Hands an already built event to the members of its channel on this node (but
@@ -656,6 +796,15 @@ impl Hub {
 
 impl LocalDelivery for Hub {
     fn deliver(&self, message: &Outgoing, except: Option<MemberId>) -> usize {
+        if self.history.is_some() {
+            // Recorded here too, under this node's offsets, for this node's clients.
+            let copy = Outgoing::new(
+                message.channel(),
+                message.event(),
+                message.payload().clone(),
+            );
+            return self.deliver_kept(copy, except, |_| ()).0;
+        }
         Hub::deliver(self, message, except)
     }
 

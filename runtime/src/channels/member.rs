@@ -102,6 +102,11 @@ enum Request {
         channel: String,
         done: Done<bool>,
     },
+    Restore {
+        channels: Vec<(String, Assigns, MemberTag)>,
+        offset: u64,
+        done: Done<bool>,
+    },
     Event {
         channel: String,
         event: String,
@@ -139,6 +144,8 @@ struct State {
     running: bool,
     /// The connection ended, for this reason: the member leaves every channel next.
     gone: Option<LeaveReason>,
+    /// Keep its channels under this key for the client to come back to.
+    suspend: Option<String>,
     /// The member has left everything; nothing runs any more.
     ended: bool,
 }
@@ -202,11 +209,12 @@ impl Member {
         self.state().joined.push((channel.into(), assigns));
     }
 
-    /// Takes `channel` out of its list; false when it was not there.
-    pub(crate) fn remove_channel(&self, channel: &str) -> bool {
+    /// Takes `channel` out of its list, handing back its assigns; `None` when it was not
+    /// there.
+    pub(crate) fn remove_channel(&self, channel: &str) -> Option<Assigns> {
         let mut state = self.state();
-        let at = state.joined.iter().position(|(c, _)| **c == *channel);
-        at.map(|at| state.joined.remove(at)).is_some()
+        let at = state.joined.iter().position(|(c, _)| **c == *channel)?;
+        Some(state.joined.remove(at).1)
     }
 
     /// Runs `f` on the member's assigns in `channel` (a short critical section: `f` must not
@@ -304,12 +312,41 @@ impl Member {
     /// The connection ended: requests still waiting are dropped (their `done` never runs), and
     /// once the one running (if any) is over, the member leaves every channel with `reason`.
     pub fn disconnect(self: &Arc<Self>, reason: LeaveReason) {
+        self.end(reason, None);
+    }
+
+    /// As [`Member::disconnect`], for a connection its client may come back to (connection
+    /// state recovery): its channels, assigns and identity are kept under `key` when the hub
+    /// keeps a history, until [`Member::restore`] on the member of the new connection.
+    pub fn suspend(self: &Arc<Self>, reason: LeaveReason, key: String) {
+        self.end(reason, Some(key));
+    }
+
+    /// Restores the channels of a suspended member (see [`Member::suspend`]) into this one,
+    /// which must be new (no requests yet): its channels without `pass`, then every event of
+    /// them after `offset`, before anything else. `done` gets false, and nothing is restored,
+    /// when some of those events are gone.
+    pub(crate) fn restore(
+        self: &Arc<Self>,
+        channels: Vec<(String, Assigns, MemberTag)>,
+        offset: u64,
+        done: impl FnOnce(bool) + Send + 'static,
+    ) -> Result<(), Overloaded> {
+        self.submit(Request::Restore {
+            channels,
+            offset,
+            done: Box::new(done),
+        })
+    }
+
+    fn end(self: &Arc<Self>, reason: LeaveReason, suspend: Option<String>) {
         let mut state = self.state();
         if state.ended || state.gone.is_some() {
             return;
         }
         state.pending = None;
-        if !state.running && state.joined.is_empty() {
+        state.suspend = suspend;
+        if !state.running && state.joined.is_empty() && state.suspend.is_none() {
             // Nothing to leave and nothing running: done at once, no task.
             state.ended = true;
             return;
@@ -353,7 +390,7 @@ impl Member {
                     None => match state.gone.take() {
                         Some(reason) => {
                             state.ended = true;
-                            Err(Some(reason))
+                            Err(Some((reason, state.suspend.take())))
                         }
                         None => {
                             state.running = false;
@@ -365,7 +402,9 @@ impl Member {
             };
             match next {
                 Ok(request) => self.execute(request).await,
-                Err(Some(reason)) => return self.hub.disconnect(&self, &reason).await,
+                Err(Some((reason, suspend))) => {
+                    return self.hub.disconnect(&self, &reason, suspend).await;
+                }
                 Err(None) => return,
             }
         }
@@ -389,6 +428,11 @@ impl Member {
             Request::Leave { channel, done } => {
                 done(hub.leave(self, &channel, &LeaveReason::Unsubscribed).await);
             }
+            Request::Restore {
+                channels,
+                offset,
+                done,
+            } => done(hub.restore(self, channels, offset).await),
             Request::Event {
                 channel,
                 event,

@@ -10,6 +10,7 @@ mod authorizer;
 mod context;
 mod error;
 mod fanout;
+mod history;
 mod hub;
 mod member;
 mod outgoing;
@@ -23,6 +24,7 @@ pub use context::{
 };
 pub use error::{ChannelConfigError, EmitError, EventError, JoinError};
 pub use fanout::{Fanout, FanoutError, FanoutFuture, LocalDelivery};
+pub use history::HistoryLimits;
 pub use hub::{ChannelLimits, Hub};
 pub use member::{InvalidMemberId, MAX_PENDING, Member, MemberId, MemberTag, Overloaded};
 pub use outgoing::{Encoded, Encoding, Outgoing, Sink};

@@ -20,6 +20,8 @@ pub struct Outgoing {
     payload: Payload,
     /// Meant for one member (a push, a per-member rewrite), not the whole channel.
     direct: bool,
+    /// Its place in the channel history, when the hub keeps one (connection state recovery).
+    offset: Option<u64>,
     cache: [OnceLock<(TypeId, Box<dyn Any + Send + Sync>)>; CACHED_ENCODINGS],
 }
 
@@ -92,8 +94,22 @@ impl Outgoing {
             event: event.into(),
             payload,
             direct: false,
+            offset: None,
             cache: Default::default(),
         }
+    }
+
+    /// The same event at `offset` in the channel history.
+    pub(crate) fn with_offset(mut self, offset: u64) -> Self {
+        self.offset = Some(offset);
+        self
+    }
+
+    /// Its offset in the channel history, when the hub keeps one (see
+    /// [`HistoryLimits`](crate::channels::HistoryLimits)): gateways send it along so that a
+    /// client that comes back can say what it got last.
+    pub fn offset(&self) -> Option<u64> {
+        self.offset
     }
 
     /// An event for one member of `channel` (what [`ChannelContext::push`] sends, or a

@@ -14,7 +14,7 @@ use crate::channels::{
     Disconnect, Encoding, Handshake, Hub, Identity, LeaveReason, Member, MemberId, MemberTag,
     Outgoing, Sink,
 };
-use crate::engineio::Frame;
+use crate::engineio::{Frame, Sid};
 use crate::payload::Payload;
 use crate::socketio::{AckSender, DisconnectReason, Listener, Packet, Socket, SocketRef};
 
@@ -34,12 +34,18 @@ impl Encoding for Frames<'_> {
     }
 }
 
-/// The Socket.IO frames of `message` in namespace `nsp`.
+/// The Socket.IO frames of `message` in namespace `nsp`; with connection state recovery on,
+/// its offset goes last, as a string, where the official client reads it.
 pub(crate) fn encode(message: &Outgoing, nsp: &str) -> Vec<Frame> {
+    let mut payload = message.payload().clone();
+    if let Some(offset) = message.offset() {
+        // A string always serializes.
+        let _ = payload.push(&offset.to_string());
+    }
     Packet::Event {
         nsp: nsp.to_owned(),
         event: format!("{}/{}", message.channel(), message.event()),
-        payload: message.payload().clone(),
+        payload,
         id: None,
     }
     .encode()
@@ -101,20 +107,60 @@ struct Link {
     member: Arc<Member>,
 }
 
-/// Wires a freshly connected socket to the hub: a member whose id is the socket's.
+/// Whether a client coming back with private session id `pid` and `offset` gets its state
+/// back: the socket id it takes back when so (the suspended member is claimed for it).
+pub(crate) fn claim(hub: &Hub, pid: &str, offset: &str) -> Option<Sid> {
+    let offset = offset.parse::<u64>().ok()?;
+    let member = hub.claim_suspended(pid, offset)?;
+    Sid::parse(member.as_str())
+}
+
+/// Wires a freshly connected socket to the hub: a member whose id is the socket's. A socket
+/// that came back gets its suspended member's channels and missed events.
 pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
-    let identity = socket.extension::<Identity>().map(|i| (*i).clone());
     let Ok(id) = socket.id().as_str().parse::<MemberId>() else {
         // A socket id is always 20 URL-safe characters, as a member id.
         tracing::error!(socket = %socket.id(), "socket id is not a member id");
         return socket.close_connection();
     };
+    let restoring = match socket.resumed_from().map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(offset)) => match hub.take_suspended(id) {
+            Some(suspended) => Some((suspended, offset)),
+            None => {
+                // Claimed but gone since (too old): the client starts afresh on reconnecting.
+                tracing::debug!(socket = %socket.id(), "suspended state expired; closing");
+                return socket.close_connection();
+            }
+        },
+        Some(Err(_)) => return socket.close_connection(),
+    };
+    // A connect hook that ran again decides the identity; else the one it gave before.
+    let identity = socket
+        .extension::<Identity>()
+        .map(|i| (*i).clone())
+        .or_else(|| restoring.as_ref().and_then(|(s, _)| s.identity.clone()));
     // The member holds the socket as its sink, and the socket holds the link (its listener),
     // which holds the member: the socket lets go of its listener when it leaves, which ends
     // that cycle.
     let sink: Arc<dyn Sink> = socket.clone();
     let member = Member::new(hub, id, handshake(socket), identity, sink);
-    socket.listen(Arc::new(Link { member }));
+    socket.listen(Arc::new(Link {
+        member: member.clone(),
+    }));
+    if let Some((suspended, offset)) = restoring {
+        let closing = socket.clone();
+        let restored = member.restore(suspended.channels, offset, move |restored| {
+            if !restored {
+                // Events it missed are gone after all: no silent gap, a fresh start.
+                tracing::debug!(socket = %closing.id(), "missed events gone; closing");
+                closing.close_connection();
+            }
+        });
+        if restored.is_err() {
+            socket.close_connection();
+        }
+    }
 }
 
 /// The link hears every event of its socket (there are no named handlers): the two control
@@ -172,8 +218,13 @@ impl Listener for Link {
         }
     }
 
-    fn on_disconnect(self: Arc<Self>, _socket: SocketRef, reason: &DisconnectReason) {
-        self.member.disconnect(leave_reason(reason));
+    fn on_disconnect(self: Arc<Self>, socket: SocketRef, reason: &DisconnectReason) {
+        match socket.pid() {
+            Some(pid) if reason.is_recoverable() => {
+                self.member.suspend(leave_reason(reason), pid.to_string());
+            }
+            _ => self.member.disconnect(leave_reason(reason)),
+        }
     }
 }
 

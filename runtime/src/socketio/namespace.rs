@@ -18,6 +18,16 @@ use crate::sync::{read, write};
 type ConnectHandler = Box<dyn Fn(SocketRef) + Send + Sync>;
 type GuardFuture = Pin<Box<dyn Future<Output = Result<(), ConnectRefusal>> + Send>>;
 type Guard = Arc<dyn Fn(SocketRef) -> GuardFuture + Send + Sync>;
+type RecoverHook = Arc<dyn Fn(&str, &str) -> Option<Sid> + Send + Sync>;
+
+/// Connection state recovery in a namespace: who decides whether a client comes back.
+#[derive(Clone)]
+pub(crate) struct Recovery {
+    /// Given the client's private session id and offset, the socket id to take back.
+    pub(crate) hook: RecoverHook,
+    /// A socket that comes back skips the guard (it passed it the first time).
+    pub(crate) skip_guard: bool,
+}
 
 pub use crate::refusal::ConnectRefusal;
 
@@ -26,6 +36,7 @@ pub struct Namespace {
     name: String,
     on_connect: ConnectHandler,
     guard: RwLock<Option<Guard>>,
+    recovery: RwLock<Option<Recovery>>,
     sockets: RwLock<HashMap<Sid, SocketRef>>,
     rooms: RwLock<HashMap<String, HashMap<Sid, SocketRef>>>,
 }
@@ -44,6 +55,7 @@ impl Namespace {
             name,
             on_connect,
             guard: RwLock::new(None),
+            recovery: RwLock::new(None),
             sockets: RwLock::new(HashMap::new()),
             rooms: RwLock::new(HashMap::new()),
         }
@@ -63,6 +75,26 @@ impl Namespace {
     {
         *write(&self.guard) = Some(Arc::new(move |socket| Box::pin(guard(socket))));
         self
+    }
+
+    /// Turns on connection state recovery (socket.io's `connectionStateRecovery`): every
+    /// socket gets a private session id (`pid`, sent in the CONNECT answer), and a client that
+    /// comes back with its `pid` and the `offset` of the last event it got is asked about:
+    /// `hook(pid, offset)` answers the socket id it takes back, or `None` for a fresh socket.
+    /// A socket that comes back skips the guard when `skip_guard` is true.
+    pub fn recovery<F>(&self, hook: F, skip_guard: bool) -> &Self
+    where
+        F: Fn(&str, &str) -> Option<Sid> + Send + Sync + 'static,
+    {
+        *write(&self.recovery) = Some(Recovery {
+            hook: Arc::new(hook),
+            skip_guard,
+        });
+        self
+    }
+
+    pub(crate) fn recovery_config(&self) -> Option<Recovery> {
+        read(&self.recovery).clone()
     }
 
     /// How many sockets are connected.

@@ -13,7 +13,7 @@ use tokio::task::AbortHandle;
 use super::error::PacketError;
 use super::namespace::Namespace;
 use super::packet::{Packet, Partial};
-use super::socket::{DisconnectReason, Socket, SocketRef};
+use super::socket::{DisconnectReason, Socket, SocketRecovery, SocketRef};
 use crate::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session, Sid};
 use crate::origin::OriginPolicy;
 use crate::sync::{lock, read, write};
@@ -428,19 +428,65 @@ impl IoHandler {
             tracing::debug!(sid = %session.sid(), nsp, "already connected to namespace");
             return;
         }
-        let Ok(id) = Sid::random() else {
-            // No unguessable id can be made (logged where it failed): refuse the namespace.
-            let _ = session.send_all(
-                Packet::ConnectError {
-                    nsp,
-                    message: "Server error".to_owned(),
-                }
-                .encode()
-                .into_iter(),
-            );
-            return;
+        let recovery = ns.recovery_config();
+        // A client coming back: its private session id and the offset of the last event it
+        // got, both strings in its CONNECT payload, as the official client sends them.
+        let resumed = recovery.as_ref().and_then(|recovery| {
+            #[derive(serde::Deserialize)]
+            struct Resume {
+                pid: String,
+                offset: String,
+            }
+            let resume: Resume = serde_json::from_str(auth.as_deref()?.get()).ok()?;
+            let sid = (recovery.hook)(&resume.pid, &resume.offset)?;
+            Some((sid, Sid::parse(&resume.pid)?, resume.offset))
+        });
+        let fresh = if resumed.is_some() {
+            None
+        } else {
+            match (Sid::random(), recovery.is_some()) {
+                (Ok(id), false) => Some((id, None)),
+                (Ok(id), true) => Sid::random().ok().map(|pid| (id, Some(pid))),
+                (Err(_), _) => None,
+            }
         };
-        let socket = Arc::new(Socket::new(id, ns.clone(), session.clone(), auth));
+        let (id, recovered) = match (resumed, fresh) {
+            (Some((sid, pid, offset)), _) => (
+                sid,
+                Some(SocketRecovery {
+                    pid,
+                    resumed_from: Some(offset),
+                }),
+            ),
+            (None, Some((id, pid))) => (
+                id,
+                pid.map(|pid| SocketRecovery {
+                    pid,
+                    resumed_from: None,
+                }),
+            ),
+            (None, None) => {
+                // No unguessable id can be made (logged where it failed): refuse the namespace.
+                let _ = session.send_all(
+                    Packet::ConnectError {
+                        nsp,
+                        message: "Server error".to_owned(),
+                    }
+                    .encode()
+                    .into_iter(),
+                );
+                return;
+            }
+        };
+        let skip_guard = recovered.as_ref().is_some_and(|r| r.resumed_from.is_some())
+            && recovery.as_ref().is_some_and(|r| r.skip_guard);
+        let socket = Arc::new(Socket::new(
+            id,
+            ns.clone(),
+            session.clone(),
+            auth,
+            recovered,
+        ));
         if let Some(watch) = lock(&client.connect_watch).take() {
             watch.abort();
         }
@@ -451,7 +497,7 @@ impl IoHandler {
             sockets.retain(|s| s.ns().name() != nsp);
             sockets.push(socket.clone());
         }
-        match ns.guard_fn() {
+        match ns.guard_fn().filter(|_| !skip_guard) {
             None => accept(&socket),
             Some(guard) => {
                 tokio::spawn(async move {
@@ -477,7 +523,11 @@ impl IoHandler {
 
 /// Accepts a socket: CONNECT reply, then the namespace's connect handler.
 fn accept(socket: &SocketRef) {
-    let data = RawValue::from_string(format!(r#"{{"sid":"{}"}}"#, socket.id())).ok();
+    let data = RawValue::from_string(match socket.pid() {
+        Some(pid) => format!(r#"{{"sid":"{}","pid":"{pid}"}}"#, socket.id()),
+        None => format!(r#"{{"sid":"{}"}}"#, socket.id()),
+    })
+    .ok();
     if !socket.set_connected() {
         return;
     }

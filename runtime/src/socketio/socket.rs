@@ -95,6 +95,22 @@ pub enum DisconnectReason {
     ForcedClose,
 }
 
+impl DisconnectReason {
+    /// Whether a client that went for this reason may come back to its state (connection
+    /// state recovery): the connection was lost or closed under it, not left on purpose,
+    /// kicked, or cut for misbehaving.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::TransportClose
+                | DisconnectReason::TransportError
+                | DisconnectReason::PingTimeout
+                | DisconnectReason::ServerShutdown
+                | DisconnectReason::ForcedClose
+        )
+    }
+}
+
 impl From<&CloseReason> for DisconnectReason {
     fn from(reason: &CloseReason) -> Self {
         match reason {
@@ -148,8 +164,19 @@ pub struct Socket {
     ns: Arc<Namespace>,
     session: Arc<Session>,
     auth: Option<Box<RawValue>>,
+    /// Connection state recovery: the private session id, and the offset the client came
+    /// back from when it did.
+    recovery: Option<Box<SocketRecovery>>,
     state: AtomicU8,
     inner: Mutex<Inner>,
+}
+
+/// A socket's part in connection state recovery.
+#[derive(Debug)]
+pub(crate) struct SocketRecovery {
+    pub(crate) pid: Sid,
+    /// The offset the client sent when this socket took back an earlier one's state.
+    pub(crate) resumed_from: Option<String>,
 }
 
 /// A socket's changing parts, under one lock.
@@ -201,12 +228,14 @@ impl Socket {
         ns: Arc<Namespace>,
         session: Arc<Session>,
         auth: Option<Box<RawValue>>,
+        recovery: Option<SocketRecovery>,
     ) -> Self {
         Socket {
             id,
             ns,
             session,
             auth,
+            recovery: recovery.map(Box::new),
             state: AtomicU8::new(PENDING),
             inner: Mutex::default(),
         }
@@ -215,6 +244,22 @@ impl Socket {
     /// The socket id (distinct from the Engine.IO session id).
     pub fn id(&self) -> Sid {
         self.id
+    }
+
+    /// The private session id, sent to the client when connection state recovery is on.
+    pub fn pid(&self) -> Option<Sid> {
+        self.recovery.as_ref().map(|r| r.pid)
+    }
+
+    /// Whether this socket took back the state of an earlier one (connection state
+    /// recovery; socket.io's `socket.recovered`).
+    pub fn recovered(&self) -> bool {
+        self.resumed_from().is_some()
+    }
+
+    /// The offset the client came back from, when [`Socket::recovered`].
+    pub fn resumed_from(&self) -> Option<&str> {
+        self.recovery.as_ref()?.resumed_from.as_deref()
     }
 
     /// The namespace this socket belongs to.
@@ -553,7 +598,7 @@ mod tests {
     fn connected_socket() -> SocketRef {
         let ns = Arc::new(Namespace::new("/".to_owned(), Box::new(|_| {})));
         let id = Sid::random().unwrap_or_else(|err| panic!("{err}"));
-        let socket = Arc::new(Socket::new(id, ns, Session::detached(16), None));
+        let socket = Arc::new(Socket::new(id, ns, Session::detached(16), None, None));
         assert!(socket.set_connected());
         socket.ns().connected(&socket);
         socket

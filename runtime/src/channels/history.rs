@@ -1,0 +1,430 @@
+//! Channel history, for connection state recovery: a client that drops for a moment comes
+//! back to the same channels with every event it missed.
+//!
+//! With recovery on ([`HistoryLimits`] given to the hub), every broadcast gets an offset, one
+//! counter for all channels of the node, so offsets order events across channels, and is kept
+//! in its channel's log, bounded by count and age. A member whose connection ends for a reason
+//! a client recovers from is *suspended*: its channels, assigns and identity are kept under a
+//! key (Socket.IO's private session id) for the same age. When the client comes back with that
+//! key and the offset of the last event it got, the member is restored: back in its channels
+//! without `pass`, and every event of those channels after the offset is queued to it before
+//! any new one, in offset order, once each. An offset older than what a log still holds is
+//! answered honestly: not recovered.
+//!
+//! Recording and delivering an event happen under its channel's log lock, and a restore takes
+//! the locks of all the member's channels while it rejoins them and collects the missed
+//! events, so no event falls between the replay and the live stream, and none is in both.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::authorizer::Assigns;
+use super::context::Identity;
+use super::member::{MemberId, MemberTag};
+use super::outgoing::Outgoing;
+use crate::sync::lock;
+
+/// How much history a node keeps for clients that come back.
+///
+/// ```
+/// use std::time::Duration;
+/// use tidings_runtime::channels::HistoryLimits;
+/// let limits = HistoryLimits::default();
+/// assert_eq!(limits.max_age, Duration::from_secs(120));
+/// assert_eq!(limits.max_events, 1000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryLimits {
+    /// How long a disconnected client may stay away and still recover; also how long events
+    /// are kept (default 2 minutes, socket.io's default).
+    pub max_age: Duration,
+    /// The most events kept per channel (default 1000); a client that missed more is not
+    /// recovered.
+    pub max_events: usize,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits {
+            max_age: Duration::from_secs(120),
+            max_events: 1000,
+        }
+    }
+}
+
+impl HistoryLimits {
+    /// Limits with this maximum disconnection duration (and event age).
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Limits with this many events kept per channel (at least one).
+    pub fn max_events(mut self, max_events: usize) -> Self {
+        self.max_events = max_events.max(1);
+        self
+    }
+}
+
+/// One kept event.
+struct Entry {
+    offset: u64,
+    at: Instant,
+    message: Arc<Outgoing>,
+}
+
+/// One channel's log.
+struct Log {
+    entries: VecDeque<Entry>,
+    /// The highest offset dropped from this log (0: none).
+    evicted: u64,
+}
+
+impl Log {
+    fn trim(&mut self, limits: &HistoryLimits, now: Instant) {
+        while self.entries.len() > limits.max_events
+            || self
+                .entries
+                .front()
+                .is_some_and(|e| now.duration_since(e.at) > limits.max_age)
+        {
+            let Some(entry) = self.entries.pop_front() else {
+                break;
+            };
+            self.evicted = entry.offset;
+        }
+    }
+
+    /// The events after `since`; `None` when some of them are gone.
+    fn since(&self, since: u64) -> Option<impl Iterator<Item = (u64, &Arc<Outgoing>)>> {
+        if self.evicted > since {
+            return None;
+        }
+        let start = self.entries.partition_point(|e| e.offset <= since);
+        Some(self.entries.range(start..).map(|e| (e.offset, &e.message)))
+    }
+}
+
+/// A member whose connection ended for a reason its client recovers from.
+pub(crate) struct Suspended {
+    pub(crate) member: MemberId,
+    pub(crate) identity: Option<Identity>,
+    /// Its channels, with its assigns and membership tag in each.
+    pub(crate) channels: Vec<(String, Assigns, MemberTag)>,
+    at: Instant,
+}
+
+/// The logs and the suspended members.
+struct Inner {
+    /// The next offset (offsets start at 1, so a client's 0 means "from the start").
+    next: u64,
+    logs: HashMap<String, Log>,
+    suspended: HashMap<String, Suspended>,
+    /// Suspended members a new connection has claimed, by member id, until it takes them.
+    claimed: HashMap<MemberId, Suspended>,
+    /// Records since the last sweep.
+    since_sweep: u64,
+    /// The highest offset dropped with a log the sweep removed: a log made again later starts
+    /// from it, so it never claims to hold what its predecessor lost.
+    forgotten: u64,
+}
+
+impl Inner {
+    fn log(&mut self, channel: &str) -> &mut Log {
+        let forgotten = self.forgotten;
+        self.logs.entry(channel.to_owned()).or_insert_with(|| Log {
+            entries: VecDeque::new(),
+            evicted: forgotten,
+        })
+    }
+
+    fn sweep(&mut self, limits: &HistoryLimits) {
+        let now = Instant::now();
+        let mut forgotten = self.forgotten;
+        self.logs.retain(|_, log| {
+            log.trim(limits, now);
+            if log.entries.is_empty() {
+                forgotten = forgotten.max(log.evicted);
+                return false;
+            }
+            true
+        });
+        self.forgotten = forgotten;
+        self.suspended
+            .retain(|_, s| now.duration_since(s.at) <= limits.max_age);
+        self.claimed
+            .retain(|_, s| now.duration_since(s.at) <= limits.max_age);
+        self.since_sweep = 0;
+    }
+}
+
+thread_local! {
+    /// This thread holds the order lock (a `handle_out` that broadcasts while its event is
+    /// delivered runs inside the same turn).
+    static ORDERING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The turn of one recorded delivery (or one restore); nothing when this thread has it.
+pub(crate) struct Turn<'a>(Option<MutexGuard<'a, ()>>);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            ORDERING.with(|held| held.set(false));
+        }
+    }
+}
+
+/// The history of one node's channels, and its suspended members.
+pub(crate) struct History {
+    limits: HistoryLimits,
+    /// Held while an event is recorded and delivered, and while a member is restored: every
+    /// member gets the node's recorded events in offset order, and a restore cuts cleanly
+    /// between the replay and the live stream.
+    order: Mutex<()>,
+    inner: Mutex<Inner>,
+}
+
+/// How many records between two sweeps of the logs of other channels.
+const SWEEP_EVERY: u64 = 4096;
+
+impl History {
+    pub(crate) fn new(limits: HistoryLimits) -> Self {
+        History {
+            limits,
+            order: Mutex::new(()),
+            inner: Mutex::new(Inner {
+                next: 1,
+                logs: HashMap::new(),
+                suspended: HashMap::new(),
+                claimed: HashMap::new(),
+                since_sweep: 0,
+                forgotten: 0,
+            }),
+        }
+    }
+
+    /// Waits for the turn to record and deliver (or restore); held until dropped.
+    pub(crate) fn turn(&self) -> Turn<'_> {
+        if ORDERING.with(std::cell::Cell::get) {
+            return Turn(None);
+        }
+        let guard = lock(&self.order);
+        ORDERING.with(|held| held.set(true));
+        Turn(Some(guard))
+    }
+
+    /// Gives `message` the next offset and keeps it in its channel's log. Call it in a
+    /// [`History::turn`], and deliver the event before the turn ends.
+    pub(crate) fn record(&self, message: Outgoing) -> Arc<Outgoing> {
+        let mut inner = lock(&self.inner);
+        let offset = inner.next;
+        inner.next += 1;
+        let message = Arc::new(message.with_offset(offset));
+        let now = Instant::now();
+        let log = inner.log(message.channel());
+        log.entries.push_back(Entry {
+            offset,
+            at: now,
+            message: message.clone(),
+        });
+        log.trim(&self.limits, now);
+        inner.since_sweep += 1;
+        if inner.since_sweep >= SWEEP_EVERY {
+            inner.sweep(&self.limits);
+        }
+        message
+    }
+
+    /// Keeps a member's channels under `key` until it comes back or the age limit passes.
+    pub(crate) fn suspend(
+        &self,
+        key: String,
+        member: MemberId,
+        identity: Option<Identity>,
+        channels: Vec<(String, Assigns, MemberTag)>,
+    ) {
+        let mut inner = lock(&self.inner);
+        inner.sweep(&self.limits);
+        inner.suspended.insert(
+            key,
+            Suspended {
+                member,
+                identity,
+                channels,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// Claims the member suspended under `key` for a connection coming back from `offset`,
+    /// when it can: it is there, not too old, and no event after `offset` has left the logs of
+    /// its channels. Its id when so (then [`History::take`] it by that id); a second claim of
+    /// the same key finds nothing.
+    pub(crate) fn claim(&self, key: &str, offset: u64) -> Option<MemberId> {
+        let mut inner = lock(&self.inner);
+        if offset >= inner.next {
+            return None;
+        }
+        let entry = inner.suspended.get(key)?;
+        if entry.at.elapsed() > self.limits.max_age {
+            return None;
+        }
+        let channels: Vec<String> = entry.channels.iter().map(|(c, _, _)| c.clone()).collect();
+        let covered = channels
+            .iter()
+            .all(|channel| inner.log(channel).since(offset).is_some());
+        if !covered {
+            return None;
+        }
+        let entry = inner.suspended.remove(key)?;
+        let member = entry.member;
+        inner.claimed.insert(member, entry);
+        Some(member)
+    }
+
+    /// Takes the claimed member `member`, when it is there and not too old.
+    pub(crate) fn take(&self, member: MemberId) -> Option<Suspended> {
+        let suspended = lock(&self.inner).claimed.remove(&member)?;
+        (suspended.at.elapsed() <= self.limits.max_age).then_some(suspended)
+    }
+
+    /// The events of `channels` after `offset`, in offset order, each with its channel's
+    /// index in `channels`; `None` when some are gone. Call it in a [`History::turn`].
+    pub(crate) fn missed(
+        &self,
+        channels: &[&str],
+        offset: u64,
+    ) -> Option<Vec<(usize, Arc<Outgoing>)>> {
+        let mut inner = lock(&self.inner);
+        let mut missed = Vec::new();
+        for (at, channel) in channels.iter().enumerate() {
+            let events = inner.log(channel).since(offset)?;
+            missed.extend(events.map(|(o, m)| (o, at, m.clone())));
+        }
+        missed.sort_unstable_by_key(|(o, _, _)| *o);
+        Some(missed.into_iter().map(|(_, at, m)| (at, m)).collect())
+    }
+
+    /// Drops what is older than the age limit.
+    #[cfg(test)]
+    pub(crate) fn sweep(&self) {
+        lock(&self.inner).sweep(&self.limits);
+    }
+
+    /// How many members are suspended.
+    #[cfg(test)]
+    pub(crate) fn suspended_count(&self) -> usize {
+        lock(&self.inner).suspended.len()
+    }
+
+    /// How many events are kept, all channels together.
+    #[cfg(test)]
+    pub(crate) fn event_count(&self) -> usize {
+        lock(&self.inner)
+            .logs
+            .values()
+            .map(|l| l.entries.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::Payload;
+
+    fn event(channel: &str, n: u32) -> Outgoing {
+        Outgoing::new(
+            channel,
+            "tick",
+            Payload::from_value(&n).unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    fn offsets(events: Option<Vec<(usize, Arc<Outgoing>)>>) -> Option<Vec<(usize, u64)>> {
+        events.map(|events| {
+            events
+                .iter()
+                .map(|(at, m)| (*at, m.offset().unwrap_or_default()))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn offsets_order_events_across_channels_and_missed_merges_them() {
+        let history = History::new(HistoryLimits::default());
+        for n in 0..3 {
+            let _turn = history.turn();
+            let m = history.record(event("a", n));
+            assert_eq!(m.offset(), Some(u64::from(2 * n + 1)));
+            history.record(event("b", n));
+        }
+        assert_eq!(
+            offsets(history.missed(&["a", "b"], 2)),
+            Some(vec![(0, 3), (1, 4), (0, 5), (1, 6)])
+        );
+        assert_eq!(offsets(history.missed(&["b"], 5)), Some(vec![(0, 6)]));
+        assert_eq!(offsets(history.missed(&["a"], 6)), Some(vec![]));
+        assert_eq!(offsets(history.missed(&["quiet"], 0)), Some(vec![]));
+    }
+
+    #[test]
+    fn a_turn_is_taken_once_per_thread() {
+        let history = History::new(HistoryLimits::default());
+        let outer = history.turn();
+        // A broadcast inside a delivery (handle_out) does not wait on its own thread's turn.
+        let inner = history.turn();
+        drop(inner);
+        drop(outer);
+        let again = history.turn();
+        drop(again);
+    }
+
+    #[test]
+    fn a_log_past_its_count_says_so_instead_of_leaving_a_gap() {
+        let history = History::new(HistoryLimits::default().max_events(2));
+        for n in 0..5 {
+            history.record(event("a", n));
+        }
+        assert_eq!(
+            offsets(history.missed(&["a"], 3)),
+            Some(vec![(0, 4), (0, 5)])
+        );
+        assert_eq!(offsets(history.missed(&["a"], 2)), None, "offset 3 is gone");
+    }
+
+    #[test]
+    fn events_and_suspended_members_older_than_the_age_limit_go() {
+        let history = History::new(HistoryLimits::default().max_age(Duration::from_millis(30)));
+        history.record(event("a", 1));
+        let id = MemberId::random().unwrap_or_else(|e| panic!("{e}"));
+        history.suspend(
+            "pid".into(),
+            id,
+            None,
+            vec![("a".into(), Assigns::default(), 0)],
+        );
+        assert_eq!(history.claim("other", 1), None);
+        assert_eq!(history.claim("pid", 99), None, "an offset never given");
+        assert_eq!(history.claim("pid", 1), Some(id));
+        assert_eq!(history.claim("pid", 1), None, "claimed once");
+        assert!(history.take(id).is_some());
+        assert!(history.take(id).is_none());
+        history.suspend(
+            "pid".into(),
+            id,
+            None,
+            vec![("a".into(), Assigns::default(), 0)],
+        );
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(history.claim("pid", 1), None, "too old");
+        history.sweep();
+        assert_eq!(history.suspended_count(), 0);
+        assert_eq!(history.event_count(), 0);
+        // Made again, the log does not claim what the dropped one lost.
+        assert_eq!(offsets(history.missed(&["a"], 0)), None);
+    }
+}
