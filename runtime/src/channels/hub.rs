@@ -198,7 +198,10 @@ impl Hub {
             }
         };
         member.add_channel(channel, assigns);
-        self.subscribe(member, channel, entry, tag);
+        match join_since(payload) {
+            None => self.subscribe(member, channel, entry, tag),
+            Some(since) => self.subscribe_since(member, channel, entry, tag, since),
+        }
         tracing::debug!(channel, member = %member.id(), "joined");
         self.after_join(member, channel, entry, &params).await;
         Ok(reply)
@@ -229,6 +232,51 @@ impl Hub {
             {
                 fanout.channel_opened(channel);
             }
+        }
+    }
+
+    /// Subscribes `member` to `channel` for a client that asked to resume from `since` (the
+    /// offset of the last event it got there; `None` when it was not one): the events after
+    /// it go to the member before any new one, then a `recovery` event says whether it got
+    /// everything it missed (`{"recovered": true, "replayed": N}`) or not
+    /// (`{"recovered": false}`: too old, no history kept, or a `since` that is no offset).
+    fn subscribe_since(
+        &self,
+        member: &Arc<Member>,
+        channel: &str,
+        entry: &Channel,
+        tag: MemberTag,
+        since: Option<u64>,
+    ) {
+        let Some(history) = &self.history else {
+            self.subscribe(member, channel, entry, tag);
+            return self.push_recovery(member, channel, None);
+        };
+        let _turn = history.turn();
+        let missed = since.and_then(|since| history.missed(&[channel], since));
+        self.subscribe(member, channel, entry, tag);
+        let replayed = missed.map(|missed| {
+            for (_, message) in &missed {
+                member.sink.deliver(message, tag);
+            }
+            missed.len()
+        });
+        self.push_recovery(member, channel, replayed);
+    }
+
+    fn push_recovery(&self, member: &Member, channel: &str, replayed: Option<usize>) {
+        let body = match replayed {
+            Some(replayed) => serde_json::json!({ "recovered": true, "replayed": replayed }),
+            None => serde_json::json!({ "recovered": false }),
+        };
+        match Payload::from_value(&body)
+            .map_err(EmitError::from)
+            .and_then(|payload| self.outgoing(channel, "recovery", payload))
+        {
+            Ok(message) => {
+                self.push(member, &message.into_direct());
+            }
+            Err(err) => tracing::error!(channel, %err, "recovery event not sent"),
         }
     }
 
@@ -792,6 +840,25 @@ impl Hub {
         }
         Ok(())
     }
+}
+
+/// The `since` of a join payload `{"since": N}` (a number, or a string of one): `None` when
+/// the payload asks for no history, `Some(None)` when its `since` is no offset.
+fn join_since(payload: Option<&RawValue>) -> Option<Option<u64>> {
+    #[derive(serde::Deserialize)]
+    struct Join<'a> {
+        #[serde(borrow)]
+        since: Option<&'a RawValue>,
+    }
+    let join: Join<'_> = serde_json::from_str(payload?.get()).ok()?;
+    let since = join.since?;
+    Some(
+        match serde_json::from_str::<serde_json::Value>(since.get()) {
+            Ok(serde_json::Value::Number(n)) => n.as_u64(),
+            Ok(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        },
+    )
 }
 
 impl LocalDelivery for Hub {

@@ -1109,4 +1109,180 @@ mod tests {
             Some(1)
         );
     }
+
+    fn hub_with_history(limits: crate::channels::HistoryLimits) -> Arc<Hub> {
+        let registry = Registry::from_registrations([&GATED, &OPEN, &RICH, &LOBBY])
+            .unwrap_or_else(|e| panic!("{e}"));
+        Hub::with_history(
+            registry,
+            AppData::default(),
+            ChannelLimits::default(),
+            None,
+            Some(limits),
+        )
+    }
+
+    async fn join_with(member: &Arc<Member>, channel: &str, payload: &str) {
+        let (done, rx) = answer();
+        let payload = RawValue::from_string(payload.to_owned()).unwrap_or_else(|e| panic!("{e}"));
+        member
+            .join(channel, Some(payload), 0, done)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(verdict(rx).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_join_with_since_gets_what_it_missed_then_says_so() {
+        let hub = hub_with_history(crate::channels::HistoryLimits::default().max_events(3));
+        for n in 1..=4 {
+            hub.broadcast(
+                "open/1",
+                "tick",
+                Payload::from_value(&n).unwrap_or_default(),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        // Offsets 1..=4 were given; 1 has left the log (3 kept).
+        let (late, sink) = member(&hub);
+        join_with(&late, "open/1", r#"{"since": "2"}"#).await;
+        let got = received(&sink);
+        assert_eq!(
+            got,
+            [
+                ("tick".to_owned(), serde_json::json!(3)),
+                ("tick".to_owned(), serde_json::json!(4)),
+                (
+                    "recovery".to_owned(),
+                    serde_json::json!({"recovered": true, "replayed": 2})
+                ),
+            ]
+        );
+        // The next event comes live, after the replay, with the next offset.
+        hub.broadcast(
+            "open/1",
+            "tick",
+            Payload::from_value(&5).unwrap_or_default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            received(&sink).last().map(|(_, v)| v.clone()),
+            Some(serde_json::json!(5))
+        );
+
+        // Too old: nothing replayed, and the client is told.
+        let (older, sink) = member(&hub);
+        join_with(&older, "open/1", r#"{"since": 0}"#).await;
+        assert_eq!(
+            received(&sink),
+            [(
+                "recovery".to_owned(),
+                serde_json::json!({"recovered": false})
+            )]
+        );
+        // Not an offset: the same honest answer.
+        let (odd, sink) = member(&hub);
+        join_with(&odd, "open/1", r#"{"since": "yesterday"}"#).await;
+        assert_eq!(
+            received(&sink),
+            [(
+                "recovery".to_owned(),
+                serde_json::json!({"recovered": false})
+            )]
+        );
+        // A join without since gets no recovery event.
+        let (plain, sink) = member(&hub);
+        join_with(&plain, "open/1", r#"{"nick": "x"}"#).await;
+        assert!(received(&sink).is_empty());
+    }
+
+    #[tokio::test]
+    async fn since_without_history_is_answered_not_recovered() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        hub.broadcast(
+            "open/1",
+            "tick",
+            Payload::from_value(&1).unwrap_or_default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (member, sink) = member(&hub);
+        join_with(&member, "open/1", r#"{"since": 0}"#).await;
+        assert_eq!(
+            received(&sink),
+            [(
+                "recovery".to_owned(),
+                serde_json::json!({"recovered": false})
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_suspended_member_is_restored_with_its_assigns_and_the_events_it_missed() {
+        let hub = hub_with_history(crate::channels::HistoryLimits::default());
+        let (first, _) = member(&hub);
+        join_with(&first, "rich/1", r#""nick""#).await;
+        join_with(&first, "open/1", "null").await;
+        hub.broadcast(
+            "open/1",
+            "tick",
+            Payload::from_value(&1).unwrap_or_default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        first.suspend(
+            LeaveReason::Disconnected(crate::channels::Disconnect::TransportError),
+            "pid".to_owned(),
+        );
+        for _ in 0..500 {
+            if hub.subscription_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(hub.subscription_count(), 0);
+        // Missed while away: one event in each channel, in this order.
+        hub.broadcast(
+            "rich/1",
+            "talk",
+            Payload::from_value(&"a").unwrap_or_default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        hub.broadcast(
+            "open/1",
+            "tick",
+            Payload::from_value(&2).unwrap_or_default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+
+        let id = hub
+            .claim_suspended("pid", 1)
+            .unwrap_or_else(|| panic!("claimable"));
+        assert_eq!(id, first.id());
+        assert!(hub.claim_suspended("pid", 1).is_none(), "claimed once");
+        let suspended = hub.take_suspended(id).unwrap_or_else(|| panic!("taken"));
+        let sink = Arc::new(Recorder::default());
+        let back = Member::new(&hub, id, Handshake::default(), None, sink.clone());
+        let (done, rx) = answer();
+        back.restore(suspended.channels, 1, done)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(get(rx).await);
+        assert_eq!(
+            received(&sink),
+            [
+                ("talk".to_owned(), serde_json::json!("a")),
+                ("tick".to_owned(), serde_json::json!(2)),
+            ]
+        );
+        assert_eq!(hub.subscription_count(), 2);
+        // Its assigns came back: `rich/1` still knows its nick, no join ran.
+        assert_eq!(
+            ask_event(&back, "rich/1", "whoami").await,
+            Reply::ok_with(&Some("nick"))
+        );
+    }
 }

@@ -137,11 +137,13 @@ broadcast_encoding!(V2WebSocket, Vsn::V2, true);
 broadcast_encoding!(V2Text, Vsn::V2, false);
 broadcast_encoding!(V1Text, Vsn::V1, false);
 
-/// An event as a Phoenix message: a push when it has a join_ref, a broadcast when not.
+/// An event as a Phoenix message: a push when it has a join_ref, a broadcast when not. An event
+/// of the channel history carries its offset as the message's `ref` (phoenix.js hands it to
+/// `channel.on` callbacks as their second argument).
 fn phoenix_message(message: &Outgoing, join_ref: Option<&str>) -> Message {
     Message {
         join_ref: join_ref.map(ToOwned::to_owned),
-        msg_ref: None,
+        msg_ref: message.offset().map(|offset| offset.to_string()),
         topic: message.channel().to_owned(),
         event: message.event().to_owned(),
         payload: body(message.payload()),

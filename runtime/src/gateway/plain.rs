@@ -67,6 +67,7 @@ impl Encoding for Events {
             channel: message.channel(),
             event: message.event(),
             data: &data,
+            offset: message.offset(),
         }
         .encode();
         Frame::Text(text.into()).shared()

@@ -159,7 +159,8 @@ pub enum ServerMessage<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<&'a str>,
     },
-    /// A channel event: `{"type":"event","channel":C,"event":E,"data":D}`.
+    /// A channel event: `{"type":"event","channel":C,"event":E,"data":D}`, with
+    /// `"offset":N` when the server keeps channel history (connection state recovery).
     Event {
         /// The channel.
         channel: &'a str,
@@ -167,6 +168,9 @@ pub enum ServerMessage<'a> {
         event: &'a str,
         /// The payload.
         data: &'a RawValue,
+        /// Its place in the channel history, for a later join with `since`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
     },
     /// A frame that was not a message: `{"type":"error","reason":R,"message":M}`.
     Error {
@@ -283,6 +287,7 @@ mod tests {
             channel: "chats/1",
             event: "message",
             data: &response,
+            offset: None,
         };
         assert_eq!(
             event.encode(),
