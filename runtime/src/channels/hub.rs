@@ -257,7 +257,7 @@ impl Hub {
         self.subscribe(member, channel, entry, tag);
         let replayed = missed.map(|missed| {
             for (_, message) in &missed {
-                member.sink.deliver(message, tag);
+                self.replay(member, tag, message);
             }
             missed.len()
         });
@@ -548,7 +548,7 @@ impl Hub {
                 back.push((channel, params));
             }
             for (at, message) in missed {
-                member.sink.deliver(&message, tags[at]);
+                self.replay(member, tags[at], &message);
             }
         }
         for (channel, params) in back {
@@ -779,37 +779,67 @@ impl Hub {
         let Ok(handler) = entry.instance(params) else {
             return 0;
         };
-        let mut delivered = 0;
-        for (member, tag) in recipients {
-            let ctx = ChannelContext {
-                channel: message.channel(),
-                params,
-                member: &member,
-                hub: self,
-            };
-            let outbound = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                handler.handle_out(message.event(), message.payload(), &ctx)
-            }));
-            let sent = match outbound {
-                Ok(Outbound::Keep) => member.sink.deliver(message, tag),
-                Ok(Outbound::Replace(payload)) => {
-                    let own = Outgoing::direct(message.channel(), message.event(), payload);
-                    member.sink.deliver(&own, tag)
+        recipients
+            .iter()
+            .filter(|(member, tag)| self.filter_out(&handler, entry, params, member, *tag, message))
+            .count()
+    }
+
+    /// Delivers `message` to one member through the channel's `handle_out`, which keeps,
+    /// drops or rewrites it (a rewrite keeps the event's offset).
+    fn filter_out(
+        &self,
+        handler: &super::registry::Instance<'_>,
+        entry: &Channel,
+        params: &Params,
+        member: &Member,
+        tag: MemberTag,
+        message: &Outgoing,
+    ) -> bool {
+        let ctx = ChannelContext {
+            channel: message.channel(),
+            params,
+            member,
+            hub: self,
+        };
+        let outbound = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            handler.handle_out(message.event(), message.payload(), &ctx)
+        }));
+        match outbound {
+            Ok(Outbound::Keep) => member.sink.deliver(message, tag),
+            Ok(Outbound::Replace(payload)) => {
+                let mut own = Outgoing::direct(message.channel(), message.event(), payload);
+                if let Some(offset) = message.offset() {
+                    own = own.with_offset(offset);
                 }
-                Ok(Outbound::Drop) => false,
-                Err(_) => {
-                    tracing::error!(
-                        channel = message.channel(),
-                        event = message.event(),
-                        kind = entry.type_name,
-                        "handle_out panicked; event not delivered to this member"
-                    );
-                    false
-                }
-            };
-            delivered += usize::from(sent);
+                member.sink.deliver(&own, tag)
+            }
+            Ok(Outbound::Drop) => false,
+            Err(_) => {
+                tracing::error!(
+                    channel = message.channel(),
+                    event = message.event(),
+                    kind = entry.type_name,
+                    "handle_out panicked; event not delivered to this member"
+                );
+                false
+            }
         }
-        delivered
+    }
+
+    /// Delivers a recorded event again to one member (a replay), through `handle_out` when
+    /// its channel filters that event, as it was delivered the first time.
+    fn replay(&self, member: &Member, tag: MemberTag, message: &Outgoing) {
+        match self.intercepting(message) {
+            Some((entry, params)) => {
+                if let Ok(handler) = entry.instance(&params) {
+                    self.filter_out(&handler, entry, &params, member, tag, message);
+                }
+            }
+            None => {
+                member.sink.deliver(message, tag);
+            }
+        }
     }
 
     /// How many members `channel` has on this node.

@@ -1285,4 +1285,68 @@ mod tests {
             Reply::ok_with(&Some("nick"))
         );
     }
+
+    #[tokio::test]
+    async fn a_replay_goes_through_handle_out_as_the_live_delivery_did() {
+        let hub = hub_with_history(crate::channels::HistoryLimits::default());
+        let mut sinks = Vec::new();
+        for nick in ["deaf", "loud"] {
+            let (member, _) = member(&hub);
+            join_with(&member, "rich/1", &format!("{nick:?}")).await;
+            hub.broadcast(
+                "rich/1",
+                "talk",
+                Payload::from_value(&"hi").unwrap_or_default(),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            member.suspend(
+                LeaveReason::Disconnected(crate::channels::Disconnect::TransportError),
+                nick.to_owned(),
+            );
+            for _ in 0..500 {
+                if !member.is_in("rich/1") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            sinks.push((nick, member.id()));
+        }
+        hub.broadcast(
+            "rich/1",
+            "talk",
+            Payload::from_value(&"x").unwrap_or_default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        hub.broadcast(
+            "rich/1",
+            "shout",
+            Payload::from_value(&"hey").unwrap_or_default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for (nick, id) in sinks {
+            // Both come back from offset 2 (their last `talk "hi"` was 1 or 2).
+            assert_eq!(hub.claim_suspended(nick, 2), Some(id));
+            let suspended = hub.take_suspended(id).unwrap_or_else(|| panic!("taken"));
+            let sink = Arc::new(Recorder::default());
+            let back = Member::new(&hub, id, Handshake::default(), None, sink.clone());
+            let (done, rx) = answer();
+            back.restore(suspended.channels, 2, done)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(get(rx).await);
+            let got = received(&sink);
+            match nick {
+                "deaf" => assert_eq!(got, [("talk".to_owned(), serde_json::json!("x"))]),
+                _ => assert_eq!(
+                    got,
+                    [
+                        ("talk".to_owned(), serde_json::json!("x")),
+                        ("shout".to_owned(), serde_json::json!("HEY")),
+                    ]
+                ),
+            }
+        }
+    }
 }
