@@ -506,19 +506,16 @@ fn forged_or_malformed_recovery_gets_a_fresh_session() {
 // fails today; run them with `cargo test --test recovery -- --ignored`.
 
 #[test]
-#[ignore = "runtime bug: a direct push whose last argument is a string becomes the official client's _lastOffset, and the next recovery fails"]
 fn direct_pushes_of_text_do_not_disturb_the_offset() {
     scenario("push-offset-text", defaults());
 }
 
 #[test]
-#[ignore = "runtime bug: a direct push whose last argument is a string of digits becomes the official client's _lastOffset, and the next recovery replays events it already got"]
 fn direct_pushes_of_digits_do_not_disturb_the_offset() {
     scenario("push-offset-number", defaults());
 }
 
 #[test]
-#[ignore = "runtime bug: a recovery that fails after its claim (events evicted while the connect hook runs) leaves an empty suspended state, and the next reconnect is recovered into no channel"]
 fn a_recovery_that_fails_late_is_never_a_silent_gap() {
     scenario(
         "late-failure",
@@ -531,13 +528,11 @@ fn a_recovery_that_fails_late_is_never_a_silent_gap() {
 }
 
 #[test]
-#[ignore = "runtime bug: the member is suspended only after its left hooks finish, so a client back sooner gets a fresh session"]
 fn a_slow_left_hook_does_not_lose_the_session() {
     scenario("slow-left", defaults());
 }
 
 #[test]
-#[ignore = "runtime behaviour to decide: events a channel had before the member joined it are replayed to it after recovery"]
 fn events_from_before_a_join_are_not_replayed() {
     scenario("before-join", defaults());
 }

@@ -318,8 +318,10 @@ impl TidingsBuilder {
         });
         if let Some(recovery) = &self.recovery {
             let claim_hub = hub.clone();
+            let confirm_hub = hub.clone();
             ns.recovery(
                 move |pid, offset| gateway::socketio::claim(&claim_hub, pid, offset),
+                move |sid, offset| gateway::socketio::confirm(&confirm_hub, sid, offset),
                 !recovery.rerun_connect_hook,
             );
         }

@@ -408,7 +408,7 @@ impl<'a> ChannelContext<'a> {
             .hub
             .outgoing(self.channel, event, payload)?
             .into_direct();
-        self.hub.push(self.member, &message);
+        self.hub.push(self.member, message);
         Ok(())
     }
 }

@@ -111,9 +111,49 @@ impl Log {
 pub(crate) struct Suspended {
     pub(crate) member: MemberId,
     pub(crate) identity: Option<Identity>,
-    /// Its channels, with its assigns and membership tag in each.
-    pub(crate) channels: Vec<(String, Assigns, MemberTag)>,
+    /// Its channels when its connection ended, each with the offset it joined at (to check
+    /// that what it missed is still kept).
+    starts: Vec<(String, u64)>,
+    /// Its memberships, handed over once its `left` hooks have run.
+    pub(crate) handover: Arc<Handover>,
     at: Instant,
+}
+
+/// A suspended member's memberships, handed over by its old connection's task once the
+/// `left` hooks have run (a client may come back before they finish).
+#[derive(Default)]
+pub(crate) struct Handover {
+    kept: Mutex<Option<Vec<Kept>>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Handover {
+    /// Hands the memberships over.
+    pub(crate) fn fill(&self, kept: Vec<Kept>) {
+        *lock(&self.kept) = Some(kept);
+        self.ready.notify_waiters();
+    }
+
+    /// The memberships, once handed over (`None` after `limit`).
+    pub(crate) async fn wait(&self, limit: std::time::Duration) -> Option<Vec<Kept>> {
+        let ready = self.ready.notified();
+        tokio::pin!(ready);
+        ready.as_mut().enable();
+        if let Some(kept) = lock(&self.kept).take() {
+            return Some(kept);
+        }
+        tokio::time::timeout(limit, ready).await.ok()?;
+        lock(&self.kept).take()
+    }
+}
+
+/// A channel a suspended member was in: its assigns and membership tag there, and the offset
+/// it joined at (nothing older is replayed to it).
+pub(crate) struct Kept {
+    pub(crate) channel: String,
+    pub(crate) assigns: Assigns,
+    pub(crate) tag: MemberTag,
+    pub(crate) since: u64,
 }
 
 /// The logs and the suspended members.
@@ -238,14 +278,21 @@ impl History {
         message
     }
 
+    /// The latest offset given (0 before the first). Read in a [`History::turn`], every event
+    /// up to it has been delivered.
+    pub(crate) fn last(&self) -> u64 {
+        lock(&self.inner).next - 1
+    }
+
     /// Keeps a member's channels under `key` until it comes back or the age limit passes.
     pub(crate) fn suspend(
         &self,
         key: String,
         member: MemberId,
         identity: Option<Identity>,
-        channels: Vec<(String, Assigns, MemberTag)>,
-    ) {
+        starts: Vec<(String, u64)>,
+    ) -> Arc<Handover> {
+        let handover = Arc::new(Handover::default());
         let mut inner = lock(&self.inner);
         inner.sweep(&self.limits);
         inner.suspended.insert(
@@ -253,10 +300,12 @@ impl History {
             Suspended {
                 member,
                 identity,
-                channels,
+                starts,
+                handover: handover.clone(),
                 at: Instant::now(),
             },
         );
+        handover
     }
 
     /// Claims the member suspended under `key` for a connection coming back from `offset`,
@@ -272,10 +321,14 @@ impl History {
         if entry.at.elapsed() > self.limits.max_age {
             return None;
         }
-        let channels: Vec<String> = entry.channels.iter().map(|(c, _, _)| c.clone()).collect();
+        let channels: Vec<(String, u64)> = entry
+            .starts
+            .iter()
+            .map(|(channel, since)| (channel.clone(), (*since).max(offset)))
+            .collect();
         let covered = channels
             .iter()
-            .all(|channel| inner.log(channel).since(offset).is_some());
+            .all(|(channel, since)| inner.log(channel).since(*since).is_some());
         if !covered {
             return None;
         }
@@ -285,23 +338,42 @@ impl History {
         Some(member)
     }
 
+    /// Whether the claimed member `member` can still come back from `offset`; when not, the
+    /// claim is dropped.
+    pub(crate) fn confirm(&self, member: MemberId, offset: u64) -> bool {
+        let mut inner = lock(&self.inner);
+        let Some(entry) = inner.claimed.get(&member) else {
+            return false;
+        };
+        let fresh = entry.at.elapsed() <= self.limits.max_age;
+        let starts: Vec<(String, u64)> = entry
+            .starts
+            .iter()
+            .map(|(channel, since)| (channel.clone(), (*since).max(offset)))
+            .collect();
+        let covered = fresh
+            && starts
+                .iter()
+                .all(|(channel, since)| inner.log(channel).since(*since).is_some());
+        if !covered {
+            inner.claimed.remove(&member);
+        }
+        covered
+    }
+
     /// Takes the claimed member `member`, when it is there and not too old.
     pub(crate) fn take(&self, member: MemberId) -> Option<Suspended> {
         let suspended = lock(&self.inner).claimed.remove(&member)?;
         (suspended.at.elapsed() <= self.limits.max_age).then_some(suspended)
     }
 
-    /// The events of `channels` after `offset`, in offset order, each with its channel's
+    /// The events of each channel after its offset, in offset order, each with its channel's
     /// index in `channels`; `None` when some are gone. Call it in a [`History::turn`].
-    pub(crate) fn missed(
-        &self,
-        channels: &[&str],
-        offset: u64,
-    ) -> Option<Vec<(usize, Arc<Outgoing>)>> {
+    pub(crate) fn missed(&self, channels: &[(&str, u64)]) -> Option<Vec<(usize, Arc<Outgoing>)>> {
         let mut inner = lock(&self.inner);
         let mut missed = Vec::new();
-        for (at, channel) in channels.iter().enumerate() {
-            let events = inner.log(channel).since(offset)?;
+        for (at, (channel, since)) in channels.iter().enumerate() {
+            let events = inner.log(channel).since(*since)?;
             missed.extend(events.map(|(o, m)| (o, at, m.clone())));
         }
         missed.sort_unstable_by_key(|(o, _, _)| *o);
@@ -363,12 +435,12 @@ mod tests {
             history.record(event("b", n));
         }
         assert_eq!(
-            offsets(history.missed(&["a", "b"], 2)),
+            offsets(history.missed(&[("a", 2), ("b", 2)])),
             Some(vec![(0, 3), (1, 4), (0, 5), (1, 6)])
         );
-        assert_eq!(offsets(history.missed(&["b"], 5)), Some(vec![(0, 6)]));
-        assert_eq!(offsets(history.missed(&["a"], 6)), Some(vec![]));
-        assert_eq!(offsets(history.missed(&["quiet"], 0)), Some(vec![]));
+        assert_eq!(offsets(history.missed(&[("b", 5)])), Some(vec![(0, 6)]));
+        assert_eq!(offsets(history.missed(&[("a", 6)])), Some(vec![]));
+        assert_eq!(offsets(history.missed(&[("quiet", 0)])), Some(vec![]));
     }
 
     #[test]
@@ -390,10 +462,14 @@ mod tests {
             history.record(event("a", n));
         }
         assert_eq!(
-            offsets(history.missed(&["a"], 3)),
+            offsets(history.missed(&[("a", 3)])),
             Some(vec![(0, 4), (0, 5)])
         );
-        assert_eq!(offsets(history.missed(&["a"], 2)), None, "offset 3 is gone");
+        assert_eq!(
+            offsets(history.missed(&[("a", 2)])),
+            None,
+            "offset 3 is gone"
+        );
     }
 
     #[test]
@@ -401,30 +477,20 @@ mod tests {
         let history = History::new(HistoryLimits::default().max_age(Duration::from_millis(30)));
         history.record(event("a", 1));
         let id = MemberId::random().unwrap_or_else(|e| panic!("{e}"));
-        history.suspend(
-            "pid".into(),
-            id,
-            None,
-            vec![("a".into(), Assigns::default(), 0)],
-        );
+        history.suspend("pid".into(), id, None, vec![("a".into(), 0)]);
         assert_eq!(history.claim("other", 1), None);
         assert_eq!(history.claim("pid", 99), None, "an offset never given");
         assert_eq!(history.claim("pid", 1), Some(id));
         assert_eq!(history.claim("pid", 1), None, "claimed once");
         assert!(history.take(id).is_some());
         assert!(history.take(id).is_none());
-        history.suspend(
-            "pid".into(),
-            id,
-            None,
-            vec![("a".into(), Assigns::default(), 0)],
-        );
+        history.suspend("pid".into(), id, None, vec![("a".into(), 0)]);
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(history.claim("pid", 1), None, "too old");
         history.sweep();
         assert_eq!(history.suspended_count(), 0);
         assert_eq!(history.event_count(), 0);
         // Made again, the log does not claim what the dropped one lost.
-        assert_eq!(offsets(history.missed(&["a"], 0)), None);
+        assert_eq!(offsets(history.missed(&[("a", 0)])), None);
     }
 }

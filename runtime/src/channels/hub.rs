@@ -19,7 +19,7 @@ use super::authorizer::{Outbound, Reply};
 use super::context::{AppData, ChannelContext, JoinContext, LeaveReason};
 use super::error::{EmitError, EventError, JoinError};
 use super::fanout::{Fanout, LocalDelivery};
-use super::history::{History, HistoryLimits};
+use super::history::{Handover, History, HistoryLimits, Kept};
 use super::member::{Member, MemberId, MemberTag};
 use super::outgoing::Outgoing;
 use super::presence::{
@@ -197,19 +197,34 @@ impl Hub {
                 return Err(JoinError::Crashed);
             }
         };
-        member.add_channel(channel, assigns);
         match join_since(payload) {
-            None => self.subscribe(member, channel, entry, tag),
-            Some(since) => self.subscribe_since(member, channel, entry, tag, since),
+            None => self.subscribe(member, channel, entry, tag, assigns, None),
+            Some(since) => self.subscribe_since(member, channel, entry, tag, assigns, since),
         }
         tracing::debug!(channel, member = %member.id(), "joined");
         self.after_join(member, channel, entry, &params).await;
         Ok(reply)
     }
 
-    /// Puts `member` in `channel`'s members (its presence and the fan-out told when it is the
-    /// first here).
-    fn subscribe(&self, member: &Arc<Member>, channel: &str, entry: &Channel, tag: MemberTag) {
+    /// Puts `member` in `channel`'s members with its `assigns` there (its presence and the
+    /// fan-out told when it is the first here). With a history, in a turn: the member's
+    /// membership starts at the latest offset (`since` keeps an earlier start, for a member
+    /// that comes back), so that no event from before it joined is replayed to it.
+    fn subscribe(
+        &self,
+        member: &Arc<Member>,
+        channel: &str,
+        entry: &Channel,
+        tag: MemberTag,
+        assigns: Assigns,
+        since: Option<u64>,
+    ) {
+        let _turn = self.history.as_ref().map(History::turn);
+        let start = self
+            .history
+            .as_ref()
+            .map_or(0, |history| since.unwrap_or_else(|| history.last()));
+        member.add_channel(channel, assigns, start);
         {
             let mut shard = write(self.shard(channel));
             let members = shard.entry(channel.to_owned()).or_default();
@@ -246,15 +261,16 @@ impl Hub {
         channel: &str,
         entry: &Channel,
         tag: MemberTag,
+        assigns: Assigns,
         since: Option<u64>,
     ) {
         let Some(history) = &self.history else {
-            self.subscribe(member, channel, entry, tag);
+            self.subscribe(member, channel, entry, tag, assigns, None);
             return self.push_recovery(member, channel, None);
         };
         let _turn = history.turn();
-        let missed = since.and_then(|since| history.missed(&[channel], since));
-        self.subscribe(member, channel, entry, tag);
+        let missed = since.and_then(|since| history.missed(&[(channel, since)]));
+        self.subscribe(member, channel, entry, tag, assigns, None);
         let replayed = missed.map(|missed| {
             for (_, message) in &missed {
                 self.replay(member, tag, message);
@@ -274,7 +290,7 @@ impl Hub {
             .and_then(|payload| self.outgoing(channel, "recovery", payload))
         {
             Ok(message) => {
-                self.push(member, &message.into_direct());
+                self.push(member, message.into_direct());
             }
             Err(err) => tracing::error!(channel, %err, "recovery event not sent"),
         }
@@ -353,7 +369,7 @@ impl Hub {
             .and_then(|payload| self.outgoing(channel, "presence_state", payload))
         {
             Ok(message) => {
-                self.push(member, &message.into_direct());
+                self.push(member, message.into_direct());
             }
             Err(err) => tracing::error!(channel, %err, "presence_state not sent"),
         }
@@ -487,30 +503,46 @@ impl Hub {
     }
 
     /// Takes `member` out of every channel it joined, running the `left` hooks. With a
-    /// `suspend` key (and a history kept), its channels, assigns and identity are kept under
-    /// that key for the client to come back to ([`Hub::restore`]).
+    /// handover (the member was suspended: [`Hub::suspend`]), its memberships (assigns
+    /// included) go there for the client to come back to ([`Hub::restore`]).
     pub(crate) async fn disconnect(
         &self,
         member: &Arc<Member>,
         reason: &LeaveReason,
-        suspend: Option<String>,
+        suspend: Option<Arc<Handover>>,
     ) {
         let mut kept = Vec::new();
         for channel in member.channels() {
-            if let Some((assigns, tag)) = self.leave_keeping(member, &channel, reason).await {
-                kept.push((channel, assigns, tag));
+            if let Some(membership) = self.leave_keeping(member, &channel, reason).await {
+                kept.push(membership);
             }
         }
-        if let (Some(key), Some(history)) = (suspend, &self.history) {
+        if let Some(handover) = suspend {
             tracing::debug!(member = %member.id(), channels = kept.len(), "suspended");
-            history.suspend(key, member.id(), member.identity.clone(), kept);
+            handover.fill(kept);
         }
+    }
+
+    /// Keeps `member`'s place under `key` at once, as its connection ends (a client may come
+    /// back before the `left` hooks are done); its memberships follow through the handover.
+    /// `None` without a history.
+    pub(crate) fn suspend(&self, member: &Member, key: String) -> Option<Arc<Handover>> {
+        let history = self.history.as_ref()?;
+        Some(history.suspend(key, member.id(), member.identity.clone(), member.starts()))
     }
 
     /// Claims the member suspended under `key` for a connection coming back from `offset`,
     /// when it can come back (see [`Hub::restore`]); its id when so.
     pub(crate) fn claim_suspended(&self, key: &str, offset: u64) -> Option<MemberId> {
         self.history.as_ref()?.claim(key, offset)
+    }
+
+    /// Whether the claimed member `member` can still come back from `offset` (nothing it
+    /// missed has gone since the claim); when not, the claim is dropped.
+    pub(crate) fn confirm_claim(&self, member: MemberId, offset: u64) -> bool {
+        self.history
+            .as_ref()
+            .is_some_and(|history| history.confirm(member, offset))
     }
 
     /// Takes the claimed member `member`: its handshake, identity and channels.
@@ -525,7 +557,7 @@ impl Hub {
     pub(crate) async fn restore(
         &self,
         member: &Arc<Member>,
-        channels: Vec<(String, Assigns, MemberTag)>,
+        channels: Vec<Kept>,
         offset: u64,
     ) -> bool {
         let Some(history) = &self.history else {
@@ -534,18 +566,28 @@ impl Hub {
         let mut back = Vec::with_capacity(channels.len());
         {
             let _turn = history.turn();
-            let names: Vec<&str> = channels.iter().map(|(c, _, _)| c.as_str()).collect();
-            let Some(missed) = history.missed(&names, offset) else {
+            // What it missed: after its offset, and nothing from before it joined a channel.
+            let from: Vec<(&str, u64)> = channels
+                .iter()
+                .map(|kept| (kept.channel.as_str(), kept.since.max(offset)))
+                .collect();
+            let Some(missed) = history.missed(&from) else {
                 return false;
             };
-            let tags: Vec<MemberTag> = channels.iter().map(|(_, _, tag)| *tag).collect();
-            for (channel, assigns, tag) in channels {
-                let Some((entry, params)) = self.registry.resolve(&channel) else {
+            let tags: Vec<MemberTag> = channels.iter().map(|kept| kept.tag).collect();
+            for kept in channels {
+                let Some((entry, params)) = self.registry.resolve(&kept.channel) else {
                     continue;
                 };
-                member.add_channel(&channel, assigns);
-                self.subscribe(member, &channel, entry, tag);
-                back.push((channel, params));
+                self.subscribe(
+                    member,
+                    &kept.channel,
+                    entry,
+                    kept.tag,
+                    kept.assigns,
+                    Some(kept.since),
+                );
+                back.push((kept.channel, params));
             }
             for (at, message) in missed {
                 self.replay(member, tags[at], &message);
@@ -575,7 +617,7 @@ impl Hub {
         member: &Arc<Member>,
         channel: &str,
         reason: &LeaveReason,
-    ) -> Option<(Assigns, MemberTag)> {
+    ) -> Option<Kept> {
         if !member.is_in(channel) {
             return None;
         }
@@ -622,7 +664,12 @@ impl Hub {
             }
         }
         // Out of its list last, so that `left` still sees the member's assigns.
-        member.remove_channel(channel).map(|assigns| (assigns, tag))
+        member.remove_channel(channel).map(|(assigns, since)| Kept {
+            channel: channel.to_owned(),
+            assigns,
+            tag,
+            since,
+        })
     }
 
     /// A client event `event` into `channel`, handled by the channel's `handle_in`.
@@ -850,12 +897,30 @@ impl Hub {
     }
 
     /// Hands an event to one member, through its membership of the event's channel.
-    pub(crate) fn push(&self, member: &Member, message: &Outgoing) -> bool {
+    ///
+    /// With a history kept, the push carries the node's latest offset (it is not recorded
+    /// itself): everything up to it reached the member first, so a client that takes the
+    /// last argument or offset it got as where it is (socket.io's client does, for any event
+    /// whose last argument is a string) resumes from the right place.
+    pub(crate) fn push(&self, member: &Member, message: Outgoing) -> bool {
         let tag = read(self.shard(message.channel()))
             .get(message.channel())
             .and_then(|members| members.get(&member.id()))
             .map(|(_, tag)| *tag);
-        tag.is_some_and(|tag| member.sink.deliver(message, tag))
+        let Some(tag) = tag else {
+            return false;
+        };
+        match &self.history {
+            Some(history) => {
+                let _turn = history.turn();
+                let message = match history.last() {
+                    0 => message,
+                    last => message.with_offset(last),
+                };
+                member.sink.deliver(&message, tag)
+            }
+            None => member.sink.deliver(&message, tag),
+        }
     }
 
     fn check_channel_name(&self, channel: &str) -> Result<(), JoinError> {

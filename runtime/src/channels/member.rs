@@ -84,6 +84,9 @@ pub type MemberTag = u64;
 /// default subscription limit, so a page subscribing to all its channels at once is fine).
 pub const MAX_PENDING: usize = 256;
 
+/// How long a member that comes back waits for its old connection's `left` hooks.
+const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Too many requests of this member are waiting; the gateway should close the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many pending channel requests (more than {MAX_PENDING})")]
@@ -103,7 +106,7 @@ enum Request {
         done: Done<bool>,
     },
     Restore {
-        channels: Vec<(String, Assigns, MemberTag)>,
+        suspended: super::history::Suspended,
         offset: u64,
         done: Done<bool>,
     },
@@ -129,11 +132,20 @@ pub struct Member {
     state: Mutex<State>,
 }
 
+/// One channel a member is in.
+struct Joined {
+    channel: Box<str>,
+    assigns: Assigns,
+    /// The history's latest offset when it joined (0 without a history): a replay gives it
+    /// nothing older.
+    since: u64,
+}
+
 #[derive(Default)]
 struct State {
     /// The channels joined, with the member's assigns in each; the first is kept inline, as
     /// most connections join few.
-    joined: SmallVec<[(Box<str>, Assigns); 1]>,
+    joined: SmallVec<[Joined; 1]>,
     /// Boxed, and only while some are pending: a member lives as long as its connection.
     #[expect(
         clippy::box_collection,
@@ -144,8 +156,8 @@ struct State {
     running: bool,
     /// The connection ended, for this reason: the member leaves every channel next.
     gone: Option<LeaveReason>,
-    /// Keep its channels under this key for the client to come back to.
-    suspend: Option<String>,
+    /// Its channels go to this handover when it has left them (the client may come back).
+    suspend: Option<Arc<super::history::Handover>>,
     /// The member has left everything; nothing runs any more.
     ended: bool,
 }
@@ -187,13 +199,13 @@ impl Member {
         self.state()
             .joined
             .iter()
-            .map(|(c, _)| c.to_string())
+            .map(|j| j.channel.to_string())
             .collect()
     }
 
     /// Whether it has joined `channel`.
     pub fn is_in(&self, channel: &str) -> bool {
-        self.state().joined.iter().any(|(c, _)| **c == *channel)
+        self.state().joined.iter().any(|j| *j.channel == *channel)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -205,16 +217,22 @@ impl Member {
         self.state().joined.len()
     }
 
-    pub(crate) fn add_channel(&self, channel: &str, assigns: Assigns) {
-        self.state().joined.push((channel.into(), assigns));
+    /// Adds `channel` with the member's assigns there and the history offset it joined at.
+    pub(crate) fn add_channel(&self, channel: &str, assigns: Assigns, since: u64) {
+        self.state().joined.push(Joined {
+            channel: channel.into(),
+            assigns,
+            since,
+        });
     }
 
     /// Takes `channel` out of its list, handing back its assigns; `None` when it was not
     /// there.
-    pub(crate) fn remove_channel(&self, channel: &str) -> Option<Assigns> {
+    pub(crate) fn remove_channel(&self, channel: &str) -> Option<(Assigns, u64)> {
         let mut state = self.state();
-        let at = state.joined.iter().position(|(c, _)| **c == *channel)?;
-        Some(state.joined.remove(at).1)
+        let at = state.joined.iter().position(|j| *j.channel == *channel)?;
+        let joined = state.joined.remove(at);
+        Some((joined.assigns, joined.since))
     }
 
     /// Runs `f` on the member's assigns in `channel` (a short critical section: `f` must not
@@ -225,8 +243,8 @@ impl Member {
         f: impl FnOnce(&mut Assigns) -> R,
     ) -> Option<R> {
         let mut state = self.state();
-        let (_, assigns) = state.joined.iter_mut().find(|(c, _)| **c == *channel)?;
-        Some(f(assigns))
+        let joined = state.joined.iter_mut().find(|j| *j.channel == *channel)?;
+        Some(f(&mut joined.assigns))
     }
 
     /// Asks to join `channel` with the client's join `payload`; `done` gets the verdict (the
@@ -328,31 +346,50 @@ impl Member {
     /// when some of those events are gone.
     pub(crate) fn restore(
         self: &Arc<Self>,
-        channels: Vec<(String, Assigns, MemberTag)>,
+        suspended: super::history::Suspended,
         offset: u64,
         done: impl FnOnce(bool) + Send + 'static,
     ) -> Result<(), Overloaded> {
         self.submit(Request::Restore {
-            channels,
+            suspended,
             offset,
             done: Box::new(done),
         })
     }
 
     fn end(self: &Arc<Self>, reason: LeaveReason, suspend: Option<String>) {
+        {
+            let state = self.state();
+            if state.ended || state.gone.is_some() {
+                return;
+            }
+        }
+        let handover = suspend.and_then(|key| self.hub.suspend(self, key));
         let mut state = self.state();
         if state.ended || state.gone.is_some() {
             return;
         }
         state.pending = None;
-        state.suspend = suspend;
-        if !state.running && state.joined.is_empty() && state.suspend.is_none() {
+        if !state.running && state.joined.is_empty() {
+            if let Some(handover) = handover {
+                handover.fill(Vec::new());
+            }
             // Nothing to leave and nothing running: done at once, no task.
             state.ended = true;
             return;
         }
+        state.suspend = handover;
         state.gone = Some(reason);
         self.start(&mut state);
+    }
+
+    /// Its channels, each with the history offset it joined at.
+    pub(crate) fn starts(&self) -> Vec<(String, u64)> {
+        self.state()
+            .joined
+            .iter()
+            .map(|j| (j.channel.to_string(), j.since))
+            .collect()
     }
 
     fn submit(self: &Arc<Self>, request: Request) -> Result<(), Overloaded> {
@@ -429,10 +466,17 @@ impl Member {
                 done(hub.leave(self, &channel, &LeaveReason::Unsubscribed).await);
             }
             Request::Restore {
-                channels,
+                suspended,
                 offset,
                 done,
-            } => done(hub.restore(self, channels, offset).await),
+            } => {
+                // The old connection's `left` hooks may still be running.
+                let restored = match suspended.handover.wait(HANDOVER_WAIT).await {
+                    Some(channels) => hub.restore(self, channels, offset).await,
+                    None => false,
+                };
+                done(restored);
+            }
             Request::Event {
                 channel,
                 event,
@@ -1268,7 +1312,7 @@ mod tests {
         let sink = Arc::new(Recorder::default());
         let back = Member::new(&hub, id, Handshake::default(), None, sink.clone());
         let (done, rx) = answer();
-        back.restore(suspended.channels, 1, done)
+        back.restore(suspended, 1, done)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(get(rx).await);
         assert_eq!(
@@ -1333,7 +1377,7 @@ mod tests {
             let sink = Arc::new(Recorder::default());
             let back = Member::new(&hub, id, Handshake::default(), None, sink.clone());
             let (done, rx) = answer();
-            back.restore(suspended.channels, 2, done)
+            back.restore(suspended, 2, done)
                 .unwrap_or_else(|e| panic!("{e}"));
             assert!(get(rx).await);
             let got = received(&sink);

@@ -9,6 +9,7 @@
 //! Server to client: `<channel>/<event>` with the payload. The socket's id is its member id.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::channels::{
     Disconnect, Encoding, Handshake, Hub, Identity, LeaveReason, Member, MemberId, MemberTag,
@@ -105,6 +106,9 @@ fn leave_reason(reason: &DisconnectReason) -> LeaveReason {
 /// One socket's link to its member.
 struct Link {
     member: Arc<Member>,
+    /// Its state is kept when the connection is lost (false once a restore failed: the
+    /// client must start afresh).
+    suspendable: AtomicBool,
 }
 
 /// Whether a client coming back with private session id `pid` and `offset` gets its state
@@ -113,6 +117,15 @@ pub(crate) fn claim(hub: &Hub, pid: &str, offset: &str) -> Option<Sid> {
     let offset = offset.parse::<u64>().ok()?;
     let member = hub.claim_suspended(pid, offset)?;
     Sid::parse(member.as_str())
+}
+
+/// Whether the state claimed for socket `sid` is still whole from `offset` (after a connect
+/// hook that ran meanwhile); when not, the claim is dropped.
+pub(crate) fn confirm(hub: &Hub, sid: Sid, offset: &str) -> bool {
+    let (Ok(member), Ok(offset)) = (sid.as_str().parse::<MemberId>(), offset.parse::<u64>()) else {
+        return false;
+    };
+    hub.confirm_claim(member, offset)
 }
 
 /// Wires a freshly connected socket to the hub: a member whose id is the socket's. A socket
@@ -145,19 +158,25 @@ pub(crate) fn attach(hub: &Arc<Hub>, socket: &SocketRef) {
     // that cycle.
     let sink: Arc<dyn Sink> = socket.clone();
     let member = Member::new(hub, id, handshake(socket), identity, sink);
-    socket.listen(Arc::new(Link {
+    let link = Arc::new(Link {
         member: member.clone(),
-    }));
+        suspendable: AtomicBool::new(true),
+    });
+    socket.listen(link.clone());
     if let Some((suspended, offset)) = restoring {
         let closing = socket.clone();
-        let restored = member.restore(suspended.channels, offset, move |restored| {
+        let failed = link.clone();
+        let restored = member.restore(suspended, offset, move |restored| {
             if !restored {
-                // Events it missed are gone after all: no silent gap, a fresh start.
+                // Events it missed are gone after all: no silent gap, a fresh start (and
+                // nothing kept of this connection for the next attempt).
                 tracing::debug!(socket = %closing.id(), "missed events gone; closing");
+                failed.suspendable.store(false, Ordering::Release);
                 closing.close_connection();
             }
         });
         if restored.is_err() {
+            link.suspendable.store(false, Ordering::Release);
             socket.close_connection();
         }
     }
@@ -220,7 +239,7 @@ impl Listener for Link {
 
     fn on_disconnect(self: Arc<Self>, socket: SocketRef, reason: &DisconnectReason) {
         match socket.pid() {
-            Some(pid) if reason.is_recoverable() => {
+            Some(pid) if reason.is_recoverable() && self.suspendable.load(Ordering::Acquire) => {
                 self.member.suspend(leave_reason(reason), pid.to_string());
             }
             _ => self.member.disconnect(leave_reason(reason)),

@@ -19,12 +19,16 @@ type ConnectHandler = Box<dyn Fn(SocketRef) + Send + Sync>;
 type GuardFuture = Pin<Box<dyn Future<Output = Result<(), ConnectRefusal>> + Send>>;
 type Guard = Arc<dyn Fn(SocketRef) -> GuardFuture + Send + Sync>;
 type RecoverHook = Arc<dyn Fn(&str, &str) -> Option<Sid> + Send + Sync>;
+type ConfirmHook = Arc<dyn Fn(Sid, &str) -> bool + Send + Sync>;
 
 /// Connection state recovery in a namespace: who decides whether a client comes back.
 #[derive(Clone)]
 pub(crate) struct Recovery {
     /// Given the client's private session id and offset, the socket id to take back.
     pub(crate) hook: RecoverHook,
+    /// After a guard that ran for a socket coming back: whether its state is still whole
+    /// (socket id, offset).
+    pub(crate) confirm: ConfirmHook,
     /// A socket that comes back skips the guard (it passed it the first time).
     pub(crate) skip_guard: bool,
 }
@@ -81,13 +85,18 @@ impl Namespace {
     /// socket gets a private session id (`pid`, sent in the CONNECT answer), and a client that
     /// comes back with its `pid` and the `offset` of the last event it got is asked about:
     /// `hook(pid, offset)` answers the socket id it takes back, or `None` for a fresh socket.
-    /// A socket that comes back skips the guard when `skip_guard` is true.
-    pub fn recovery<F>(&self, hook: F, skip_guard: bool) -> &Self
+    /// A socket that comes back skips the guard when `skip_guard` is true; when the guard
+    /// runs, `confirm(socket id, offset)` says afterwards whether the state is still there to
+    /// take back (else the connection closes before any answer, and the client starts afresh
+    /// on its next attempt).
+    pub fn recovery<F, C>(&self, hook: F, confirm: C, skip_guard: bool) -> &Self
     where
         F: Fn(&str, &str) -> Option<Sid> + Send + Sync + 'static,
+        C: Fn(Sid, &str) -> bool + Send + Sync + 'static,
     {
         *write(&self.recovery) = Some(Recovery {
             hook: Arc::new(hook),
+            confirm: Arc::new(confirm),
             skip_guard,
         });
         self

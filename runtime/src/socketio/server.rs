@@ -503,7 +503,18 @@ impl IoHandler {
                 tokio::spawn(async move {
                     match guard(socket.clone()).await {
                         Ok(()) => {
-                            if !socket.session().is_closed() {
+                            // A socket coming back whose state went while the guard ran is
+                            // not told it recovered: its connection closes before the
+                            // answer, and the client's next attempt starts afresh.
+                            let still = match (&recovery, socket.resumed_from()) {
+                                (Some(recovery), Some(offset)) => {
+                                    (recovery.confirm)(socket.id(), offset)
+                                }
+                                _ => true,
+                            };
+                            if !still {
+                                socket.close_connection();
+                            } else if !socket.session().is_closed() {
                                 accept(&socket);
                             }
                         }
