@@ -607,7 +607,11 @@ const scenarios = {
     );
     const got = reader.events.filter((e) => e.event === "chats/1/message" && e.args[0]?.message === message);
     assert.equal(got.length, 1, "the reader got the message once");
-    assert.deepEqual(got[0].args, [{ message }], "the message event carries {message}");
+    // The chat example keeps channel history (connection state recovery): the event's last
+    // argument is its offset on the node that delivered it.
+    assert.deepEqual(got[0].args[0], { message }, "the message event carries {message}");
+    assert.equal(got[0].args.length, 2, "and its offset");
+    assert.match(got[0].args[1], /^[1-9][0-9]*$/, "the offset is a decimal string");
   },
 };
 
