@@ -285,15 +285,34 @@ impl Hub {
             Some(replayed) => serde_json::json!({ "recovered": true, "replayed": replayed }),
             None => serde_json::json!({ "recovered": false }),
         };
-        match Payload::from_value(&body)
-            .map_err(EmitError::from)
-            .and_then(|payload| self.outgoing(channel, "recovery", payload))
-        {
+        self.push_own(member, channel, "recovery", &body);
+    }
+
+    /// Pushes an event of the hub's own (`recovery`, `presence_state`) to one member.
+    fn push_own<T: serde::Serialize + ?Sized>(
+        &self,
+        member: &Member,
+        channel: &str,
+        event: &str,
+        body: &T,
+    ) {
+        match self.own_event(channel, event, body) {
             Ok(message) => {
                 self.push(member, message.into_direct());
             }
-            Err(err) => tracing::error!(channel, %err, "recovery event not sent"),
+            Err(err) => tracing::error!(channel, event, %err, "not sent"),
         }
+    }
+
+    /// An event of the hub's own with `body` as its one argument.
+    fn own_event<T: serde::Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        event: &str,
+        body: &T,
+    ) -> Result<Outgoing, EmitError> {
+        let payload = Payload::from_value(body)?;
+        self.outgoing(channel, event, payload)
     }
 
     /// What follows a join: the `joined` hook (once every node's presence is in), then the
@@ -363,16 +382,7 @@ impl Hub {
     }
 
     fn push_presence_state(&self, member: &Member, channel: &str) {
-        let state = self.presence(channel);
-        match Payload::from_value(&state)
-            .map_err(EmitError::from)
-            .and_then(|payload| self.outgoing(channel, "presence_state", payload))
-        {
-            Ok(message) => {
-                self.push(member, message.into_direct());
-            }
-            Err(err) => tracing::error!(channel, %err, "presence_state not sent"),
-        }
+        self.push_own(member, channel, "presence_state", &self.presence(channel));
     }
 
     /// Tells this node's members of `channel` what changed.
@@ -380,10 +390,7 @@ impl Hub {
         if diff.is_empty() {
             return;
         }
-        match Payload::from_value(diff)
-            .map_err(EmitError::from)
-            .and_then(|payload| self.outgoing(channel, "presence_diff", payload))
-        {
+        match self.own_event(channel, "presence_diff", diff) {
             Ok(message) => {
                 self.deliver(&message, None);
             }
