@@ -180,6 +180,14 @@ impl Inner {
         })
     }
 
+    /// Whether every event after `offset` (and after each channel's start) in these channels
+    /// is still kept.
+    fn covers(&mut self, starts: &[(String, u64)], offset: u64) -> bool {
+        starts
+            .iter()
+            .all(|(channel, since)| self.log(channel).since((*since).max(offset)).is_some())
+    }
+
     fn sweep(&mut self, limits: &HistoryLimits) {
         let now = Instant::now();
         let mut forgotten = self.forgotten;
@@ -321,15 +329,8 @@ impl History {
         if entry.at.elapsed() > self.limits.max_age {
             return None;
         }
-        let channels: Vec<(String, u64)> = entry
-            .starts
-            .iter()
-            .map(|(channel, since)| (channel.clone(), (*since).max(offset)))
-            .collect();
-        let covered = channels
-            .iter()
-            .all(|(channel, since)| inner.log(channel).since(*since).is_some());
-        if !covered {
+        let starts = entry.starts.clone();
+        if !inner.covers(&starts, offset) {
             return None;
         }
         let entry = inner.suspended.remove(key)?;
@@ -346,15 +347,8 @@ impl History {
             return false;
         };
         let fresh = entry.at.elapsed() <= self.limits.max_age;
-        let starts: Vec<(String, u64)> = entry
-            .starts
-            .iter()
-            .map(|(channel, since)| (channel.clone(), (*since).max(offset)))
-            .collect();
-        let covered = fresh
-            && starts
-                .iter()
-                .all(|(channel, since)| inner.log(channel).since(*since).is_some());
+        let starts = entry.starts.clone();
+        let covered = fresh && inner.covers(&starts, offset);
         if !covered {
             inner.claimed.remove(&member);
         }
