@@ -60,7 +60,7 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use bytes::{BufMut as _, Bytes};
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
@@ -349,7 +349,7 @@ pub(super) struct Worker {
     shared: Arc<Shared>,
     pub(super) hub: Weak<dyn LocalDelivery>,
     /// The presence task's inbox (publications of other nodes' presence, subscriptions).
-    presence: mpsc::UnboundedSender<PresenceIn>,
+    pub(super) presence: mpsc::UnboundedSender<PresenceIn>,
 }
 
 impl Worker {
@@ -371,9 +371,14 @@ impl Worker {
             let presence = tokio::spawn(
                 PresenceTask::new(worker.clone(), hex(&worker.node)).run(receivers.presence),
             );
+            let lease = tokio::spawn(redis_presence::renew_lease(
+                worker.clone(),
+                hex(&worker.node),
+            ));
             worker.subscriber(receivers.commands).await;
             publisher.abort();
             presence.abort();
+            lease.abort();
         });
         worker.shared.publisher_up.store(false, Ordering::Release);
         worker.shared.subscriber_up.store(false, Ordering::Release);
@@ -469,6 +474,9 @@ impl Worker {
             return Served::Failed(err);
         }
         self.shared.subscriber_up.store(true, Ordering::Release);
+        if !self.receive_arrived(&mut stream) {
+            return Served::Stopped;
+        }
         // Presence reads every channel's state again: what changed while this node was not
         // subscribed is in it.
         let _ = self
@@ -509,6 +517,9 @@ impl Worker {
                     }
                     opened.retain(|channel| subscribed.contains(channel));
                     if !opened.is_empty() {
+                        if !self.receive_arrived(&mut stream) {
+                            return Served::Stopped;
+                        }
                         let _ = self.presence.send(PresenceIn::Subscribed(opened));
                     }
                 }
@@ -524,6 +535,21 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Handles the publications already received, before presence reads a channel's state.
+    /// Applied after that read, they would be older than it: a join whose leave came while
+    /// the channel was closed here would come back as a ghost. False once the hub is gone.
+    fn receive_arrived(
+        &self,
+        stream: &mut (impl futures_util::Stream<Item = ::redis::Msg> + Unpin),
+    ) -> bool {
+        while let Some(Some(message)) = stream.next().now_or_never() {
+            if !self.receive(&message) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Subscribes to the channels in `desired` that are not `subscribed` yet, and unsubscribes

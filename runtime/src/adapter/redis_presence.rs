@@ -19,8 +19,12 @@
 //! # Faults
 //!
 //! - **A node dies** (SIGKILL, a lost machine): its lease expires within 5 s; every node checks
-//!   the leases of the nodes in the set each second, removes a dead node's records from its
-//!   own state (its members get `presence_diff` leaves) and from Redis. So within about 6 s.
+//!   each second the leases of the nodes in the set and of the nodes it holds records of,
+//!   removes a dead node's records from its own state (its members get `presence_diff`
+//!   leaves) and from Redis. So within about 6 s.
+//! - **A node is busy** (a burst of changes to fan out): its lease is renewed by a task of its
+//!   own, on a connection of its own, so a long queue of presence work does not make the node
+//!   look dead.
 //! - **Redis goes away**: each node keeps its own members' presence and tells them of local
 //!   changes. When Redis is back, every node reads the hashes of its channels again (ghosts of
 //!   nodes that died meanwhile go), and a node whose writes failed, or whose lease had expired,
@@ -39,7 +43,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 use crate::channels::{NodeRecords, PresenceChange, PresenceMeta, PresenceRecord};
 
@@ -72,6 +76,8 @@ pub(super) enum PresenceIn {
     Subscribed(Vec<String>),
     /// Every node's records of a channel, for server code.
     Fetch(String, Reply),
+    /// Redis had lost this node's lease (it restarted empty, or this node just started).
+    LeaseLost,
 }
 
 /// Where the answer to a [`PresenceIn::Fetch`] goes.
@@ -105,31 +111,113 @@ pub(super) fn decode(raw: &[u8]) -> Option<([u8; 16], PresenceChange)> {
     Some((node, change))
 }
 
-/// The presence side of one adapter.
-pub(super) struct PresenceTask {
-    pub(super) worker: Arc<super::redis::Worker>,
-    /// This node's id, as in the keys.
-    pub(super) node: String,
+/// A command connection to Redis, made when needed and made again after a failure.
+struct Link {
+    client: ::redis::Client,
     connection: Option<ConnectionManager>,
     config: ConnectionManagerConfig,
-    /// Presence channels with members here.
-    wanted: HashSet<String>,
-    /// Redis may not hold what this node holds (a write failed, or nothing written yet).
-    dirty: bool,
 }
 
-impl PresenceTask {
-    pub(super) fn new(worker: Arc<super::redis::Worker>, node: String) -> Self {
-        PresenceTask {
-            worker,
-            node,
+impl Link {
+    fn new(client: ::redis::Client) -> Self {
+        Link {
+            client,
             connection: None,
             config: ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(COMMAND_TIMEOUT))
                 .set_response_timeout(Some(COMMAND_TIMEOUT))
                 .set_number_of_retries(1),
+        }
+    }
+
+    /// The connection, made when needed.
+    async fn connection(&mut self) -> Result<&mut ConnectionManager, String> {
+        if self.connection.is_none() {
+            let manager = timeout(
+                COMMAND_TIMEOUT,
+                ConnectionManager::new_with_config(self.client.clone(), self.config.clone()),
+            )
+            .await
+            .map_err(|_| "connection timed out".to_owned())?
+            .map_err(|err| err.to_string())?;
+            self.connection = Some(manager);
+        }
+        self.connection
+            .as_mut()
+            .ok_or_else(|| "not connected".to_owned())
+    }
+
+    /// Runs `pipe` within the timeout; a failure drops the connection (a fresh one next time).
+    async fn query<T: ::redis::FromRedisValue>(
+        &mut self,
+        pipe: &::redis::Pipeline,
+    ) -> Result<T, String> {
+        let connection = self.connection().await?;
+        let result = match timeout(COMMAND_TIMEOUT, pipe.query_async::<T>(connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        };
+        if result.is_err() {
+            self.connection = None;
+        }
+        result
+    }
+}
+
+/// Renews this node's lease every tick, on a connection of its own, until the adapter is
+/// dropped; tells the presence task when Redis had lost it.
+pub(super) async fn renew_lease(worker: Arc<super::redis::Worker>, node: String) {
+    let mut link = Link::new(worker.client.clone());
+    let key = format!("{}presence-lease:{node}", worker.prefix);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while worker.hub_alive() {
+        tick.tick().await;
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .arg("PX")
+            .arg(LEASE.as_millis() as u64)
+            .arg("GET");
+        match link.query::<(Option<String>,)>(&pipe).await {
+            Ok((Some(_),)) => {}
+            Ok((None,)) => {
+                if worker.presence.send(PresenceIn::LeaseLost).is_err() {
+                    return;
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "presence lease not renewed"),
+        }
+    }
+}
+
+/// The presence side of one adapter.
+pub(super) struct PresenceTask {
+    pub(super) worker: Arc<super::redis::Worker>,
+    /// This node's id, as in the keys.
+    pub(super) node: String,
+    link: Link,
+    /// Presence channels with members here.
+    wanted: HashSet<String>,
+    /// Redis may not hold what this node holds (a write failed, or nothing written yet).
+    dirty: bool,
+    /// Until then, only the nodes in the Redis set are checked: Redis lost every lease (it
+    /// restarted empty, or this node just started), and the live nodes write theirs again
+    /// within a tick.
+    grace_until: Instant,
+}
+
+impl PresenceTask {
+    pub(super) fn new(worker: Arc<super::redis::Worker>, node: String) -> Self {
+        PresenceTask {
+            link: Link::new(worker.client.clone()),
+            worker,
+            node,
             wanted: HashSet::new(),
             dirty: true,
+            grace_until: Instant::now() + LEASE,
         }
     }
 
@@ -190,6 +278,13 @@ impl PresenceTask {
                 PresenceIn::Fetch(channel, reply) => {
                     let _ = reply.send(self.read(&channel).await);
                 }
+                PresenceIn::LeaseLost => {
+                    if !self.dirty {
+                        tracing::warn!("Redis had lost this node's presence: writing it again");
+                    }
+                    self.grace_until = Instant::now() + LEASE;
+                    self.reassert().await;
+                }
                 PresenceIn::Subscribed(channels) => {
                     let channels: Vec<String> = channels
                         .into_iter()
@@ -216,38 +311,11 @@ impl PresenceTask {
         }
     }
 
-    /// The connection, made when needed.
-    async fn connection(&mut self) -> Result<&mut ConnectionManager, String> {
-        if self.connection.is_none() {
-            let manager = timeout(
-                COMMAND_TIMEOUT,
-                ConnectionManager::new_with_config(self.worker.client.clone(), self.config.clone()),
-            )
-            .await
-            .map_err(|_| "connection timed out".to_owned())?
-            .map_err(|err| err.to_string())?;
-            self.connection = Some(manager);
-        }
-        self.connection
-            .as_mut()
-            .ok_or_else(|| "not connected".to_owned())
-    }
-
-    /// Runs `pipe` within the timeout; a failure drops the connection (a fresh one next time).
     async fn query<T: ::redis::FromRedisValue>(
         &mut self,
         pipe: &::redis::Pipeline,
     ) -> Result<T, String> {
-        let connection = self.connection().await?;
-        let result = match timeout(COMMAND_TIMEOUT, pipe.query_async::<T>(connection)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(err.to_string()),
-            Err(_) => Err("timed out".to_owned()),
-        };
-        if result.is_err() {
-            self.connection = None;
-        }
-        result
+        self.link.query(pipe).await
     }
 
     /// Adds the writes and the publication of `change` to `pipe`.
@@ -295,6 +363,12 @@ impl PresenceTask {
     /// Writes and publishes this node's changes; on failure, everything is written again
     /// once Redis answers.
     async fn write(&mut self, changes: &[PresenceChange]) {
+        if self.dirty {
+            // Redis misses more than these (or this node's lease is not written yet, and a
+            // node that got its publication would find it dead): everything goes at once.
+            self.reassert().await;
+            return;
+        }
         let mut pipe = ::redis::pipe();
         for change in changes {
             self.add_change(&mut pipe, change);
@@ -368,31 +442,32 @@ impl PresenceTask {
             .collect())
     }
 
-    /// Renews this node's lease (writing everything again when Redis lost it), and removes
-    /// the nodes whose lease expired.
+    /// Writes everything again if a write failed, and removes the nodes whose lease expired:
+    /// those in the Redis set, and those this node holds records of (the first node to bury
+    /// one takes it out of the set, so the others could not find it there).
     async fn heartbeat(&mut self) {
+        if self.dirty {
+            self.reassert().await;
+        }
         let mut pipe = ::redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.lease_key(&self.node))
-            .arg(1)
-            .arg("PX")
-            .arg(LEASE.as_millis() as u64)
-            .arg("GET");
         pipe.cmd("SMEMBERS").arg(self.nodes_key());
-        let (previous, nodes): (Option<String>, Vec<String>) = match self.query(&pipe).await {
+        let (nodes,): (Vec<String>,) = match self.query(&pipe).await {
             Ok(answer) => answer,
             Err(err) => {
-                tracing::debug!(error = %err, "presence lease not renewed");
+                tracing::debug!(error = %err, "presence nodes not read");
                 return;
             }
         };
-        if previous.is_none() || self.dirty {
-            if previous.is_none() && !self.dirty {
-                tracing::warn!("Redis had lost this node's presence: writing it again");
+        let mut others: Vec<String> = nodes.into_iter().filter(|n| *n != self.node).collect();
+        if Instant::now() >= self.grace_until
+            && let Some(hub) = self.worker.hub.upgrade()
+        {
+            for node in hub.presence_nodes() {
+                if !others.contains(&node) {
+                    others.push(node);
+                }
             }
-            self.reassert().await;
         }
-        let others: Vec<String> = nodes.into_iter().filter(|n| *n != self.node).collect();
         if others.is_empty() {
             return;
         }

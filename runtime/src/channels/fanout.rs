@@ -44,6 +44,11 @@ pub trait LocalDelivery: Send + Sync + 'static {
     fn presence_channels(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The other nodes this node holds presence records of: those whose death it must notice.
+    fn presence_nodes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Fan-out beyond this process.

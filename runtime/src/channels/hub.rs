@@ -1020,4 +1020,12 @@ impl LocalDelivery for Hub {
     fn presence_channels(&self) -> Vec<String> {
         lock(&self.presence).keys().cloned().collect()
     }
+
+    fn presence_nodes(&self) -> Vec<String> {
+        let mut nodes = std::collections::BTreeSet::new();
+        for presence in lock(&self.presence).values() {
+            presence.remote_nodes(&mut nodes);
+        }
+        nodes.into_iter().map(|node| node.to_string()).collect()
+    }
 }

@@ -423,6 +423,17 @@ impl ChannelPresence {
         diff
     }
 
+    /// Adds the nodes this copy holds records of to `nodes`.
+    pub(crate) fn remote_nodes(&self, nodes: &mut std::collections::BTreeSet<Arc<str>>) {
+        for record in self.records.values() {
+            if let Origin::Remote(node) = &record.origin
+                && !nodes.contains(node)
+            {
+                nodes.insert(node.clone());
+            }
+        }
+    }
+
     /// This node's own records, as joins.
     pub(crate) fn local(&self) -> Vec<PresenceRecord> {
         let mut records: Vec<&Record> = self
