@@ -9,13 +9,20 @@
 //! subscribers of every node. `/emit` also takes an optional `except` socket id, and answers
 //! `503 {"error": ..., "delivered": "local"}` when the event reached this node's subscribers
 //! but not the other nodes (Redis unreachable).
+//!
+//! Presence (`bench/src/bin/loadgen/presence.rs`, scenario `presence-10k`): every
+//! `presence/...` channel tracks each member under its member id (the Socket.IO socket id)
+//! with a small meta, and `GET /presence?channel=...` answers `{"count": N}`, the number of
+//! keys present on every node (`SocketEmitter::presence`).
 
 #[path = "support/args.rs"]
 mod args;
 
-use actix_web::{App, HttpResponse, HttpServer, post, web};
+use actix_web::{App, HttpResponse, HttpServer, get, post, web};
 use serde::Deserialize;
-use tidings::{Authorizer, EmitError, JoinContext, SocketEmitter, Tidings, channel};
+use tidings::{
+    Authorizer, ChannelContext, EmitError, JoinContext, SocketEmitter, Tidings, channel,
+};
 
 /// The allocator the README recommends for a long-running server: jemalloc, with background
 /// threads that hand freed pages back. It also makes connects cheaper than glibc's `malloc`,
@@ -32,6 +39,49 @@ impl Authorizer for BenchChannel {
     async fn pass(&self, _join: &JoinContext<'_>) -> bool {
         true
     }
+}
+
+/// Every `presence/...` channel, open to all: each member is tracked under its member id.
+#[channel("presence/*rest")]
+#[derive(Default)]
+pub struct PresenceChannel;
+
+impl Authorizer for PresenceChannel {
+    const PRESENCE: bool = true;
+
+    async fn pass(&self, _join: &JoinContext<'_>) -> bool {
+        true
+    }
+
+    async fn joined(&self, ctx: &ChannelContext<'_>) {
+        let online_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Err(err) = ctx.track(
+            ctx.member_id().to_string(),
+            &serde_json::json!({ "online_at": online_at }),
+        ) {
+            tracing::warn!(%err, "presence not tracked");
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PresenceQuery {
+    channel: String,
+}
+
+/// How many keys are present in a channel, on every node: `{"count": N}`.
+#[get("/presence")]
+async fn presence(
+    emitter: SocketEmitter,
+    query: web::Query<PresenceQuery>,
+) -> actix_web::Result<HttpResponse> {
+    let presences = emitter
+        .presence(query.channel.as_str())
+        .await
+        .map_err(actix_web::error::ErrorServiceUnavailable)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "count": presences.len() })))
 }
 
 #[derive(Deserialize)]
@@ -84,15 +134,20 @@ async fn main() -> std::io::Result<()> {
         .flag("--workers")
         .and_then(|value| value.parse::<usize>().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let server = HttpServer::new(move || App::new().configure(tidings.configure()).service(emit))
-        .workers(workers)
-        // No `.on_connect(tidings::on_connect)` here: it costs a second file descriptor per
-        // connection, and the benchmark's 10,000 connections must fit the machine's limit on
-        // open files as every peer's do (one descriptor each). A stalled client is still cut
-        // at once; only its TCP connection lingers until it goes (README, "Limits").
-        .backlog(4096)
-        .tcp_nodelay(true)
-        .bind((args.host.as_str(), args.port))?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .configure(tidings.configure())
+            .service(emit)
+            .service(presence)
+    })
+    .workers(workers)
+    // No `.on_connect(tidings::on_connect)` here: it costs a second file descriptor per
+    // connection, and the benchmark's 10,000 connections must fit the machine's limit on
+    // open files as every peer's do (one descriptor each). A stalled client is still cut
+    // at once; only its TCP connection lingers until it goes (README, "Limits").
+    .backlog(4096)
+    .tcp_nodelay(true)
+    .bind((args.host.as_str(), args.port))?;
     for addr in server.addrs() {
         println!("listening on http://{addr}");
     }

@@ -239,6 +239,122 @@ pub struct RunResult {
     pub remote_server_cpu_secs: f64,
     /// Two nodes: CPU seconds of Redis (included in `server_cpu_secs`).
     pub redis_cpu_secs: f64,
+    /// The `presence` scenario's measurements (three nodes through Redis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence: Option<PresenceRun>,
+}
+
+/// What one run of the load generator's `presence` scenario measured: members of one channel
+/// spread over three nodes through Redis (node A `--port`, B `--port2`, C `--port3`). Times are
+/// from the start of the phase; `None` where the awaited thing did not happen in time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PresenceRun {
+    /// The channel the members joined.
+    pub channel: String,
+    /// A control run: the channel tracks no presence, only the ramp-up, the rest and the
+    /// memory are measured (for the memory a presence channel adds).
+    pub control: bool,
+    /// Members subscribed on A, B and C after the ramp-up.
+    pub members_per_node: [u64; 3],
+    /// Members whose connect, handshake or subscribe failed in the ramp-up.
+    pub failed_setups: u64,
+    /// The first such failure.
+    pub first_error: String,
+    /// Connections the servers closed during the ramp-up.
+    pub closed_during_ramp: u64,
+    /// Ramp-up: seconds from the first connect to the last subscribe ack.
+    pub ramp_ack_secs: f64,
+    /// Ramp-up: seconds from the first connect until every node counts every member
+    /// (`GET /presence`, polled every 250 ms once every ack is in).
+    pub ramp_converged_secs: Option<f64>,
+    /// Ramp-up: seconds from the first connect to the last presence frame received (once
+    /// none came for 2 s).
+    pub ramp_quiet_secs: f64,
+    /// Ramp-up: CPU seconds of the three nodes together.
+    pub ramp_node_cpu_secs: f64,
+    /// Ramp-up: CPU seconds of Redis.
+    pub ramp_redis_cpu_secs: f64,
+    /// `presence_diff` frames the members received by the end of the ramp-up.
+    pub ramp_diffs: u64,
+    /// `presence_diff` frames the members received, ramp-up included.
+    pub diffs_received: u64,
+    /// `presence_state` frames the members received.
+    pub states_received: u64,
+    /// Of those, the ones that came before the member's subscribe ack.
+    pub states_before_ack: u64,
+    /// MiB of presence frames (diffs and states) the members received.
+    pub presence_mib: f64,
+    /// Seconds of the measurement at rest (every member connected, nothing happening).
+    pub rest_secs: f64,
+    /// Redis commands per second at rest (`total_commands_processed`, our own `INFO` left
+    /// out).
+    pub rest_commands_per_sec: f64,
+    /// The commands at rest by name (`INFO commandstats`), most frequent first.
+    pub rest_commands: String,
+    /// CPU of the three nodes together at rest, in cores (1.0: one core busy).
+    pub rest_node_cpu: f64,
+    /// CPU of Redis at rest, in cores.
+    pub rest_redis_cpu: f64,
+    /// RSS of A, B and C before any connection, KiB.
+    pub rss_before_kib: [u64; 3],
+    /// RSS of A, B and C with every member in, settled after the rest, KiB.
+    pub rss_after_kib: [u64; 3],
+    /// Redis `used_memory` before any connection, bytes.
+    pub redis_memory_before: u64,
+    /// Redis `used_memory` with every member in, bytes.
+    pub redis_memory_after: u64,
+    /// Records in the channel's presence hash with every member in (`HLEN`).
+    pub redis_records: u64,
+    /// Join convergence: ms from an extra member's subscribe on A to the `presence_diff`
+    /// naming it at a member of A, one sample per repetition.
+    pub join_local_ms: Vec<f64>,
+    /// The same at a member of B and of C (two samples per repetition).
+    pub join_remote_ms: Vec<f64>,
+    /// ms from that member's disconnect to the diff naming it as a leave at a member of A.
+    pub leave_local_ms: Vec<f64>,
+    /// The same at B and C.
+    pub leave_remote_ms: Vec<f64>,
+    /// Join and leave diffs that did not arrive within 15 s.
+    pub join_misses: u64,
+    /// Churn: members that left and joined again.
+    pub churn_members: u64,
+    /// Churn: of those, the ones whose leave and join were both acked.
+    pub churn_rejoined: u64,
+    /// Churn: presence changes written to Redis (its `PUBLISH`es), the leaves and joins asked
+    /// for and those of connections closed meanwhile.
+    pub churn_changes: u64,
+    /// Churn: connections the servers closed during it (slow consumers ...).
+    pub closed_during_churn: u64,
+    /// Churn: seconds over which the leaves and rejoins were sent.
+    pub churn_send_secs: f64,
+    /// Churn: seconds from the first leave until every node counts every member again.
+    pub churn_secs: Option<f64>,
+    /// Redis commands per second over `churn_secs`.
+    pub churn_commands_per_sec: f64,
+    /// Redis commands per presence change (a leave or a join: `churn_changes`) over the
+    /// churn, the rate at rest taken out.
+    pub churn_commands_per_change: f64,
+    /// The commands during the churn by name, most frequent first.
+    pub churn_commands: String,
+    /// Churn: CPU seconds of the three nodes together.
+    pub churn_node_cpu_secs: f64,
+    /// Node C was killed.
+    pub killed: bool,
+    /// Node death: members on C when it was killed.
+    pub death_members: u64,
+    /// Node death: seconds from C's SIGKILL until A and B each count the members of A and B
+    /// only (`GET /presence` polled every 10 ms).
+    pub death_count_secs: [Option<f64>; 2],
+    /// Node death: seconds until a member of A and of B got the `presence_diff` with C's
+    /// members as leaves.
+    pub death_diff_secs: [Option<f64>; 2],
+    /// Node death: seconds until the channel's hash in Redis held only A's and B's records.
+    pub death_redis_secs: Option<f64>,
+    /// Connections closed by the servers, C's at its death left out (slow consumers ...).
+    pub closed_early: u64,
+    /// The close frames the servers sent, with how many of each (`"<n> × <code> <reason>"`).
+    pub close_frames: String,
 }
 
 #[cfg(test)]

@@ -36,6 +36,18 @@
 //! single node gets), subscribers alternating between A and B, every emit posted to A. The
 //! table adds latency and loss for A's ("local") and B's ("remote") subscribers, and a
 //! two-node/one-node comparison with `fanout-1k` / `fanout-10k` when those ran too.
+//!
+//! The scenario `presence-10k` (tidings only, run only when named; issue 17) is presence at
+//! scale: a `redis-server` as above and three nodes A, B, C (`bench_server --workers 1 --redis
+//! ...`, all on core 0), 10,000 members of `presence/0` (tracked under their member ids) spread
+//! over the three, measured by the load generator's `presence` scenario
+//! (`bench/src/bin/loadgen/presence.rs`): the ramp-up, Redis's commands at rest and under churn,
+//! how long a join and a leave take to reach every node, how long the others take to drop a
+//! SIGKILLed node's members (the load generator sends the SIGKILL to C's PID), and memory. Naming
+//! it also runs, before it in each round, `presence-control-10k` (the same members in `chats/0`,
+//! no presence: the memory presence adds) and `presence-records-10k` (the same members in
+//! `presence/0` on A and B, C with one member: what holding every record costs C). Its own table
+//! follows the main one.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -45,7 +57,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tidings_bench::{Flags, RunResult, fail, raise_fd_limit};
+use tidings_bench::{Flags, PresenceRun, RunResult, fail, raise_fd_limit};
 
 const PEERS: [&str; 8] = [
     "tidings",
@@ -61,19 +73,42 @@ const PEERS: [&str; 8] = [
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one load-generator run may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long one run of a presence scenario may take (its ramp-up is quadratic).
+const PRESENCE_RUN_TIMEOUT: Duration = Duration::from_secs(1800);
 
 struct Scenario {
     name: &'static str,
     args: Vec<String>,
-    /// Two tidings nodes through Redis (only when asked for by name).
-    redis: bool,
+    /// Tidings nodes through Redis (only when asked for by name): 2 for `redis-*`, 3 for
+    /// `presence-*`; 0 for one node without Redis.
+    redis_nodes: usize,
+}
+
+impl Scenario {
+    fn redis(&self) -> bool {
+        self.redis_nodes > 0
+    }
+
+    fn timeout(&self) -> Duration {
+        if self.redis_nodes == 3 {
+            PRESENCE_RUN_TIMEOUT
+        } else {
+            RUN_TIMEOUT
+        }
+    }
 }
 
 fn scenarios(quick: bool) -> Vec<Scenario> {
     let scenario = |name: &'static str, args: &[&str]| Scenario {
         name,
         args: args.iter().map(|a| (*a).to_owned()).collect(),
-        redis: name.starts_with("redis-"),
+        redis_nodes: if name.starts_with("redis-") {
+            2
+        } else if name.starts_with("presence-") {
+            3
+        } else {
+            0
+        },
     };
     // (subscribers, emits) of the 1k and 10k fan-outs; the paced ones: (emits, per second).
     let (small, large, paced_small, paced_large) = if quick {
@@ -162,6 +197,62 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     list.push(scenario(
         "connect-10k",
         &["--scenario", "connect", "--conns", connects],
+    ));
+    // Presence (issue 17): the control first (the same members, no presence), then every
+    // record on a node with one member (the memory of the records alone), then presence.
+    let (members, joins, churn, churn_secs, rest) = if quick {
+        ("2000", "5", "200", "10", "5")
+    } else {
+        ("10000", "10", "1000", "200", "10")
+    };
+    list.push(scenario(
+        "presence-control-10k",
+        &[
+            "--scenario",
+            "presence",
+            "--control",
+            "--channel",
+            "chats/0",
+            "--conns",
+            members,
+            "--rest-secs",
+            rest,
+        ],
+    ));
+    list.push(scenario(
+        "presence-records-10k",
+        &[
+            "--scenario",
+            "presence",
+            "--memory-only",
+            "--weights",
+            "1,1,0",
+            "--channel",
+            "presence/0",
+            "--conns",
+            members,
+            "--rest-secs",
+            rest,
+        ],
+    ));
+    list.push(scenario(
+        "presence-10k",
+        &[
+            "--scenario",
+            "presence",
+            "--channel",
+            "presence/0",
+            "--conns",
+            members,
+            "--joins",
+            joins,
+            "--rest-secs",
+            rest,
+            "--churn",
+            churn,
+            "--churn-secs",
+            churn_secs,
+        ],
     ));
     list
 }
@@ -327,13 +418,13 @@ fn spawn_logged(
 }
 
 /// One peer, one scenario: fresh server(s), one load-generator run, server(s) killed by PID.
-/// `ports`: the server's; for a Redis scenario also node B's and Redis's.
+/// `ports`: the server's; for a Redis scenario each node's (A, B[, C]), then Redis's.
 fn run_once(
     paths: &Paths,
     pin: bool,
     peer: &str,
     scenario: &Scenario,
-    ports: [u16; 3],
+    ports: &[u16],
     tag: &str,
 ) -> Result<RunResult, String> {
     let core = pin.then_some(0);
@@ -347,11 +438,12 @@ fn run_once(
             "--protocol".to_owned(),
             protocol(peer).to_owned(),
         ];
-        if scenario.redis {
+        if scenario.redis() {
             if peer != "tidings" {
                 return Err(format!("{peer}: no Redis setup (tidings only)"));
             }
-            let redis_port = ports[2];
+            let nodes = scenario.redis_nodes;
+            let redis_port = ports[nodes];
             let redis = [
                 "redis-server",
                 "--port",
@@ -370,24 +462,35 @@ fn run_once(
             let redis_pid = children[0].id();
             wait_listening(&mut children[0], redis_port).map_err(|e| format!("redis: {e}"))?;
             let url = format!("redis://127.0.0.1:{redis_port}");
-            for (node, port) in [("node-a", ports[0]), ("node-b", ports[1])] {
-                let mut command = peer_command(paths, peer, port);
+            for (node, port) in ["node-a", "node-b", "node-c"]
+                .into_iter()
+                .zip(&ports[..nodes])
+            {
+                let mut command = peer_command(paths, peer, *port);
                 command.extend(["--redis".to_owned(), url.clone()]);
                 let mut child = spawn_logged(paths, core, &command, tag, node)?;
-                let waited = wait_listening(&mut child, port);
+                let waited = wait_listening(&mut child, *port);
                 children.push(child);
                 waited.map_err(|e| format!("{peer} {node}: {e}"))?;
             }
             loadgen_args.extend([
                 "--pid".to_owned(),
                 children[1].id().to_string(),
-                "--port2".to_owned(),
-                ports[1].to_string(),
-                "--pid2".to_owned(),
-                children[2].id().to_string(),
                 "--redis-pid".to_owned(),
                 redis_pid.to_string(),
             ]);
+            for node in 1..nodes {
+                loadgen_args.extend([
+                    format!("--port{}", node + 1),
+                    ports[node].to_string(),
+                    format!("--pid{}", node + 1),
+                    children[node + 1].id().to_string(),
+                ]);
+            }
+            if nodes == 3 {
+                // The presence scenario reads Redis's counters, and SIGKILLs node C itself.
+                loadgen_args.extend(["--redis-port".to_owned(), redis_port.to_string()]);
+            }
         } else {
             let command = peer_command(paths, peer, port);
             let mut child = spawn_logged(paths, core, &command, tag, "server")?;
@@ -407,7 +510,7 @@ fn run_once(
             .stderr(File::create(&err_path).map_err(|e| e.to_string())?)
             .spawn()
             .map_err(|e| format!("loadgen: cannot start: {e}"))?;
-        let status = wait_bounded(&mut loadgen, RUN_TIMEOUT)?;
+        let status = wait_bounded(&mut loadgen, scenario.timeout())?;
         let out = std::fs::read_to_string(&out_path).map_err(|e| e.to_string())?;
         if !status.success() {
             let err = std::fs::read_to_string(&err_path).unwrap_or_default();
@@ -584,6 +687,427 @@ fn node_metrics(scenario: &'static str) -> [Metric; 10] {
     ]
 }
 
+/// One line on a presence run, for the runner's log.
+fn presence_summary(p: &PresenceRun) -> String {
+    let secs = |t: Option<f64>| t.map_or_else(|| "never".to_owned(), |t| format!("{t:.2}s"));
+    if p.control {
+        return format!(
+            "control ({}): ramp-up {:.1}s; at rest {:.1} Redis commands/s; RSS after {:?} KiB (before {:?})",
+            p.channel, p.ramp_ack_secs, p.rest_commands_per_sec, p.rss_after_kib, p.rss_before_kib
+        );
+    }
+    format!(
+        "presence: ramp-up acks {:.1}s, converged {}, quiet {:.1}s; at rest {:.1} Redis commands/s; \
+         join p50 A {:.1}ms B/C {:.1}ms; churn {:.1} commands/s, {:.2}/change, converged {}; \
+         death: counts {} / {}, Redis {}; RSS after {:?} KiB (before {:?})",
+        p.ramp_ack_secs,
+        secs(p.ramp_converged_secs),
+        p.ramp_quiet_secs,
+        p.rest_commands_per_sec,
+        median_of(&p.join_local_ms).unwrap_or(f64::NAN),
+        median_of(&p.join_remote_ms).unwrap_or(f64::NAN),
+        p.churn_commands_per_sec,
+        p.churn_commands_per_change,
+        secs(p.churn_secs),
+        secs(p.death_count_secs[0]),
+        secs(p.death_count_secs[1]),
+        secs(p.death_redis_secs),
+        p.rss_after_kib,
+        p.rss_before_kib
+    )
+}
+
+fn median_of(samples: &[f64]) -> Option<f64> {
+    let mut samples = samples.to_vec();
+    (!samples.is_empty()).then(|| median(&mut samples))
+}
+
+fn max_of(samples: &[f64]) -> Option<f64> {
+    samples.iter().copied().reduce(f64::max)
+}
+
+/// One cell of the presence table: median (min–max) over the rounds that measured it, and how
+/// many did not (the awaited thing did not happen in time).
+fn presence_cell(values: &[Option<f64>], format: fn(f64) -> String) -> String {
+    let mut got: Vec<f64> = values.iter().flatten().copied().collect();
+    let missing = values.len() - got.len();
+    if got.is_empty() {
+        return if values.is_empty() {
+            "–".to_owned()
+        } else {
+            "never (within 30 s), every round".to_owned()
+        };
+    }
+    let min = got.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = got.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mid = median(&mut got);
+    let mut cell = if got.len() > 1 {
+        format!("{} ({}–{})", format(mid), format(min), format(max))
+    } else {
+        format(mid)
+    };
+    if missing > 0 {
+        let _ = write!(
+            cell,
+            "; never (within 30 s) in {missing} of {} rounds",
+            values.len()
+        );
+    }
+    cell
+}
+
+/// The presence runs (`presence-10k`, and its control `presence-control-10k` for the memory):
+/// one row per measurement, median (min–max) over the rounds.
+fn presence_table(results: &Results) -> String {
+    let runs = |scenario: &str| -> Vec<PresenceRun> {
+        results
+            .get(&(scenario.to_owned(), "tidings".to_owned()))
+            .map(|runs| runs.iter().filter_map(|r| r.presence.clone()).collect())
+            .unwrap_or_default()
+    };
+    let presence = runs("presence-10k");
+    let control = runs("presence-control-10k");
+    let records = runs("presence-records-10k");
+    if presence.is_empty() && control.is_empty() && records.is_empty() {
+        return String::new();
+    }
+    let secs: fn(f64) -> String = |v| format!("{v:.2} s");
+    let ms: fn(f64) -> String = |v| format!("{v:.1} ms");
+    let num: fn(f64) -> String = |v| format!("{v:.1}");
+    let whole: fn(f64) -> String = |v| format!("{v:.0}");
+    let kib: fn(f64) -> String = |v| format!("{v:.2} KiB");
+    let mib: fn(f64) -> String = |v| format!("{v:.1} MiB");
+    let pct: fn(f64) -> String = |v| format!("{:.1}%", v * 100.0);
+    let millions: fn(f64) -> String = |v| format!("{:.1}M", v / 1e6);
+    let mut out = String::new();
+    if let Some(first) = presence.first().or(control.first()) {
+        let _ = writeln!(
+            out,
+            "| members (A / B / C) | {} / {} / {} |",
+            first.members_per_node[0], first.members_per_node[1], first.members_per_node[2]
+        );
+    }
+    let mut row = |label: &str, values: Vec<Option<f64>>, format: fn(f64) -> String| {
+        let _ = writeln!(out, "| {label} | {} |", presence_cell(&values, format));
+    };
+    let of = |runs: &[PresenceRun], get: &dyn Fn(&PresenceRun) -> Option<f64>| {
+        runs.iter().map(get).collect::<Vec<_>>()
+    };
+    let p = &presence;
+    let c = &control;
+    // Memory each node gained with every member in, summed over the three nodes (KiB).
+    let gained = |r: &PresenceRun| -> f64 {
+        (0..3)
+            .map(|n| r.rss_after_kib[n] as f64 - r.rss_before_kib[n] as f64)
+            .sum()
+    };
+    let members = |r: &PresenceRun| r.members_per_node.iter().sum::<u64>() as f64;
+    row(
+        "ramp-up: first connect to the last subscribe ack",
+        of(p, &|r| Some(r.ramp_ack_secs)),
+        secs,
+    );
+    row(
+        "ramp-up: until every node counts every member",
+        of(p, &|r| r.ramp_converged_secs),
+        secs,
+    );
+    row(
+        "ramp-up: until the last presence frame arrived",
+        of(p, &|r| Some(r.ramp_quiet_secs)),
+        secs,
+    );
+    row(
+        "ramp-up without presence (control, `chats/0`): to the last ack",
+        of(c, &|r| Some(r.ramp_ack_secs)),
+        secs,
+    );
+    row(
+        "ramp-up: `presence_diff` frames the members received",
+        of(p, &|r| Some(r.ramp_diffs as f64)),
+        millions,
+    );
+    row(
+        "presence frames the members received over the run (diffs + states)",
+        of(p, &|r| Some((r.diffs_received + r.states_received) as f64)),
+        millions,
+    );
+    row(
+        "presence bytes the members received over the run",
+        of(p, &|r| Some(r.presence_mib)),
+        mib,
+    );
+    row(
+        "ramp-up: CPU-s of the three nodes",
+        of(p, &|r| Some(r.ramp_node_cpu_secs)),
+        num,
+    );
+    row(
+        "ramp-up: CPU-s of Redis",
+        of(p, &|r| Some(r.ramp_redis_cpu_secs)),
+        num,
+    );
+    row(
+        "join on A → `presence_diff` at a member of A, p50 of the joins",
+        of(p, &|r| median_of(&r.join_local_ms)),
+        ms,
+    );
+    row(
+        "join on A → `presence_diff` at members of B and C, p50",
+        of(p, &|r| median_of(&r.join_remote_ms)),
+        ms,
+    );
+    row(
+        "join on A → `presence_diff` at members of B and C, max",
+        of(p, &|r| max_of(&r.join_remote_ms)),
+        ms,
+    );
+    row(
+        "disconnect on A → leave diff at a member of A, p50",
+        of(p, &|r| median_of(&r.leave_local_ms)),
+        ms,
+    );
+    row(
+        "disconnect on A → leave diff at members of B and C, p50",
+        of(p, &|r| median_of(&r.leave_remote_ms)),
+        ms,
+    );
+    row(
+        "disconnect on A → leave diff at members of B and C, max",
+        of(p, &|r| max_of(&r.leave_remote_ms)),
+        ms,
+    );
+    row(
+        "join and leave diffs that never came (within 30 s)",
+        of(p, &|r| Some(r.join_misses as f64)),
+        whole,
+    );
+    row(
+        "SIGKILL of C → the first of A, B counts only A's and B's members",
+        of(p, &|r| {
+            r.death_count_secs
+                .iter()
+                .flatten()
+                .copied()
+                .reduce(f64::min)
+        }),
+        secs,
+    );
+    row(
+        "SIGKILL of C → the second of A, B counts only A's and B's members",
+        of(p, &|r| match r.death_count_secs {
+            [Some(a), Some(b)] => Some(a.max(b)),
+            _ => None,
+        }),
+        secs,
+    );
+    row(
+        "SIGKILL of C → the first member of A or B gets C's members as leaves",
+        of(p, &|r| {
+            r.death_diff_secs.iter().flatten().copied().reduce(f64::min)
+        }),
+        secs,
+    );
+    row(
+        "SIGKILL of C → the second of A, B has a member get C's members as leaves",
+        of(p, &|r| match r.death_diff_secs {
+            [Some(a), Some(b)] => Some(a.max(b)),
+            _ => None,
+        }),
+        secs,
+    );
+    row(
+        "SIGKILL of C → Redis's hash holds only A's and B's records",
+        of(p, &|r| r.death_redis_secs),
+        secs,
+    );
+    row(
+        "Redis commands/s at rest, presence",
+        of(p, &|r| Some(r.rest_commands_per_sec)),
+        num,
+    );
+    row(
+        "Redis commands/s at rest, control (no presence)",
+        of(c, &|r| Some(r.rest_commands_per_sec)),
+        num,
+    );
+    row(
+        "CPU of the three nodes at rest, presence (share of one core)",
+        of(p, &|r| Some(r.rest_node_cpu)),
+        pct,
+    );
+    row(
+        "CPU of the three nodes at rest, control",
+        of(c, &|r| Some(r.rest_node_cpu)),
+        pct,
+    );
+    row(
+        "churn: members leaving and joining again",
+        of(p, &|r| Some(r.churn_members as f64)),
+        whole,
+    );
+    row(
+        "churn: seconds over which their leaves were sent",
+        of(p, &|r| Some(r.churn_send_secs)),
+        secs,
+    );
+    row(
+        "churn: presence changes written (Redis `PUBLISH`es)",
+        of(p, &|r| Some(r.churn_changes as f64)),
+        whole,
+    );
+    row(
+        "churn: of those, leave and rejoin both acked",
+        of(p, &|r| Some(r.churn_rejoined as f64)),
+        whole,
+    );
+    row(
+        "churn: until every node counts every member again (from the first leave)",
+        of(p, &|r| r.churn_secs),
+        secs,
+    );
+    row(
+        "Redis commands/s under churn",
+        of(p, &|r| Some(r.churn_commands_per_sec)),
+        num,
+    );
+    row(
+        "Redis commands per presence change (leave or join), rest taken out",
+        of(p, &|r| Some(r.churn_commands_per_change)),
+        |v| format!("{v:.2}"),
+    );
+    row(
+        "churn: CPU-s of the three nodes",
+        of(p, &|r| Some(r.churn_node_cpu_secs)),
+        num,
+    );
+    row(
+        "churn: connections the servers closed meanwhile",
+        of(p, &|r| Some(r.closed_during_churn as f64)),
+        whole,
+    );
+    row(
+        "RSS gained by the three nodes with every member in, presence",
+        of(p, &|r| Some(gained(r) / 1024.0)),
+        mib,
+    );
+    row(
+        "RSS gained by the three nodes with every member in, control",
+        of(c, &|r| Some(gained(r) / 1024.0)),
+        mib,
+    );
+    // Paired by round when both ran in every round, else medians.
+    let extra: Vec<Option<f64>> = if p.len() == c.len() {
+        p.iter()
+            .zip(c)
+            .map(|(p, c)| Some((gained(p) - gained(c)) / members(p)))
+            .collect()
+    } else {
+        let mut gp: Vec<f64> = p.iter().map(|r| gained(r) / members(r)).collect();
+        let mut gc: Vec<f64> = c.iter().map(|r| gained(r) / members(r)).collect();
+        if gp.is_empty() || gc.is_empty() {
+            Vec::new()
+        } else {
+            vec![Some(median(&mut gp) - median(&mut gc))]
+        }
+    };
+    row(
+        "memory per tracked member, three nodes together: (presence − control) / members",
+        extra.clone(),
+        kib,
+    );
+    row(
+        "the same per node (each node holds every member's record)",
+        extra.iter().map(|v| v.map(|v| v / 3.0)).collect(),
+        kib,
+    );
+    let c_of = |r: &PresenceRun| r.rss_after_kib[2] as f64 - r.rss_before_kib[2] as f64;
+    row(
+        "records alone: RSS node C gained holding every record with one member, per record",
+        records.iter().map(|r| Some(c_of(r) / members(r))).collect(),
+        kib,
+    );
+    row(
+        "records-only run: RSS gained per member by A and B (their members' connections + every record)",
+        records
+            .iter()
+            .map(|r| {
+                let ab = r.members_per_node[0] + r.members_per_node[1];
+                Some(
+                    (0..2)
+                        .map(|n| r.rss_after_kib[n] as f64 - r.rss_before_kib[n] as f64)
+                        .sum::<f64>()
+                        / ab as f64,
+                )
+            })
+            .collect(),
+        kib,
+    );
+    row(
+        "Redis `used_memory` per tracked member, bytes",
+        of(p, &|r| {
+            (r.redis_records > 0).then(|| {
+                (r.redis_memory_after as f64 - r.redis_memory_before as f64)
+                    / r.redis_records as f64
+            })
+        }),
+        whole,
+    );
+    row(
+        "ramp-up: members whose connect or join failed",
+        of(p, &|r| Some(r.failed_setups as f64)),
+        whole,
+    );
+    row(
+        "ramp-up: connections the servers closed",
+        of(p, &|r| Some(r.closed_during_ramp as f64)),
+        whole,
+    );
+    row(
+        "connections the servers closed over the whole run (C's at its death left out)",
+        of(p, &|r| Some(r.closed_early as f64)),
+        whole,
+    );
+    let breakdown = |label: &str, text: Option<&String>| {
+        text.filter(|t| !t.is_empty())
+            .map(|t| format!("- {label} (the first round that had any): {t}\n"))
+            .unwrap_or_default()
+    };
+    let first_error = presence
+        .iter()
+        .chain(&records)
+        .chain(&control)
+        .find(|r| !r.first_error.is_empty())
+        .map(|r| r.first_error.clone());
+    let notes = [
+        breakdown("First failed connect or join", first_error.as_ref()),
+        breakdown(
+            "Close frames from the servers",
+            presence
+                .iter()
+                .find(|r| !r.close_frames.is_empty())
+                .map(|r| &r.close_frames),
+        ),
+        breakdown(
+            "Redis commands at rest, presence",
+            p.first().map(|r| &r.rest_commands),
+        ),
+        breakdown(
+            "Redis commands at rest, control",
+            c.first().map(|r| &r.rest_commands),
+        ),
+        breakdown(
+            "Redis commands over the churn",
+            p.first().map(|r| &r.churn_commands),
+        ),
+    ]
+    .concat();
+    format!(
+        "\nPresence (issue 17): three nodes through Redis, every member in one channel; median \
+         (min–max) over the rounds:\n\n| measurement | value |\n| --- | --- |\n{out}\n{notes}"
+    )
+}
+
 /// Two tidings nodes through Redis against one node, same fan-out, same invocation (medians).
 fn two_nodes_vs_one(results: &Results) -> String {
     let med = |scenario: &str, get: fn(&RunResult) -> f64| {
@@ -722,6 +1246,12 @@ fn saturated(results: &Results, scenario: &str, peer: &str) -> bool {
 
 fn table(results: &Results, peers: &[String], rounds: usize) -> String {
     let mut out = String::new();
+    if !metrics()
+        .iter()
+        .any(|m| results.keys().any(|(s, _)| s == m.scenario))
+    {
+        return out;
+    }
     let others: Vec<&String> = peers.iter().filter(|p| *p != "tidings").collect();
     let has_tidings = peers.iter().any(|p| p == "tidings");
     let _ = write!(out, "| scenario | metric |");
@@ -935,7 +1465,12 @@ fn targets(results: &Results) -> String {
     }
     let tidings_runs: Vec<&RunResult> = results
         .iter()
-        .filter(|((_, peer), _)| peer.starts_with("tidings") && peer != "tidings-ref")
+        // The presence runs count the connections they lose in their own table.
+        .filter(|((scenario, peer), _)| {
+            peer.starts_with("tidings")
+                && peer != "tidings-ref"
+                && !scenario.starts_with("presence-")
+        })
         .flat_map(|(_, runs)| runs)
         .collect();
     if !tidings_runs.is_empty() {
@@ -966,7 +1501,13 @@ fn main() {
     let wanted: Option<Vec<&str>> = flags.get("scenarios").map(|s| s.split(',').collect());
     let scenarios: Vec<Scenario> = scenarios(quick)
         .into_iter()
-        .filter(|s| wanted.as_ref().map_or(!s.redis, |w| w.contains(&s.name)))
+        .filter(|s| {
+            wanted.as_ref().map_or(!s.redis(), |w| {
+                // The presence scenario brings its control and its records-only run along.
+                w.contains(&s.name)
+                    || (s.name.starts_with("presence-") && w.contains(&"presence-10k"))
+            })
+        })
         .collect();
     let pin = !flags.has("no-pin");
     let exe = std::env::current_exe().unwrap_or_else(|e| fail(&format!("current_exe: {e}")));
@@ -1005,25 +1546,22 @@ fn main() {
         }
         for scenario in &scenarios {
             for peer in &order {
-                if scenario.redis && peer != "tidings" {
+                if scenario.redis() && peer != "tidings" {
                     continue;
                 }
                 // A fresh free port per run, below the ephemeral range (32768+) the load
                 // generator's own sockets take theirs from: nothing of a previous run in the way.
-                // (Three for a Redis scenario: node A, node B and Redis.)
-                port = next_free_port(port);
-                let ports = if scenario.redis {
-                    let b = next_free_port(port);
-                    let redis = next_free_port(b);
-                    [port, b, redis]
-                } else {
-                    [port; 3]
-                };
-                port = ports[2];
+                // (One per node and one for Redis in a Redis scenario.)
+                let mut ports = vec![next_free_port(port)];
+                for _ in 0..scenario.redis_nodes {
+                    let last = ports[ports.len() - 1];
+                    ports.push(next_free_port(last));
+                }
+                port = ports[ports.len() - 1];
                 let tag = format!("r{round}-{}-{peer}", scenario.name);
                 let started = Instant::now();
                 loads.push(loadavg());
-                match run_once(&paths, pin, peer, scenario, ports, &tag) {
+                match run_once(&paths, pin, peer, scenario, &ports, &tag) {
                     Ok(result) => {
                         eprintln!(
                             "{tag}: {:.1}s deliveries/s={:.0} p50={:.0}us p99={:.0}us loss={} connect/s={:.0} KiB/conn={:.1} errors={} server-cpu={:.2}s loadgen-cpu={:.2}s loadgen-busy={:.0}% segments/delivery={:.2}",
@@ -1040,6 +1578,9 @@ fn main() {
                             result.loadgen_busy * 100.0,
                             result.segments_per_delivery
                         );
+                        if let Some(presence) = &result.presence {
+                            eprintln!("{tag}: {}", presence_summary(presence));
+                        }
                         if result.nodes == 2 {
                             eprintln!(
                                 "{tag}: local {}/s p50={:.0}us p99={:.0}us loss={}; remote {}/s p50={:.0}us p99={:.0}us loss={}; node B cpu={:.2}s redis cpu={:.2}s",
@@ -1078,13 +1619,16 @@ fn main() {
     }
     let _ = std::fs::write(paths.logs.join("results.jsonl"), raw);
     let mut report = table(&results, &peers, rounds);
-    let _ = writeln!(
-        report,
-        "\n† the load generator's core was more than {:.0}% busy in at least one round: that rate \
-         is a lower bound (the load generator, not the server, may have set it).",
-        LOADGEN_SATURATED * 100.0
-    );
+    if !report.is_empty() {
+        let _ = writeln!(
+            report,
+            "\n† the load generator's core was more than {:.0}% busy in at least one round: that \
+             rate is a lower bound (the load generator, not the server, may have set it).",
+            LOADGEN_SATURATED * 100.0
+        );
+    }
     report.push_str(&two_nodes_vs_one(&results));
+    report.push_str(&presence_table(&results));
     report.push_str("\nScenarios (load generator flags):\n\n");
     for scenario in &scenarios {
         let _ = writeln!(
@@ -1092,11 +1636,16 @@ fn main() {
             "- {}: `{}`{}",
             scenario.name,
             scenario.args.join(" "),
-            if scenario.redis {
-                " on two tidings nodes through Redis (the runner adds `--port2`, `--pid2`, \
-                 `--redis-pid`)"
-            } else {
-                ""
+            match scenario.redis_nodes {
+                2 => {
+                    " on two tidings nodes through Redis (the runner adds `--port2`, `--pid2`, \
+                     `--redis-pid`)"
+                }
+                3 => {
+                    " on three tidings nodes through Redis (the runner adds `--port2`, \
+                     `--pid2`, `--port3`, `--pid3`, `--redis-port`, `--redis-pid`)"
+                }
+                _ => "",
             }
         );
     }
@@ -1126,7 +1675,10 @@ fn main() {
         report,
         "\n1-minute load average before each run: {low:.2} to {high:.2} (the bench itself adds up to 2)."
     );
-    report.push_str(&targets(&results));
+    let targets = targets(&results);
+    if targets.lines().count() > 3 {
+        report.push_str(&targets);
+    }
     if !failures.is_empty() {
         report.push_str("\nFailed runs:\n\n");
         for failure in &failures {

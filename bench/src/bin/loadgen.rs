@@ -44,6 +44,10 @@
 //!
 //! Prints one JSON line ([`tidings_bench::RunResult`]) on stdout.
 
+/// The `presence` scenario (three nodes through Redis).
+#[path = "loadgen/presence.rs"]
+mod presence;
+
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -501,6 +505,24 @@ impl Emitter {
     }
 
     async fn response(&mut self) -> std::io::Result<u16> {
+        let (status, _, total) = self.read_response().await?;
+        self.buf.drain(..total);
+        Ok(status)
+    }
+
+    /// `GET path`: the status and the body.
+    async fn get(&mut self, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        self.stream.write_all(request.as_bytes()).await?;
+        let (status, body, total) = self.read_response().await?;
+        let body = self.buf[body..total].to_vec();
+        self.buf.drain(..total);
+        Ok((status, body))
+    }
+
+    /// Reads one whole response into the buffer: its status, where its body starts and where
+    /// it ends.
+    async fn read_response(&mut self) -> std::io::Result<(u16, usize, usize)> {
         let bad =
             |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
         let end = loop {
@@ -532,8 +554,7 @@ impl Emitter {
         while self.buf.len() < total {
             self.fill().await?;
         }
-        self.buf.drain(..total);
-        Ok(status)
+        Ok((status, end, total))
     }
 
     async fn fill(&mut self) -> std::io::Result<()> {
@@ -1062,6 +1083,25 @@ fn main() {
     let limit = raise_fd_limit();
     let flags = Flags::from_env();
     let scenario = flags.get("scenario").unwrap_or("fanout").to_owned();
+    if scenario == "presence" {
+        let config = presence::Config::from_flags(&flags);
+        if config.members() + 64 > limit {
+            fail(&format!(
+                "{} connections need more file descriptors than the limit of {limit}",
+                config.members()
+            ));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| fail(&format!("runtime: {e}")));
+        let result = tokio::task::LocalSet::new().block_on(&runtime, presence::run(config));
+        println!(
+            "{}",
+            serde_json::to_string(&result).unwrap_or_else(|e| fail(&format!("result: {e}")))
+        );
+        std::process::exit(0);
+    }
     let port: u16 = flags.num("port", 3000);
     let pid = |name: &str| {
         flags.get(name).map(|p| {
