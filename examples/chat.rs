@@ -11,7 +11,8 @@
 //!
 //! Connection state recovery is on (2 minutes): a page whose connection drops for a moment
 //! comes back with the same socket id, in the same rooms, and gets every message it missed
-//! (channel events carry their offset as a last argument, as socket.io's do).
+//! (channel events carry their offset as a last argument, as socket.io's do); with `--redis`,
+//! on whichever node of the cluster it reconnects to (the history is in Redis Streams).
 //!
 //! `chats/<id>` tracks presence: each connection under its visitor's name (the `name` of the
 //! Socket.IO auth, or the `name` query parameter; `guest` otherwise), so the page shows who is

@@ -319,10 +319,10 @@ impl TidingsBuilder {
         if let Some(recovery) = &self.recovery {
             let claim_hub = hub.clone();
             let confirm_hub = hub.clone();
+            let rerun = recovery.rerun_connect_hook;
             ns.recovery(
-                move |pid, offset| gateway::socketio::claim(&claim_hub, pid, offset),
+                move |pid, offset| gateway::socketio::claim(&claim_hub, pid, offset, rerun),
                 move |sid, offset| gateway::socketio::confirm(&confirm_hub, sid, offset),
-                !recovery.rerun_connect_hook,
             );
         }
         let phoenix = (self.phoenix.websocket || self.phoenix.longpoll).then(|| {

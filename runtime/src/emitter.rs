@@ -35,7 +35,9 @@ impl SocketEmitter {
 
     /// Emits `event` to every member of `channel`: they receive `<channel>/<event>` with
     /// `payload` (any `Serialize`; [`crate::Binary`] values inside go as binary attachments).
-    /// Returns how many connections on this node it was queued for.
+    /// Returns how many connections on this node it was queued for (with recovery on and
+    /// Redis, where Redis orders every event before any node delivers it: how many this node
+    /// has in the channel).
     ///
     /// `channel` is a name (`"chats/1"`) or a value of a `#[channel]` type with typed
     /// parameters (`ChatChannel { id: 1 }`), which names its channel.

@@ -14,6 +14,8 @@
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "redis")]
+mod redis_history;
+#[cfg(feature = "redis")]
 mod redis_presence;
 
 #[cfg(feature = "redis")]

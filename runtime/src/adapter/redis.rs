@@ -23,6 +23,19 @@
 //!
 //! The receiving node hands the event to its members once ([`LocalDelivery::deliver`]); each of its
 //! gateways encodes it once for all of its connections, as for a local emit.
+//!
+//! # With connection state recovery on
+//!
+//! The hub asks the adapter to keep the history ([`Fanout::keep_history`]): then Redis orders
+//! every emit of the cluster (see `redis_history`). Each emit is one `EVALSHA` of a script
+//! that gives it the cluster's next offset, appends it to the channel's stream and publishes
+//! it with its offset (magic `TDG\x03`, the id, `;`, then the envelope above). Every node,
+//! the emitting one included, delivers it when the publication comes back
+//! ([`LocalDelivery::deliver_at`]), so all members everywhere get one order and one offset
+//! per event. A client coming back, on any node, gets what it missed from the streams
+//! ([`Fanout::history`]); a Socket.IO session suspended on one node is kept in Redis
+//! (`<prefix>session:<pid>`, expiring with the duration) and taken once
+//! ([`Fanout::session_take`]), by whichever node the client lands on.
 
 //! # Faults
 //!
@@ -54,8 +67,8 @@
 //! Redis server must be reachable by the cluster only.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
@@ -65,10 +78,11 @@ use serde_json::value::RawValue;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::redis_presence::{self, PresenceIn, PresenceTask};
+use super::redis_history;
+use super::redis_presence::{self, Link, PresenceIn, PresenceTask};
 use crate::channels::{
-    Fanout, FanoutError, FanoutFuture, LocalDelivery, MemberId, NodeRecords, Outgoing,
-    PresenceChange,
+    ClusterEvents, Fanout, FanoutError, FanoutFuture, HistoryLimits, LocalDelivery, MemberId,
+    NodeRecords, Outgoing, PresenceChange,
 };
 use crate::payload::Payload;
 use crate::sync::lock;
@@ -144,6 +158,7 @@ pub struct RedisFanout {
     commands: mpsc::UnboundedSender<Command>,
     publishes: mpsc::Sender<Publish>,
     presence: mpsc::UnboundedSender<PresenceIn>,
+    sessions: mpsc::UnboundedSender<SessionJob>,
     receivers: Mutex<Option<Receivers>>,
 }
 
@@ -170,6 +185,7 @@ impl RedisFanout {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (publishes, publishes_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (presence, presence_rx) = mpsc::unbounded_channel();
+        let (sessions, sessions_rx) = mpsc::unbounded_channel();
         Ok(RedisFanout {
             client,
             prefix: DEFAULT_PREFIX.to_owned(),
@@ -178,10 +194,12 @@ impl RedisFanout {
             commands,
             publishes,
             presence,
+            sessions,
             receivers: Mutex::new(Some(Receivers {
                 commands: commands_rx,
                 publishes: publishes_rx,
                 presence: presence_rx,
+                sessions: sessions_rx,
             })),
         })
     }
@@ -219,6 +237,7 @@ impl Fanout for RedisFanout {
             shared: self.shared.clone(),
             hub,
             presence: self.presence.clone(),
+            history_link: Arc::new(tokio::sync::Mutex::new(Link::new(self.client.clone()))),
         };
         let spawned = std::thread::Builder::new()
             .name("tidings-redis".to_owned())
@@ -238,10 +257,68 @@ impl Fanout for RedisFanout {
         let job = Publish {
             channel: format!("{}{}", self.prefix, message.channel()),
             body,
+            stream: self
+                .shared
+                .history
+                .get()
+                .map(|_| format!("{}history:{}", self.prefix, message.channel())),
         };
         self.publishes.try_send(job).map_err(|err| match err {
             mpsc::error::TrySendError::Full(_) => FanoutError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => FanoutError::Stopped,
+        })
+    }
+
+    fn keep_history(&self, limits: &HistoryLimits) -> bool {
+        self.shared.history.set(limits.clone()).is_ok()
+    }
+
+    fn history(
+        &self,
+        channels: Vec<(String, u64)>,
+    ) -> FanoutFuture<Result<ClusterEvents, FanoutError>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        // Behind the channels' openings in the same queue: read once subscribed to them.
+        let sent = self
+            .commands
+            .send(Command::History(HistoryRead { channels, reply }));
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(FanoutError::Stopped);
+            }
+            match answer.await {
+                Ok(Ok(events)) => Ok(events),
+                Ok(Err(err)) => Err(FanoutError::Unreachable(err)),
+                Err(_) => Err(FanoutError::Unreachable(
+                    "Redis connection lost before the history was read".to_owned(),
+                )),
+            }
+        })
+    }
+
+    fn session_keep(&self, key: &str, body: Vec<u8>, ttl: Duration) {
+        let _ = self.sessions.send(SessionJob::Keep {
+            key: key.to_owned(),
+            body,
+            ttl,
+        });
+    }
+
+    fn session_take(&self, key: &str) -> FanoutFuture<Result<Option<Vec<u8>>, FanoutError>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.sessions.send(SessionJob::Take {
+            key: key.to_owned(),
+            reply,
+        });
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(FanoutError::Stopped);
+            }
+            match answer.await {
+                Ok(Ok(body)) => Ok(body),
+                Ok(Err(err)) => Err(FanoutError::Unreachable(err)),
+                Err(_) => Err(FanoutError::Stopped),
+            }
         })
     }
 
@@ -295,6 +372,11 @@ struct Shared {
     subscriber_up: AtomicBool,
     /// The subscription connection dropped: the publisher checks that Redis still answers.
     recheck: Notify,
+    /// The history kept in Redis Streams, when recovery is on ([`Fanout::keep_history`]).
+    history: OnceLock<HistoryLimits>,
+    /// Counts the subscription connections made: events published while none was up were
+    /// missed here.
+    generation: AtomicU64,
 }
 
 /// A change in the channels this node has members in, in the order the hub saw them.
@@ -302,19 +384,38 @@ struct Shared {
 enum Command {
     Open(String),
     Close(String),
+    /// Read the history of these channels once subscribed to them (they were opened first).
+    History(HistoryRead),
+}
+
+/// A read of the cluster's history for a member coming back.
+#[derive(Debug)]
+struct HistoryRead {
+    channels: Vec<(String, u64)>,
+    reply: tokio::sync::oneshot::Sender<Result<ClusterEvents, String>>,
+}
+
+/// What the subscriber collects from the commands before it syncs its subscriptions.
+#[derive(Default)]
+struct Pending {
+    /// Channels opened (presence reads their state once subscribed).
+    opened: Vec<String>,
+    /// History reads to start once subscribed.
+    reads: Vec<HistoryRead>,
 }
 
 impl Command {
-    /// Applies the change; an opened channel is also noted in `opened`.
-    fn apply(self, desired: &mut HashSet<String>, opened: &mut Vec<String>) {
+    /// Applies the change; an opened channel is also noted, and a read kept for later.
+    fn apply(self, desired: &mut HashSet<String>, pending: &mut Pending) {
         match self {
             Command::Open(channel) => {
-                opened.push(channel.clone());
+                pending.opened.push(channel.clone());
                 desired.insert(channel);
             }
             Command::Close(channel) => {
                 desired.remove(&channel);
             }
+            Command::History(read) => pending.reads.push(read),
         }
     }
 }
@@ -323,12 +424,59 @@ impl Command {
 struct Publish {
     channel: String,
     body: Vec<u8>,
+    /// The channel's stream, when the event is kept in the history.
+    stream: Option<String>,
 }
 
 struct Receivers {
     commands: mpsc::UnboundedReceiver<Command>,
     publishes: mpsc::Receiver<Publish>,
     presence: mpsc::UnboundedReceiver<PresenceIn>,
+    sessions: mpsc::UnboundedReceiver<SessionJob>,
+}
+
+/// Suspended members' sessions, kept in Redis for every node (`<prefix>session:<key>`).
+enum SessionJob {
+    Keep {
+        key: String,
+        body: Vec<u8>,
+        ttl: Duration,
+    },
+    Take {
+        key: String,
+        reply: tokio::sync::oneshot::Sender<Result<Option<Vec<u8>>, String>>,
+    },
+}
+
+/// Keeps and takes sessions, in the order asked, until the adapter is dropped.
+async fn sessions(worker: Arc<Worker>, mut jobs: mpsc::UnboundedReceiver<SessionJob>) {
+    let mut link = Link::new(worker.client.clone());
+    while let Some(job) = jobs.recv().await {
+        match job {
+            SessionJob::Keep { key, body, ttl } => {
+                let mut pipe = ::redis::pipe();
+                pipe.cmd("SET")
+                    .arg(worker.history_key(&format!("session:{key}")))
+                    .arg(body)
+                    .arg("PX")
+                    .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+                    .ignore();
+                if let Err(err) = link.query::<()>(&pipe).await {
+                    tracing::debug!(error = %err, "suspended member not kept in Redis");
+                }
+            }
+            SessionJob::Take { key, reply } => {
+                let mut pipe = ::redis::pipe();
+                pipe.cmd("GETDEL")
+                    .arg(worker.history_key(&format!("session:{key}")));
+                let taken = link
+                    .query::<(Option<Vec<u8>>,)>(&pipe)
+                    .await
+                    .map(|(body,)| body);
+                let _ = reply.send(taken);
+            }
+        }
+    }
 }
 
 /// How one subscription connection ended.
@@ -350,6 +498,8 @@ pub(super) struct Worker {
     pub(super) hub: Weak<dyn LocalDelivery>,
     /// The presence task's inbox (publications of other nodes' presence, subscriptions).
     pub(super) presence: mpsc::UnboundedSender<PresenceIn>,
+    /// The connection history reads use.
+    history_link: Arc<tokio::sync::Mutex<Link>>,
 }
 
 impl Worker {
@@ -375,10 +525,12 @@ impl Worker {
                 worker.clone(),
                 hex(&worker.node),
             ));
+            let sessions = tokio::spawn(sessions(worker.clone(), receivers.sessions));
             worker.subscriber(receivers.commands).await;
             publisher.abort();
             presence.abort();
             lease.abort();
+            sessions.abort();
         });
         worker.shared.publisher_up.store(false, Ordering::Release);
         worker.shared.subscriber_up.store(false, Ordering::Release);
@@ -444,9 +596,10 @@ impl Worker {
         loop {
             tokio::select! {
                 () = sleep_until(deadline) => return true,
-                // What opens meanwhile is subscribed to (and announced) on reconnection.
+                // What opens meanwhile is subscribed to (and announced) on reconnection; a
+                // history read fails at once (its reply dropped): Redis is out of reach.
                 command = commands.recv() => match command {
-                    Some(command) => command.apply(desired, &mut Vec::new()),
+                    Some(command) => command.apply(desired, &mut Pending::default()),
                     None => return false,
                 },
             }
@@ -466,14 +619,18 @@ impl Worker {
             Err(_) => return Served::Failed("connection timed out".to_owned()),
         };
         let (mut sink, mut stream) = pubsub.split();
-        if !drain(commands, desired, &mut Vec::new()) {
+        let mut pending = Pending::default();
+        if !drain(commands, desired, &mut pending) {
             return Served::Stopped;
         }
         let mut subscribed = HashSet::new();
         if let Err(err) = self.sync(&mut sink, desired, &mut subscribed).await {
             return Served::Failed(err);
         }
+        // A new connection: what was published while none was up was missed here.
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
         self.shared.subscriber_up.store(true, Ordering::Release);
+        self.read_history(pending.reads);
         if !self.receive_arrived(&mut stream) {
             return Served::Stopped;
         }
@@ -507,14 +664,16 @@ impl Worker {
                     let Some(command) = command else {
                         return Served::Stopped;
                     };
-                    let mut opened = Vec::new();
-                    command.apply(desired, &mut opened);
-                    if !drain(commands, desired, &mut opened) {
+                    let mut pending = Pending::default();
+                    command.apply(desired, &mut pending);
+                    if !drain(commands, desired, &mut pending) {
                         return Served::Stopped;
                     }
                     if let Err(err) = self.sync(&mut sink, desired, &mut subscribed).await {
                         return Served::Lost(err);
                     }
+                    self.read_history(pending.reads);
+                    let mut opened = pending.opened;
                     opened.retain(|channel| subscribed.contains(channel));
                     if !opened.is_empty() {
                         if !self.receive_arrived(&mut stream) {
@@ -550,6 +709,103 @@ impl Worker {
             }
         }
         true
+    }
+
+    /// Delivers an event kept in the history, this node's own too, at its offset.
+    fn receive_recorded(
+        &self,
+        hub: &Arc<dyn LocalDelivery>,
+        message: &::redis::Msg,
+        raw: &[u8],
+    ) -> bool {
+        let decoded = redis_history::split_published(raw)
+            .ok_or("malformed recorded publication")
+            .and_then(|(offset, body)| {
+                decode(Bytes::copy_from_slice(body)).map(|envelope| (offset, envelope))
+            });
+        let (offset, envelope) = match decoded {
+            Ok(decoded) => decoded,
+            Err(err) => {
+                tracing::debug!(
+                    redis_channel = message.get_channel_name(),
+                    %err,
+                    "ignored a message that is not a tidings envelope"
+                );
+                return true;
+            }
+        };
+        let channel = envelope.message.channel();
+        if message
+            .get_channel_name()
+            .strip_prefix(self.prefix.as_str())
+            != Some(channel)
+        {
+            tracing::debug!(
+                redis_channel = message.get_channel_name(),
+                channel,
+                "ignored an envelope published to another channel than its own"
+            );
+            return true;
+        }
+        // A member id names a member of the node that published it only.
+        let except = envelope.except.filter(|_| envelope.origin == self.node);
+        let delivered = hub.deliver_at(envelope.message, offset, except);
+        tracing::trace!(delivered, offset, from = %hex(&envelope.origin), "delivered");
+        true
+    }
+
+    /// Starts the history reads asked for, now that this node listens to their channels.
+    fn read_history(&self, reads: Vec<HistoryRead>) {
+        if reads.is_empty() {
+            return;
+        }
+        let Some(limits) = self.shared.history.get() else {
+            return;
+        };
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        for read in reads {
+            let keys: Vec<String> = std::iter::once(self.history_key("history-start"))
+                .chain(
+                    read.channels
+                        .iter()
+                        .map(|(channel, _)| self.history_key(&format!("history:{channel}"))),
+                )
+                .collect();
+            let ids: Vec<String> = read
+                .channels
+                .iter()
+                .map(|(_, from)| redis_history::id_of(*from))
+                .collect();
+            let link = self.history_link.clone();
+            let shared = self.shared.clone();
+            let max_age = limits.max_age;
+            tokio::spawn(async move {
+                let mut eval = ::redis::pipe();
+                eval.cmd("EVAL")
+                    .arg(redis_history::READ_SCRIPT)
+                    .arg(keys.len())
+                    .arg(&keys)
+                    .arg(&ids);
+                let answer = link.lock().await.query::<(::redis::Value,)>(&eval).await;
+                let result = answer.and_then(|(answer,)| {
+                    redis_history::read_answer(answer, &read.channels, max_age, |body| {
+                        decode(body).ok().map(|envelope| envelope.message)
+                    })
+                });
+                let result = result.map(|channels| ClusterEvents {
+                    channels,
+                    unbroken: Box::new(move || {
+                        shared.generation.load(Ordering::Acquire) == generation
+                            && shared.subscriber_up.load(Ordering::Acquire)
+                    }),
+                });
+                let _ = read.reply.send(result);
+            });
+        }
+    }
+
+    fn history_key(&self, what: &str) -> String {
+        format!("{}{what}", self.prefix)
     }
 
     /// Subscribes to the channels in `desired` that are not `subscribed` yet, and unsubscribes
@@ -616,6 +872,9 @@ impl Worker {
             }
             return true;
         }
+        if raw.starts_with(redis_history::MAGIC) {
+            return self.receive_recorded(&hub, message, raw);
+        }
         if origin(raw) == Some(&self.node) {
             return true;
         }
@@ -651,11 +910,11 @@ impl Worker {
 fn drain(
     commands: &mut mpsc::UnboundedReceiver<Command>,
     desired: &mut HashSet<String>,
-    opened: &mut Vec<String>,
+    pending: &mut Pending,
 ) -> bool {
     loop {
         match commands.try_recv() {
-            Ok(command) => command.apply(desired, opened),
+            Ok(command) => command.apply(desired, pending),
             Err(mpsc::error::TryRecvError::Empty) => return true,
             Err(mpsc::error::TryRecvError::Disconnected) => return false,
         }
@@ -683,17 +942,20 @@ async fn publisher(worker: Arc<Worker>, mut jobs: mpsc::Receiver<Publish>) {
         return;
     }
     let mut batch = Vec::with_capacity(PIPELINE_MAX);
+    // The emit script's hash once loaded on this connection (when the history is kept).
+    let mut script: Option<String> = None;
     loop {
         let healthy = tokio::select! {
             count = jobs.recv_many(&mut batch, PIPELINE_MAX) => {
                 if count == 0 {
                     return;
                 }
-                let sent = send(&mut connection, &batch).await;
+                let sent = send(&worker, &mut connection, &mut script, &batch).await;
                 batch.clear();
                 match sent {
                     Ok(()) => true,
                     Err(err) => {
+                        script = None;
                         worker.shared.publisher_up.store(false, Ordering::Release);
                         tracing::warn!(
                             error = %err,
@@ -721,17 +983,52 @@ async fn publisher(worker: Arc<Worker>, mut jobs: mpsc::Receiver<Publish>) {
     }
 }
 
-/// Publishes `batch` in one pipeline, bounded by [`PUBLISH_TIMEOUT`].
-async fn send(connection: &mut Option<ConnectionManager>, batch: &[Publish]) -> Result<(), String> {
+/// Publishes `batch` in one pipeline, bounded by [`PUBLISH_TIMEOUT`]. With the history kept,
+/// each event goes through the emit script (`script`: its hash, loaded when missing), which
+/// gives it its offset, keeps it in its channel's stream and publishes it.
+async fn send(
+    worker: &Worker,
+    connection: &mut Option<ConnectionManager>,
+    script: &mut Option<String>,
+    batch: &[Publish],
+) -> Result<(), String> {
     let Some(connection) = connection.as_mut() else {
         return Err("not connected".to_owned());
     };
+    let limits = worker.shared.history.get();
+    if limits.is_some() && script.is_none() {
+        let mut load = ::redis::cmd("SCRIPT");
+        load.arg("LOAD").arg(redis_history::EMIT_SCRIPT);
+        match timeout(PUBLISH_TIMEOUT, load.query_async::<String>(connection)).await {
+            Ok(Ok(hash)) => *script = Some(hash),
+            Ok(Err(err)) => return Err(err.to_string()),
+            Err(_) => return Err("script load timed out".to_owned()),
+        }
+    }
     let mut pipe = ::redis::pipe();
     for job in batch {
-        pipe.cmd("PUBLISH")
-            .arg(&job.channel)
-            .arg(&job.body[..])
-            .ignore();
+        match (&job.stream, limits, script.as_deref()) {
+            (Some(stream), Some(limits), Some(hash)) => {
+                pipe.cmd("EVALSHA")
+                    .arg(hash)
+                    .arg(3)
+                    .arg(worker.history_key("history-last"))
+                    .arg(stream)
+                    .arg(worker.history_key("history-start"))
+                    .arg(&job.channel)
+                    .arg(&job.body[..])
+                    .arg(limits.max_events.max(1))
+                    .arg(u64::try_from(limits.max_age.as_millis()).unwrap_or(u64::MAX))
+                    .arg(&redis_history::MAGIC[..])
+                    .ignore();
+            }
+            _ => {
+                pipe.cmd("PUBLISH")
+                    .arg(&job.channel)
+                    .arg(&job.body[..])
+                    .ignore();
+            }
+        }
     }
     match timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(connection)).await {
         Ok(Ok(())) => Ok(()),

@@ -112,14 +112,14 @@ pub(super) fn decode(raw: &[u8]) -> Option<([u8; 16], PresenceChange)> {
 }
 
 /// A command connection to Redis, made when needed and made again after a failure.
-struct Link {
+pub(super) struct Link {
     client: ::redis::Client,
     connection: Option<ConnectionManager>,
     config: ConnectionManagerConfig,
 }
 
 impl Link {
-    fn new(client: ::redis::Client) -> Self {
+    pub(super) fn new(client: ::redis::Client) -> Self {
         Link {
             client,
             connection: None,
@@ -148,7 +148,7 @@ impl Link {
     }
 
     /// Runs `pipe` within the timeout; a failure drops the connection (a fresh one next time).
-    async fn query<T: ::redis::FromRedisValue>(
+    pub(super) async fn query<T: ::redis::FromRedisValue>(
         &mut self,
         pipe: &::redis::Pipeline,
     ) -> Result<T, String> {

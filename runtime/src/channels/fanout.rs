@@ -2,6 +2,7 @@
 
 use std::sync::Weak;
 
+use super::history::HistoryLimits;
 use super::member::MemberId;
 use super::outgoing::Outgoing;
 use super::presence::{NodeRecords, PresenceChange};
@@ -15,6 +16,15 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// Hands `message` to the members of its channel on this node (but `except`); returns how
     /// many it was queued for.
     fn deliver(&self, message: &Outgoing, except: Option<MemberId>) -> usize;
+
+    /// Hands `message`, kept in the cluster's history at `offset`, to the members of its
+    /// channel on this node (but `except`). A fan-out that keeps the history
+    /// ([`Fanout::keep_history`]) hands every emit of the cluster through here, this node's
+    /// own included, in offset order.
+    fn deliver_at(&self, message: Outgoing, offset: u64, except: Option<MemberId>) -> usize {
+        let _ = offset;
+        self.deliver(&message, except)
+    }
 
     /// Applies a presence change made on `node` to this node's copy of the channel's
     /// presence, and tells this node's members what changed.
@@ -92,6 +102,42 @@ pub trait Fanout: Send + Sync + 'static {
         let _ = change;
     }
 
+    /// Whether this fan-out keeps the channels' history for the whole cluster, within
+    /// `limits`: then it gives every emit its offset, and the hub hands emits to
+    /// [`Fanout::publish`] only, delivering them (here too) when they come back through
+    /// [`LocalDelivery::deliver_at`]; members that come back read what they missed with
+    /// [`Fanout::history`], on any node. Called once, before [`Fanout::start`]. By default
+    /// none is kept, and each node keeps its own history.
+    fn keep_history(&self, limits: &HistoryLimits) -> bool {
+        let _ = limits;
+        false
+    }
+
+    /// The cluster's history of `channels`, each after its offset, read once this node
+    /// listens to all of them (the hub opened them before asking). Only for a fan-out that
+    /// keeps the history.
+    fn history(
+        &self,
+        channels: Vec<(String, u64)>,
+    ) -> FanoutFuture<Result<ClusterEvents, FanoutError>> {
+        let _ = channels;
+        Box::pin(async { Err(FanoutError::Stopped) })
+    }
+
+    /// Keeps a suspended member's session (`body`, opaque to the fan-out) under `key` for
+    /// `ttl`, where every node can take it ([`Fanout::session_take`]). Only for a fan-out
+    /// that keeps the history. Must not wait.
+    fn session_keep(&self, key: &str, body: Vec<u8>, ttl: std::time::Duration) {
+        let _ = (key, body, ttl);
+    }
+
+    /// Takes the session kept under `key`, once: whichever node asks first gets it, the
+    /// others `None` (as when it expired or was never kept).
+    fn session_take(&self, key: &str) -> FanoutFuture<Result<Option<Vec<u8>>, FanoutError>> {
+        let _ = key;
+        Box::pin(async { Ok(None) })
+    }
+
     /// Every node's presence records in `channel` (each with its node), read from where the
     /// cluster keeps them: for a channel this node has no member in. `None` when the fan-out
     /// keeps no presence.
@@ -101,6 +147,25 @@ pub trait Fanout: Send + Sync + 'static {
     ) -> Option<FanoutFuture<Result<NodeRecords, FanoutError>>> {
         let _ = channel;
         None
+    }
+}
+
+/// The cluster's history of some channels, read for a member that comes back
+/// ([`Fanout::history`]).
+pub struct ClusterEvents {
+    /// Per channel asked, in the order asked: its events after the offset asked, each with
+    /// its offset, or `None` when the history no longer holds them all.
+    pub channels: Vec<Option<Vec<(u64, Outgoing)>>>,
+    /// Whether this node has listened to those channels without a break since they were
+    /// read: then the events it received since complete them.
+    pub unbroken: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for ClusterEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterEvents")
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
     }
 }
 

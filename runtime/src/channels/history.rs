@@ -114,9 +114,35 @@ pub(crate) struct Suspended {
     /// Its channels when its connection ended, each with the offset it joined at (to check
     /// that what it missed is still kept).
     starts: Vec<(String, u64)>,
-    /// Its memberships, handed over once its `left` hooks have run.
-    pub(crate) handover: Arc<Handover>,
+    /// Where its memberships come from.
+    pub(crate) comeback: Comeback,
     at: Instant,
+}
+
+/// Where a suspended member's memberships come from.
+pub(crate) enum Comeback {
+    /// This node: handed over once its `left` hooks have run, assigns and all.
+    Here(Arc<Handover>),
+    /// Another node of the cluster: the channels only, each joined again through `pass`
+    /// (assigns and identity are values of that node's memory).
+    Elsewhere(Vec<SessionChannel>),
+}
+
+/// A suspended member as every node of a cluster can read it: its id and channels.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ClusterSession {
+    pub(crate) member: String,
+    pub(crate) channels: Vec<SessionChannel>,
+}
+
+/// One channel of a [`ClusterSession`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SessionChannel {
+    pub(crate) channel: String,
+    /// The offset it joined at: nothing older is replayed.
+    pub(crate) since: u64,
+    /// Its join payload, for `pass`.
+    pub(crate) payload: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// A suspended member's memberships, handed over by its old connection's task once the
@@ -154,6 +180,7 @@ pub(crate) struct Kept {
     pub(crate) assigns: Assigns,
     pub(crate) tag: MemberTag,
     pub(crate) since: u64,
+    pub(crate) payload: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// The logs and the suspended members.
@@ -169,11 +196,19 @@ struct Inner {
     /// The highest offset dropped with a log the sweep removed: a log made again later starts
     /// from it, so it never claims to hold what its predecessor lost.
     forgotten: u64,
+    /// The cluster keeps the history (offsets come from the fan-out): these logs only hold
+    /// what this node received, to complete what is read from the cluster.
+    cluster: bool,
+    /// No client coming back from an offset below it is whole: an event was delivered here
+    /// that no history holds (the fan-out could not take it).
+    floor: u64,
 }
 
 impl Inner {
     fn log(&mut self, channel: &str) -> &mut Log {
-        let forgotten = self.forgotten;
+        // A cluster's logs complete a read of the cluster's history, made after this node
+        // listened to the channel: they vouch for nothing older by themselves.
+        let forgotten = if self.cluster { 0 } else { self.forgotten };
         self.logs.entry(channel.to_owned()).or_insert_with(|| Log {
             entries: VecDeque::new(),
             evicted: forgotten,
@@ -183,6 +218,13 @@ impl Inner {
     /// Whether every event after `offset` (and after each channel's start) in these channels
     /// is still kept.
     fn covers(&mut self, starts: &[(String, u64)], offset: u64) -> bool {
+        if offset < self.floor {
+            return false;
+        }
+        if self.cluster {
+            // The cluster's history decides, when the member is restored.
+            return true;
+        }
         starts
             .iter()
             .all(|(channel, since)| self.log(channel).since((*since).max(offset)).is_some())
@@ -250,8 +292,24 @@ impl History {
                 claimed: HashMap::new(),
                 since_sweep: 0,
                 forgotten: 0,
+                cluster: false,
+                floor: 0,
             }),
         }
+    }
+
+    /// A history whose offsets the cluster gives ([`History::record_at`]); its logs hold what
+    /// this node received, to complete what is read from the cluster
+    /// ([`History::merge_cluster`]).
+    pub(crate) fn for_cluster(limits: HistoryLimits) -> Self {
+        let history = History::new(limits);
+        lock(&history.inner).cluster = true;
+        history
+    }
+
+    /// The limits it keeps to.
+    pub(crate) fn limits(&self) -> &HistoryLimits {
+        &self.limits
     }
 
     /// Waits for the turn to record and deliver (or restore); held until dropped.
@@ -267,9 +325,15 @@ impl History {
     /// Gives `message` the next offset and keeps it in its channel's log. Call it in a
     /// [`History::turn`], and deliver the event before the turn ends.
     pub(crate) fn record(&self, message: Outgoing) -> Arc<Outgoing> {
+        let offset = lock(&self.inner).next;
+        self.record_at(message, offset)
+    }
+
+    /// Keeps `message` at `offset`, which the cluster gave it (offsets only grow). Call it in
+    /// a [`History::turn`], and deliver the event before the turn ends.
+    pub(crate) fn record_at(&self, message: Outgoing, offset: u64) -> Arc<Outgoing> {
         let mut inner = lock(&self.inner);
-        let offset = inner.next;
-        inner.next += 1;
+        inner.next = inner.next.max(offset + 1);
         let message = Arc::new(message.with_offset(offset));
         let now = Instant::now();
         let log = inner.log(message.channel());
@@ -309,11 +373,36 @@ impl History {
                 member,
                 identity,
                 starts,
-                handover: handover.clone(),
+                comeback: Comeback::Here(handover.clone()),
                 at: Instant::now(),
             },
         );
         handover
+    }
+
+    /// Takes in a member suspended on another node of the cluster, claimed there for a
+    /// connection coming back here ([`History::take`] it by its id).
+    pub(crate) fn adopt(&self, member: MemberId, channels: Vec<SessionChannel>) {
+        let mut inner = lock(&self.inner);
+        inner.claimed.insert(
+            member,
+            Suspended {
+                member,
+                identity: None,
+                starts: channels
+                    .iter()
+                    .map(|c| (c.channel.clone(), c.since))
+                    .collect(),
+                comeback: Comeback::Elsewhere(channels),
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// Forgets the member suspended under `key` here: the cluster says it was claimed
+    /// elsewhere (or is gone).
+    pub(crate) fn forget(&self, key: &str) {
+        lock(&self.inner).suspended.remove(key);
     }
 
     /// Claims the member suspended under `key` for a connection coming back from `offset`,
@@ -361,10 +450,20 @@ impl History {
         (suspended.at.elapsed() <= self.limits.max_age).then_some(suspended)
     }
 
+    /// An event was delivered here that no history holds: no client coming back from before
+    /// it is whole.
+    pub(crate) fn unrecorded(&self) {
+        let mut inner = lock(&self.inner);
+        inner.floor = inner.next;
+    }
+
     /// The events of each channel after its offset, in offset order, each with its channel's
     /// index in `channels`; `None` when some are gone. Call it in a [`History::turn`].
     pub(crate) fn missed(&self, channels: &[(&str, u64)]) -> Option<Vec<(usize, Arc<Outgoing>)>> {
         let mut inner = lock(&self.inner);
+        if channels.iter().any(|(_, since)| *since < inner.floor) {
+            return None;
+        }
         let mut missed = Vec::new();
         for (at, (channel, since)) in channels.iter().enumerate() {
             let events = inner.log(channel).since(*since)?;
@@ -374,10 +473,47 @@ impl History {
         Some(missed.into_iter().map(|(_, at, m)| (at, m)).collect())
     }
 
+    /// What each channel missed after its offset, from what the cluster's history held when
+    /// read (`read`, per channel in the order of `channels`) and what this node received
+    /// since, in offset order, each with its channel's index in `channels`, once each.
+    /// `None` when some are gone. Call it in a [`History::turn`].
+    pub(crate) fn merge_cluster(
+        &self,
+        channels: &[(&str, u64)],
+        read: Vec<Option<Vec<(u64, Outgoing)>>>,
+    ) -> Option<Vec<(usize, Arc<Outgoing>)>> {
+        let mut inner = lock(&self.inner);
+        if read.len() != channels.len() || channels.iter().any(|(_, s)| *s < inner.floor) {
+            return None;
+        }
+        let mut missed = Vec::new();
+        for (at, ((channel, since), events)) in channels.iter().zip(read).enumerate() {
+            let events = events?;
+            let mut last = *since;
+            for (offset, message) in events {
+                if offset > *since {
+                    last = last.max(offset);
+                    missed.push((offset, at, Arc::new(message.with_offset(offset))));
+                }
+            }
+            // What came after the read: this node has listened since before it.
+            let after = inner.log(channel).since(last)?;
+            missed.extend(after.map(|(o, m)| (o, at, m.clone())));
+        }
+        missed.sort_by_key(|(o, _, _)| *o);
+        missed.dedup_by_key(|(o, _, _)| *o);
+        Some(missed.into_iter().map(|(_, at, m)| (at, m)).collect())
+    }
+
     /// Drops what is older than the age limit.
     #[cfg(test)]
     pub(crate) fn sweep(&self) {
         lock(&self.inner).sweep(&self.limits);
+    }
+
+    #[cfg(test)]
+    fn covers_for_test(&self, starts: &[(String, u64)], offset: u64) -> bool {
+        lock(&self.inner).covers(starts, offset)
     }
 
     /// How many members are suspended.
@@ -435,6 +571,62 @@ mod tests {
         assert_eq!(offsets(history.missed(&[("b", 5)])), Some(vec![(0, 6)]));
         assert_eq!(offsets(history.missed(&[("a", 6)])), Some(vec![]));
         assert_eq!(offsets(history.missed(&[("quiet", 0)])), Some(vec![]));
+    }
+
+    #[test]
+    fn a_cluster_read_is_completed_by_what_came_after_it_once_each_in_order() {
+        let history = History::for_cluster(HistoryLimits::default());
+        // Received here (this node listened since before the read): 20 and 30 in `a`, 25 in
+        // `b`; 20 was also in the read.
+        for (channel, offset) in [("a", 20), ("b", 25), ("a", 30)] {
+            let _turn = history.turn();
+            let kept = history.record_at(event(channel, 0), offset);
+            assert_eq!(kept.offset(), Some(offset));
+        }
+        assert_eq!(history.last(), 30);
+        let read = vec![
+            Some(vec![(12, event("a", 0)), (20, event("a", 0))]),
+            Some(vec![(15, event("b", 0))]),
+        ];
+        assert_eq!(
+            offsets(history.merge_cluster(&[("a", 10), ("b", 10)], read)),
+            Some(vec![(0, 12), (1, 15), (0, 20), (1, 25), (0, 30)])
+        );
+        // What the read says is gone is gone, whatever this node holds.
+        let read = vec![None, Some(Vec::new())];
+        assert_eq!(
+            offsets(history.merge_cluster(&[("a", 10), ("b", 10)], read)),
+            None
+        );
+        // A channel this node holds nothing of, with nothing in the read: nothing missed.
+        assert_eq!(
+            offsets(history.merge_cluster(&[("quiet", 10)], vec![Some(Vec::new())])),
+            Some(vec![])
+        );
+        // Claims leave the decision to the read of the cluster's history, at the restore.
+        assert!(history.covers_for_test(&[("a".into(), 0)], 1));
+    }
+
+    #[test]
+    fn an_event_kept_nowhere_ends_recovery_from_before_it() {
+        let history = History::for_cluster(HistoryLimits::default());
+        history.record_at(event("a", 0), 5);
+        history.unrecorded();
+        assert_eq!(
+            offsets(history.merge_cluster(&[("a", 5)], vec![Some(Vec::new())])),
+            None,
+            "a client at 5 may have missed it"
+        );
+        history.record_at(event("a", 0), 9);
+        assert_eq!(
+            offsets(history.merge_cluster(&[("a", 9)], vec![Some(Vec::new())])),
+            Some(vec![]),
+            "a client that got a later event did not"
+        );
+        let local = History::new(HistoryLimits::default());
+        local.record(event("a", 0));
+        local.unrecorded();
+        assert_eq!(offsets(local.missed(&[("a", 1)])), None);
     }
 
     #[test]

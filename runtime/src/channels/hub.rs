@@ -18,8 +18,8 @@ use super::authorizer::Assigns;
 use super::authorizer::{Outbound, Reply};
 use super::context::{AppData, ChannelContext, JoinContext, LeaveReason};
 use super::error::{EmitError, EventError, JoinError};
-use super::fanout::{Fanout, LocalDelivery};
-use super::history::{Handover, History, HistoryLimits, Kept};
+use super::fanout::{ClusterEvents, Fanout, LocalDelivery};
+use super::history::{ClusterSession, Handover, History, HistoryLimits, Kept, SessionChannel};
 use super::member::{Member, MemberId, MemberTag};
 use super::outgoing::Outgoing;
 use super::presence::{
@@ -73,6 +73,12 @@ pub struct Hub {
     presence: Mutex<HashMap<String, ChannelPresence>>,
     /// The channel history, when connection state recovery is on.
     history: Option<History>,
+    /// The fan-out keeps the history for the cluster ([`Fanout::keep_history`]): emits go to
+    /// it, and come back with their offsets to be delivered here too.
+    clustered: bool,
+    /// Channels kept open on this node with no member (locked after a shard): a member coming
+    /// back listens to them before the cluster's history is read.
+    pins: Mutex<HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -104,6 +110,17 @@ impl Hub {
         fanout: Option<Arc<dyn Fanout>>,
         history: Option<HistoryLimits>,
     ) -> Arc<Self> {
+        let clustered = match (&fanout, &history) {
+            (Some(fanout), Some(history)) => fanout.keep_history(history),
+            _ => false,
+        };
+        let history = history.map(|limits| {
+            if clustered {
+                History::for_cluster(limits)
+            } else {
+                History::new(limits)
+            }
+        });
         let hub = Arc::new(Hub {
             registry,
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
@@ -112,7 +129,9 @@ impl Hub {
             limits,
             fanout,
             presence: Mutex::new(HashMap::new()),
-            history: history.map(History::new),
+            history,
+            clustered,
+            pins: Mutex::new(HashMap::new()),
         });
         if let Some(fanout) = &hub.fanout {
             let delivery: Arc<dyn LocalDelivery> = hub.clone();
@@ -197,16 +216,24 @@ impl Hub {
                 return Err(JoinError::Crashed);
             }
         };
+        // Kept with recovery on: another node runs `pass` with it for a client coming back.
+        let grant = Grant {
+            assigns,
+            payload: self.history.as_ref().and(payload).map(ToOwned::to_owned),
+        };
         match join_since(payload) {
-            None => self.subscribe(member, channel, entry, tag, assigns, None),
-            Some(since) => self.subscribe_since(member, channel, entry, tag, assigns, since),
+            None => self.subscribe(member, channel, entry, tag, grant, None),
+            Some(since) => {
+                self.subscribe_since(member, channel, entry, tag, grant, since)
+                    .await;
+            }
         }
         tracing::debug!(channel, member = %member.id(), "joined");
         self.after_join(member, channel, entry, &params).await;
         Ok(reply)
     }
 
-    /// Puts `member` in `channel`'s members with its `assigns` there (its presence and the
+    /// Puts `member` in `channel`'s members with its assigns there (its presence and the
     /// fan-out told when it is the first here). With a history, in a turn: the member's
     /// membership starts at the latest offset (`since` keeps an earlier start, for a member
     /// that comes back), so that no event from before it joined is replayed to it.
@@ -216,7 +243,7 @@ impl Hub {
         channel: &str,
         entry: &Channel,
         tag: MemberTag,
-        assigns: Assigns,
+        grant: Grant,
         since: Option<u64>,
     ) {
         let _turn = self.history.as_ref().map(History::turn);
@@ -224,7 +251,7 @@ impl Hub {
             .history
             .as_ref()
             .map_or(0, |history| since.unwrap_or_else(|| history.last()));
-        member.add_channel(channel, assigns, start);
+        member.add_channel(channel, grant.assigns, start, grant.payload);
         {
             let mut shard = write(self.shard(channel));
             let members = shard.entry(channel.to_owned()).or_default();
@@ -242,6 +269,8 @@ impl Hub {
                         ChannelPresence::new(!fetching)
                     });
             }
+            // Opened again when pinned: a fan-out reads the channel's presence once it is
+            // told, and opening an open channel changes nothing else.
             if members.len() == 1
                 && let Some(fanout) = &self.fanout
             {
@@ -255,22 +284,40 @@ impl Hub {
     /// it go to the member before any new one, then a `recovery` event says whether it got
     /// everything it missed (`{"recovered": true, "replayed": N}`) or not
     /// (`{"recovered": false}`: too old, no history kept, or a `since` that is no offset).
-    fn subscribe_since(
+    async fn subscribe_since(
         &self,
         member: &Arc<Member>,
         channel: &str,
         entry: &Channel,
         tag: MemberTag,
-        assigns: Assigns,
+        grant: Grant,
         since: Option<u64>,
     ) {
         let Some(history) = &self.history else {
-            self.subscribe(member, channel, entry, tag, assigns, None);
+            self.subscribe(member, channel, entry, tag, grant, None);
             return self.push_recovery(member, channel, None);
         };
+        if self.clustered {
+            let Some(since) = since else {
+                self.subscribe(member, channel, entry, tag, grant, None);
+                return self.push_recovery(member, channel, None);
+            };
+            let (pinned, read) = self.read_cluster(vec![(channel.to_owned(), since)]).await;
+            let _turn = history.turn();
+            let missed = Self::missed_in_cluster(history, &[(channel, since)], read);
+            self.subscribe(member, channel, entry, tag, grant, None);
+            drop(pinned);
+            let replayed = missed.map(|missed| {
+                for (_, message) in &missed {
+                    self.replay(member, tag, message);
+                }
+                missed.len()
+            });
+            return self.push_recovery(member, channel, replayed);
+        }
         let _turn = history.turn();
         let missed = since.and_then(|since| history.missed(&[(channel, since)]));
-        self.subscribe(member, channel, entry, tag, assigns, None);
+        self.subscribe(member, channel, entry, tag, grant, None);
         let replayed = missed.map(|missed| {
             for (_, message) in &missed {
                 self.replay(member, tag, message);
@@ -278,6 +325,79 @@ impl Hub {
             missed.len()
         });
         self.push_recovery(member, channel, replayed);
+    }
+
+    /// Keeps `channels` open on this node (listened to through the fan-out) until the guard
+    /// drops, members or not.
+    fn pin(&self, channels: Vec<String>) -> Pinned<'_> {
+        for channel in &channels {
+            let shard = read(self.shard(channel));
+            let mut pins = lock(&self.pins);
+            let count = pins.entry(channel.clone()).or_default();
+            *count += 1;
+            if *count == 1
+                && !shard.contains_key(channel)
+                && let Some(fanout) = &self.fanout
+            {
+                fanout.channel_opened(channel);
+            }
+        }
+        Pinned {
+            hub: self,
+            channels,
+        }
+    }
+
+    fn unpin(&self, channel: &str) {
+        let shard = read(self.shard(channel));
+        let mut pins = lock(&self.pins);
+        let Some(count) = pins.get_mut(channel) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            pins.remove(channel);
+            if !shard.contains_key(channel)
+                && let Some(fanout) = &self.fanout
+            {
+                fanout.channel_closed(channel);
+            }
+        }
+    }
+
+    /// For a member coming back in a cluster that keeps the history: opens `from`'s channels
+    /// here (kept open while the guard lives), then reads what the cluster holds after each
+    /// offset. `None` when it could not be read, or this node may have missed some of what
+    /// came after the read (then nothing can vouch for the rest).
+    async fn read_cluster(&self, from: Vec<(String, u64)>) -> (Pinned<'_>, Option<ClusterEvents>) {
+        let pinned = self.pin(from.iter().map(|(channel, _)| channel.clone()).collect());
+        let Some(fanout) = &self.fanout else {
+            return (pinned, None);
+        };
+        let read = match tokio::time::timeout(CLUSTER_READ_LIMIT, fanout.history(from)).await {
+            Ok(Ok(events)) => Some(events),
+            Ok(Err(err)) => {
+                tracing::debug!(%err, "the cluster's history could not be read");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("the cluster's history took too long to read");
+                None
+            }
+        };
+        (pinned, read)
+    }
+
+    /// What a member coming back missed, from the cluster's history `read` (see
+    /// [`Hub::read_cluster`]) and what this node received since. Call it in a turn.
+    fn missed_in_cluster(
+        history: &History,
+        from: &[(&str, u64)],
+        read: Option<ClusterEvents>,
+    ) -> Option<Vec<(usize, Arc<Outgoing>)>> {
+        // This node listened without a break since the read: what it got completes it.
+        let read = read.filter(|events| (events.unbroken)())?;
+        history.merge_cluster(from, read.channels)
     }
 
     fn push_recovery(&self, member: &Member, channel: &str, replayed: Option<usize>) {
@@ -533,8 +653,22 @@ impl Hub {
     /// Keeps `member`'s place under `key` at once, as its connection ends (a client may come
     /// back before the `left` hooks are done); its memberships follow through the handover.
     /// `None` without a history.
+    /// In a cluster that keeps the history, the member's id and channels also go where every
+    /// node can claim them.
     pub(crate) fn suspend(&self, member: &Member, key: String) -> Option<Arc<Handover>> {
         let history = self.history.as_ref()?;
+        if self.clustered
+            && let Some(fanout) = &self.fanout
+        {
+            let session = ClusterSession {
+                member: member.id().to_string(),
+                channels: member.session_channels(),
+            };
+            match serde_json::to_vec(&session) {
+                Ok(body) => fanout.session_keep(&key, body, history.limits().max_age),
+                Err(err) => tracing::error!(%err, "suspended member not kept for the cluster"),
+            }
+        }
         Some(history.suspend(key, member.id(), member.identity.clone(), member.starts()))
     }
 
@@ -542,6 +676,91 @@ impl Hub {
     /// when it can come back (see [`Hub::restore`]); its id when so.
     pub(crate) fn claim_suspended(&self, key: &str, offset: u64) -> Option<MemberId> {
         self.history.as_ref()?.claim(key, offset)
+    }
+
+    /// Claims the member suspended under `key`, on this node or, in a cluster that keeps the
+    /// history, on any node: its id, and whether it was suspended here (then its identity and
+    /// assigns come back too; from another node, the connect hook and `pass` run again). The
+    /// cluster's copy is taken first, so a member comes back once, wherever the client lands.
+    pub(crate) async fn claim_anywhere(&self, key: &str, offset: u64) -> Option<(MemberId, bool)> {
+        if !self.clustered {
+            return self
+                .claim_suspended(key, offset)
+                .map(|member| (member, true));
+        }
+        let (fanout, history) = (self.fanout.as_ref()?, self.history.as_ref()?);
+        let taken = tokio::time::timeout(CLUSTER_READ_LIMIT, fanout.session_take(key)).await;
+        let body = match taken {
+            Ok(Ok(Some(body))) => body,
+            Ok(Ok(None)) => {
+                // Claimed elsewhere already, expired, or lost with Redis: not here either.
+                history.forget(key);
+                return None;
+            }
+            Ok(Err(err)) => {
+                tracing::debug!(%err, "suspended member not claimed: the cluster is out of reach");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("suspended member not claimed: the cluster took too long");
+                return None;
+            }
+        };
+        if let Some(member) = self.claim_suspended(key, offset) {
+            return Some((member, true));
+        }
+        let session: ClusterSession = serde_json::from_slice(&body).ok()?;
+        let member: MemberId = session.member.parse().ok()?;
+        history.forget(key);
+        history.adopt(member, session.channels);
+        Some((member, false))
+    }
+
+    /// Joins a member that comes back from another node of the cluster to its channels again,
+    /// each through `pass` with its join payload, then restores it from `offset` as
+    /// [`Hub::restore`] does. False, and nothing joined, when a channel refuses it or what it
+    /// missed is gone.
+    pub(crate) async fn rejoin(
+        &self,
+        member: &Arc<Member>,
+        channels: Vec<SessionChannel>,
+        offset: u64,
+    ) -> bool {
+        let mut kept = Vec::with_capacity(channels.len());
+        for channel in channels {
+            let Some((entry, params)) = self.registry.resolve(&channel.channel) else {
+                return false;
+            };
+            let Ok(handler) = entry.instance(&params) else {
+                return false;
+            };
+            let join = JoinContext {
+                channel: &channel.channel,
+                params: &params,
+                payload: channel.payload.as_deref(),
+                member,
+                hub: self,
+            };
+            let assigns = match AssertUnwindSafe(handler.join(&join)).catch_unwind().await {
+                Ok(Ok(joined)) => joined.into_parts().1,
+                Ok(Err(_)) | Err(_) => {
+                    tracing::debug!(
+                        channel = channel.channel,
+                        member = %member.id(),
+                        "refused on coming back from another node"
+                    );
+                    return false;
+                }
+            };
+            kept.push(Kept {
+                channel: channel.channel,
+                assigns,
+                tag: 0,
+                since: channel.since,
+                payload: channel.payload,
+            });
+        }
+        self.restore(member, kept, offset).await
     }
 
     /// Whether the claimed member `member` can still come back from `offset` (nothing it
@@ -571,6 +790,18 @@ impl Hub {
             return false;
         };
         let mut back = Vec::with_capacity(channels.len());
+        // In a cluster that keeps the history, what it holds is read first (this node listens
+        // to the channels from then on).
+        let (pinned, read) = if self.clustered {
+            let from = channels
+                .iter()
+                .map(|kept| (kept.channel.clone(), kept.since.max(offset)))
+                .collect();
+            let (pinned, read) = self.read_cluster(from).await;
+            (Some(pinned), read)
+        } else {
+            (None, None)
+        };
         {
             let _turn = history.turn();
             // What it missed: after its offset, and nothing from before it joined a channel.
@@ -578,7 +809,12 @@ impl Hub {
                 .iter()
                 .map(|kept| (kept.channel.as_str(), kept.since.max(offset)))
                 .collect();
-            let Some(missed) = history.missed(&from) else {
+            let missed = if self.clustered {
+                Self::missed_in_cluster(history, &from, read)
+            } else {
+                history.missed(&from)
+            };
+            let Some(missed) = missed else {
                 return false;
             };
             let tags: Vec<MemberTag> = channels.iter().map(|kept| kept.tag).collect();
@@ -586,12 +822,16 @@ impl Hub {
                 let Some((entry, params)) = self.registry.resolve(&kept.channel) else {
                     continue;
                 };
+                let grant = Grant {
+                    assigns: kept.assigns,
+                    payload: kept.payload,
+                };
                 self.subscribe(
                     member,
                     &kept.channel,
                     entry,
                     kept.tag,
-                    kept.assigns,
+                    grant,
                     Some(kept.since),
                 );
                 back.push((kept.channel, params));
@@ -600,6 +840,7 @@ impl Hub {
                 self.replay(member, tags[at], &message);
             }
         }
+        drop(pinned);
         for (channel, params) in back {
             if let Some((entry, _)) = self.registry.resolve(&channel) {
                 self.after_join(member, &channel, entry, &params).await;
@@ -642,7 +883,9 @@ impl Hub {
                 if members.is_empty() {
                     shard.remove(channel);
                     presence.remove(channel);
-                    if let Some(fanout) = &self.fanout {
+                    if let Some(fanout) = &self.fanout
+                        && !lock(&self.pins).contains_key(channel)
+                    {
                         fanout.channel_closed(channel);
                     }
                 }
@@ -671,12 +914,15 @@ impl Hub {
             }
         }
         // Out of its list last, so that `left` still sees the member's assigns.
-        member.remove_channel(channel).map(|(assigns, since)| Kept {
-            channel: channel.to_owned(),
-            assigns,
-            tag,
-            since,
-        })
+        member
+            .remove_channel(channel)
+            .map(|(assigns, since, payload)| Kept {
+                channel: channel.to_owned(),
+                assigns,
+                tag,
+                since,
+                payload,
+            })
     }
 
     /// A client event `event` into `channel`, handled by the channel's `handle_in`.
@@ -739,7 +985,9 @@ impl Hub {
 
     /// Sends `<channel>/<event>` to every member of `channel` (but `except`): on this node,
     /// then on the others through the fan-out. Returns how many local connections it was
-    /// queued for.
+    /// queued for. When the fan-out keeps the history ([`Fanout::keep_history`]), the event
+    /// goes to the fan-out only and is delivered here when it comes back with its offset;
+    /// then the count is how many members the channel has here.
     ///
     /// # Errors
     /// See [`Hub::outgoing`]; [`EmitError::Fanout`] when the event reached this node's members
@@ -752,6 +1000,23 @@ impl Hub {
         except: Option<MemberId>,
     ) -> Result<usize, EmitError> {
         let message = self.outgoing(channel, event, payload)?;
+        if self.clustered
+            && let (Some(fanout), Some(history)) = (&self.fanout, &self.history)
+        {
+            // The cluster orders it: it comes back, with its offset, to be delivered here too.
+            return match fanout.publish(&message, except) {
+                Ok(()) => Ok(self.member_count(channel)),
+                Err(err) => {
+                    // Here only, and kept nowhere: no client coming back from before it is
+                    // whole.
+                    let _turn = history.turn();
+                    history.unrecorded();
+                    let message = message.with_offset(history.last());
+                    self.deliver(&message, except);
+                    Err(EmitError::Fanout(err))
+                }
+            };
+        }
         let (delivered, published) = self.deliver_kept(message, except, |message| {
             self.fanout
                 .as_ref()
@@ -963,7 +1228,42 @@ fn join_since(payload: Option<&RawValue>) -> Option<Option<u64>> {
     )
 }
 
+/// What a member holds in a channel it joins: the assigns its `pass` gave, and the join
+/// payload (kept with recovery on, for `pass` on another node when the client comes back).
+struct Grant {
+    assigns: Assigns,
+    payload: Option<Box<RawValue>>,
+}
+
+/// Channels kept open on a node while a member coming back reads the cluster's history.
+struct Pinned<'a> {
+    hub: &'a Hub,
+    channels: Vec<String>,
+}
+
+impl Drop for Pinned<'_> {
+    fn drop(&mut self) {
+        for channel in &self.channels {
+            self.hub.unpin(channel);
+        }
+    }
+}
+
+/// How long reading the cluster's history may take for a member coming back.
+const CLUSTER_READ_LIMIT: Duration = Duration::from_secs(5);
+
 impl LocalDelivery for Hub {
+    fn deliver_at(&self, message: Outgoing, offset: u64, except: Option<MemberId>) -> usize {
+        match &self.history {
+            Some(history) if self.clustered => {
+                let _turn = history.turn();
+                let message = history.record_at(message, offset);
+                Hub::deliver(self, &message, except)
+            }
+            _ => Hub::deliver(self, &message, except),
+        }
+    }
+
     fn deliver(&self, message: &Outgoing, except: Option<MemberId>) -> usize {
         if self.history.is_some() {
             // Recorded here too, under this node's offsets, for this node's clients.

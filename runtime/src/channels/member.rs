@@ -139,6 +139,9 @@ struct Joined {
     /// The history's latest offset when it joined (0 without a history): a replay gives it
     /// nothing older.
     since: u64,
+    /// What the client sent with its join, kept with recovery on: another node of a cluster
+    /// runs `pass` with it again when the client comes back there.
+    payload: Option<Box<RawValue>>,
 }
 
 #[derive(Default)]
@@ -218,21 +221,31 @@ impl Member {
     }
 
     /// Adds `channel` with the member's assigns there and the history offset it joined at.
-    pub(crate) fn add_channel(&self, channel: &str, assigns: Assigns, since: u64) {
+    pub(crate) fn add_channel(
+        &self,
+        channel: &str,
+        assigns: Assigns,
+        since: u64,
+        payload: Option<Box<RawValue>>,
+    ) {
         self.state().joined.push(Joined {
             channel: channel.into(),
             assigns,
             since,
+            payload,
         });
     }
 
     /// Takes `channel` out of its list, handing back its assigns; `None` when it was not
     /// there.
-    pub(crate) fn remove_channel(&self, channel: &str) -> Option<(Assigns, u64)> {
+    pub(crate) fn remove_channel(
+        &self,
+        channel: &str,
+    ) -> Option<(Assigns, u64, Option<Box<RawValue>>)> {
         let mut state = self.state();
         let at = state.joined.iter().position(|j| *j.channel == *channel)?;
         let joined = state.joined.remove(at);
-        Some((joined.assigns, joined.since))
+        Some((joined.assigns, joined.since, joined.payload))
     }
 
     /// Runs `f` on the member's assigns in `channel` (a short critical section: `f` must not
@@ -392,6 +405,20 @@ impl Member {
             .collect()
     }
 
+    /// Its channels as another node needs them to take it back: each with the offset it
+    /// joined at and its join payload.
+    pub(crate) fn session_channels(&self) -> Vec<super::history::SessionChannel> {
+        self.state()
+            .joined
+            .iter()
+            .map(|j| super::history::SessionChannel {
+                channel: j.channel.to_string(),
+                since: j.since,
+                payload: j.payload.clone(),
+            })
+            .collect()
+    }
+
     fn submit(self: &Arc<Self>, request: Request) -> Result<(), Overloaded> {
         let mut state = self.state();
         if state.ended || state.gone.is_some() {
@@ -471,9 +498,16 @@ impl Member {
                 done,
             } => {
                 // The old connection's `left` hooks may still be running.
-                let restored = match suspended.handover.wait(HANDOVER_WAIT).await {
-                    Some(channels) => hub.restore(self, channels, offset).await,
-                    None => false,
+                let restored = match suspended.comeback {
+                    super::history::Comeback::Here(handover) => {
+                        match handover.wait(HANDOVER_WAIT).await {
+                            Some(channels) => hub.restore(self, channels, offset).await,
+                            None => false,
+                        }
+                    }
+                    super::history::Comeback::Elsewhere(channels) => {
+                        hub.rejoin(self, channels, offset).await
+                    }
                 };
                 done(restored);
             }

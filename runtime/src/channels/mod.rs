@@ -23,7 +23,7 @@ pub use context::{
     AppData, ChannelContext, Disconnect, Handshake, Identity, JoinContext, LeaveReason,
 };
 pub use error::{ChannelConfigError, EmitError, EventError, JoinError};
-pub use fanout::{Fanout, FanoutError, FanoutFuture, LocalDelivery};
+pub use fanout::{ClusterEvents, Fanout, FanoutError, FanoutFuture, LocalDelivery};
 pub use history::HistoryLimits;
 pub use hub::{ChannelLimits, Hub};
 pub use member::{InvalidMemberId, MAX_PENDING, Member, MemberId, MemberTag, Overloaded};

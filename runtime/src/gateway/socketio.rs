@@ -17,7 +17,9 @@ use crate::channels::{
 };
 use crate::engineio::{Frame, Sid};
 use crate::payload::Payload;
-use crate::socketio::{AckSender, DisconnectReason, Listener, Packet, Socket, SocketRef};
+use crate::socketio::{
+    AckSender, DisconnectReason, Listener, Packet, RecoverFuture, Resumed, Socket, SocketRef,
+};
 
 /// Socket.IO frames of channel events, for the sockets of namespace `nsp`: an `EVENT` packet
 /// `<channel>/<event>`, the text frame made ready for many WebSockets.
@@ -112,11 +114,26 @@ struct Link {
 }
 
 /// Whether a client coming back with private session id `pid` and `offset` gets its state
-/// back: the socket id it takes back when so (the suspended member is claimed for it).
-pub(crate) fn claim(hub: &Hub, pid: &str, offset: &str) -> Option<Sid> {
-    let offset = offset.parse::<u64>().ok()?;
-    let member = hub.claim_suspended(pid, offset)?;
-    Sid::parse(member.as_str())
+/// back: the socket it takes back when so (the suspended member is claimed for it, on this
+/// node or, in a cluster that keeps the history, on any). A member suspended here skips the
+/// connect hook unless `rerun_connect_hook`; one from another node always runs it (its
+/// identity stayed there).
+pub(crate) fn claim(
+    hub: &Arc<Hub>,
+    pid: &str,
+    offset: &str,
+    rerun_connect_hook: bool,
+) -> RecoverFuture {
+    let hub = hub.clone();
+    let pid = pid.to_owned();
+    let offset = offset.parse::<u64>().ok();
+    Box::pin(async move {
+        let (member, here) = hub.claim_anywhere(&pid, offset?).await?;
+        Some(Resumed {
+            sid: Sid::parse(member.as_str())?,
+            skip_guard: here && !rerun_connect_hook,
+        })
+    })
 }
 
 /// Whether the state claimed for socket `sid` is still whole from `offset` (after a connect

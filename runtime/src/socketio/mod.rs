@@ -12,7 +12,7 @@ mod socket;
 
 pub use crate::payload::Payload;
 pub use error::{AckError, EmitError, PacketError, PayloadError};
-pub use namespace::{ConnectRefusal, Namespace};
+pub use namespace::{ConnectRefusal, Namespace, RecoverFuture, Resumed};
 pub use packet::{Packet, PacketType, Partial};
 pub use server::{Client, IoConfig, IoHandler, SocketIo, SocketIoBuilder};
 pub(crate) use socket::Listener;

@@ -18,19 +18,28 @@ use crate::sync::{read, write};
 type ConnectHandler = Box<dyn Fn(SocketRef) + Send + Sync>;
 type GuardFuture = Pin<Box<dyn Future<Output = Result<(), ConnectRefusal>> + Send>>;
 type Guard = Arc<dyn Fn(SocketRef) -> GuardFuture + Send + Sync>;
-type RecoverHook = Arc<dyn Fn(&str, &str) -> Option<Sid> + Send + Sync>;
+/// What a recovery hook answers, later: the socket a client comes back to, if any.
+pub type RecoverFuture = Pin<Box<dyn Future<Output = Option<Resumed>> + Send>>;
+type RecoverHook = Arc<dyn Fn(&str, &str) -> RecoverFuture + Send + Sync>;
+
+/// A client that comes back gets its socket again ([`Namespace::recovery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    /// The socket id it takes back.
+    pub sid: Sid,
+    /// Whether its CONNECT skips the guard (it passed it when it first connected here).
+    pub skip_guard: bool,
+}
 type ConfirmHook = Arc<dyn Fn(Sid, &str) -> bool + Send + Sync>;
 
 /// Connection state recovery in a namespace: who decides whether a client comes back.
 #[derive(Clone)]
 pub(crate) struct Recovery {
-    /// Given the client's private session id and offset, the socket id to take back.
+    /// Given the client's private session id and offset, the socket to take back.
     pub(crate) hook: RecoverHook,
     /// After a guard that ran for a socket coming back: whether its state is still whole
     /// (socket id, offset).
     pub(crate) confirm: ConfirmHook,
-    /// A socket that comes back skips the guard (it passed it the first time).
-    pub(crate) skip_guard: bool,
 }
 
 pub use crate::refusal::ConnectRefusal;
@@ -84,20 +93,29 @@ impl Namespace {
     /// Turns on connection state recovery (socket.io's `connectionStateRecovery`): every
     /// socket gets a private session id (`pid`, sent in the CONNECT answer), and a client that
     /// comes back with its `pid` and the `offset` of the last event it got is asked about:
-    /// `hook(pid, offset)` answers the socket id it takes back, or `None` for a fresh socket.
-    /// A socket that comes back skips the guard when `skip_guard` is true; when the guard
-    /// runs, `confirm(socket id, offset)` says afterwards whether the state is still there to
-    /// take back (else the connection closes before any answer, and the client starts afresh
-    /// on its next attempt).
-    pub fn recovery<F, C>(&self, hook: F, confirm: C, skip_guard: bool) -> &Self
+    /// `hook(pid, offset)` answers (it may take its time: the CONNECT waits) the socket it
+    /// takes back, or `None` for a fresh socket. A socket that comes back skips the guard when
+    /// the answer says so; when the guard runs, `confirm(socket id, offset)` says afterwards
+    /// whether the state is still there to take back (else the connection closes before any
+    /// answer, and the client starts afresh on its next attempt).
+    ///
+    /// ```
+    /// use tidings_runtime::engineio::Sid;
+    /// use tidings_runtime::socketio::{Resumed, SocketIo};
+    ///
+    /// let io = SocketIo::builder().build();
+    /// let ns = io.ns("/", |_socket| {});
+    /// // Nobody ever comes back here: every client gets a fresh socket.
+    /// ns.recovery(|_pid, _offset| Box::pin(async { None::<Resumed> }), |_sid: Sid, _offset| false);
+    /// ```
+    pub fn recovery<F, C>(&self, hook: F, confirm: C) -> &Self
     where
-        F: Fn(&str, &str) -> Option<Sid> + Send + Sync + 'static,
+        F: Fn(&str, &str) -> RecoverFuture + Send + Sync + 'static,
         C: Fn(Sid, &str) -> bool + Send + Sync + 'static,
     {
         *write(&self.recovery) = Some(Recovery {
             hook: Arc::new(hook),
             confirm: Arc::new(confirm),
-            skip_guard,
         });
         self
     }

@@ -11,7 +11,7 @@ use smallvec::SmallVec;
 use tokio::task::AbortHandle;
 
 use super::error::PacketError;
-use super::namespace::Namespace;
+use super::namespace::{Namespace, Recovery, Resumed};
 use super::packet::{Packet, Partial};
 use super::socket::{DisconnectReason, Socket, SocketRecovery, SocketRef};
 use crate::engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session, Sid};
@@ -243,7 +243,8 @@ pub struct IoHandler {
 /// What the Socket.IO layer keeps per connection.
 pub struct Client {
     /// One socket per namespace joined (most clients join one: that one is kept inline).
-    sockets: Mutex<SmallVec<[SocketRef; 1]>>,
+    /// (Shared with a CONNECT waiting for its recovery hook.)
+    sockets: Arc<Mutex<SmallVec<[SocketRef; 1]>>>,
     /// A binary packet waiting for its attachments.
     pending: Mutex<Pending>,
     /// The timer that closes a connection which joins no namespace in time; the first join
@@ -286,7 +287,7 @@ impl EngineHandler for IoHandler {
             }
         });
         Client {
-            sockets: Mutex::default(),
+            sockets: Arc::default(),
             pending: Mutex::default(),
             connect_watch: Mutex::new(Some(watch.abort_handle())),
         }
@@ -431,16 +432,73 @@ impl IoHandler {
         let recovery = ns.recovery_config();
         // A client coming back: its private session id and the offset of the last event it
         // got, both strings in its CONNECT payload, as the official client sends them.
-        let resumed = recovery.as_ref().and_then(|recovery| {
-            #[derive(serde::Deserialize)]
-            struct Resume {
-                pid: String,
-                offset: String,
-            }
+        let resume = recovery.as_ref().and_then(|_| {
             let resume: Resume = serde_json::from_str(auth.as_deref()?.get()).ok()?;
-            let sid = (recovery.hook)(&resume.pid, &resume.offset)?;
-            Some((sid, Sid::parse(&resume.pid)?, resume.offset))
+            Some(resume)
         });
+        let opening = Opening {
+            session: session.clone(),
+            sockets: client.sockets.clone(),
+            ns,
+            nsp,
+            auth,
+            recovery,
+        };
+        match (resume, opening.recovery.clone()) {
+            (Some(resume), Some(recovery)) => {
+                // The hook may ask the cluster: the CONNECT waits for it, the timer that closes
+                // a connection which joins no namespace does not.
+                if let Some(watch) = lock(&client.connect_watch).take() {
+                    watch.abort();
+                }
+                let claim = (recovery.hook)(&resume.pid, &resume.offset);
+                tokio::spawn(async move {
+                    let resumed = claim.await;
+                    if !opening.session.is_closed() {
+                        opening.open(resumed.map(|r| (r, resume)));
+                    }
+                });
+            }
+            _ => {
+                if let Some(watch) = lock(&client.connect_watch).take() {
+                    watch.abort();
+                }
+                opening.open(None);
+            }
+        }
+    }
+}
+
+/// The private session id and offset of a client coming back, from its CONNECT payload.
+#[derive(serde::Deserialize)]
+struct Resume {
+    pid: String,
+    offset: String,
+}
+
+/// A CONNECT to a namespace, once it is known whether the client comes back.
+struct Opening {
+    session: Arc<Session>,
+    sockets: Arc<Mutex<SmallVec<[SocketRef; 1]>>>,
+    ns: Arc<Namespace>,
+    nsp: String,
+    auth: Option<Box<RawValue>>,
+    recovery: Option<Recovery>,
+}
+
+impl Opening {
+    /// Opens the socket: the one taken back when `resumed`, else a fresh one.
+    fn open(self, resumed: Option<(Resumed, Resume)>) {
+        let Opening {
+            session,
+            sockets,
+            ns,
+            nsp,
+            auth,
+            recovery,
+        } = self;
+        let resumed = resumed
+            .and_then(|(resumed, resume)| Some((resumed, Sid::parse(&resume.pid)?, resume.offset)));
         let fresh = if resumed.is_some() {
             None
         } else {
@@ -450,14 +508,18 @@ impl IoHandler {
                 (Err(_), _) => None,
             }
         };
+        let mut skip_guard = false;
         let (id, recovered) = match (resumed, fresh) {
-            (Some((sid, pid, offset)), _) => (
-                sid,
-                Some(SocketRecovery {
-                    pid,
-                    resumed_from: Some(offset),
-                }),
-            ),
+            (Some((resumed, pid, offset)), _) => {
+                skip_guard = resumed.skip_guard;
+                (
+                    resumed.sid,
+                    Some(SocketRecovery {
+                        pid,
+                        resumed_from: Some(offset),
+                    }),
+                )
+            }
             (None, Some((id, pid))) => (
                 id,
                 pid.map(|pid| SocketRecovery {
@@ -478,8 +540,6 @@ impl IoHandler {
                 return;
             }
         };
-        let skip_guard = recovered.as_ref().is_some_and(|r| r.resumed_from.is_some())
-            && recovery.as_ref().is_some_and(|r| r.skip_guard);
         let socket = Arc::new(Socket::new(
             id,
             ns.clone(),
@@ -487,13 +547,10 @@ impl IoHandler {
             auth,
             recovered,
         ));
-        if let Some(watch) = lock(&client.connect_watch).take() {
-            watch.abort();
-        }
         // Reserve the namespace slot at once so events that race the guard find the socket
         // (they are ignored until it is connected).
         {
-            let mut sockets = lock(&client.sockets);
+            let mut sockets = lock(&sockets);
             sockets.retain(|s| s.ns().name() != nsp);
             sockets.push(socket.clone());
         }
