@@ -10,6 +10,9 @@
 //! `503 {"error": ..., "delivered": "local"}` when the event reached this node's subscribers
 //! but not the other nodes (Redis unreachable).
 //!
+//! `--recovery N` turns connection state recovery on with N events kept per channel (the
+//! peer `tidings-recovery`).
+//!
 //! Presence (`bench/src/bin/loadgen/presence.rs`, scenario `presence-10k`): every
 //! `presence/...` channel tracks each member under its member id (the Socket.IO socket id)
 //! with a small meta, and `GET /presence?channel=...` answers `{"count": N}`, the number of
@@ -117,6 +120,17 @@ async fn main() -> std::io::Result<()> {
     let mut builder = Tidings::builder();
     if let Some(url) = args.flag("--redis") {
         builder = builder.redis(url)?;
+    }
+    // `--recovery N`: connection state recovery on, N events kept per channel (the peer
+    // `tidings-recovery`: the cost of keeping history on the fan-out).
+    if let Some(events) = args.flag("--recovery") {
+        let events = events.parse::<usize>().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "--recovery needs a number of events",
+            )
+        })?;
+        builder = builder.recovery(tidings::Recovery::default().max_events_per_channel(events));
     }
     let tidings = builder
         .socketio(|io| {

@@ -29,8 +29,12 @@
 //! `/ws`) and `baseline-plain` (the baseline, which speaks that protocol at `/ws`), both driven
 //! with `--protocol plain`.
 //!
-//! The scenarios `redis-fanout-1k` and `redis-fanout-10k` (tidings only, run only when named in
-//! `--scenarios`) are the fan-out of the same size over two tidings nodes joined through Redis:
+//! The peer `tidings-recovery` is tidings with connection state recovery on (every broadcast
+//! kept in its channel's history; through Redis, in Redis Streams): the runner reports its
+//! deliveries/s against `tidings` (issue 18).
+//!
+//! The scenarios `redis-fanout-1k` and `redis-fanout-10k` (tidings and tidings-recovery only,
+//! run only when named in `--scenarios`) are the fan-out of the same size over two tidings nodes joined through Redis:
 //! a `redis-server` on a free loopback port (`--save "" --appendonly no`), node A and node B
 //! (`bench_server --workers 1 --redis ...`), all three pinned to core 0 (the same one core the
 //! single node gets), subscribers alternating between A and B, every emit posted to A. The
@@ -59,8 +63,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tidings_bench::{Flags, PresenceRun, RunResult, fail, raise_fd_limit};
 
-const PEERS: [&str; 8] = [
+const PEERS: [&str; 9] = [
     "tidings",
+    "tidings-recovery",
     "node",
     "socketioxide",
     "baseline",
@@ -278,6 +283,17 @@ fn peer_command(paths: &Paths, peer: &str, port: u16) -> Vec<String> {
             "--workers".into(),
             "1".into(),
         ],
+        // Connection state recovery on: every broadcast is recorded in its channel's history
+        // (1000 events kept per channel, the default).
+        "tidings-recovery" => vec![
+            bin("examples/bench_server"),
+            "--port".into(),
+            port,
+            "--workers".into(),
+            "1".into(),
+            "--recovery".into(),
+            "1000".into(),
+        ],
         "node" => vec![
             "node".into(),
             paths
@@ -439,7 +455,7 @@ fn run_once(
             protocol(peer).to_owned(),
         ];
         if scenario.redis() {
-            if peer != "tidings" {
+            if peer != "tidings" && peer != "tidings-recovery" {
                 return Err(format!("{peer}: no Redis setup (tidings only)"));
             }
             let nodes = scenario.redis_nodes;
@@ -1373,6 +1389,39 @@ fn targets(results: &Results) -> String {
             );
         }
     }
+    // Issue 18: history kept for recovery costs at most 15 % of the fan-out in memory; with
+    // Redis Streams, the ratio is reported.
+    for scenario in [
+        "fanout-1k",
+        "seq-w8-1k",
+        "seq-w0-1k",
+        "fanout-10k",
+        "seq-w8-10k",
+        "seq-w0-10k",
+        "redis-fanout-1k",
+        "redis-fanout-10k",
+    ] {
+        let rate: fn(&RunResult) -> f64 = |r| r.deliveries_per_sec;
+        if let (Some(t), Some(r)) = (
+            med(scenario, "tidings", rate),
+            med(scenario, "tidings-recovery", rate),
+        ) {
+            if scenario.starts_with("redis-") {
+                let _ = writeln!(
+                    out,
+                    "- {scenario}: tidings with recovery (Redis Streams) / without: {:.2}x",
+                    r / t
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "- {scenario}: tidings with recovery >= 0.85x without: {:.2}x ({})",
+                    r / t,
+                    mark(r >= 0.85 * t)
+                );
+            }
+        }
+    }
     for scenario in ["paced-1k", "paced-10k"] {
         let p99: fn(&RunResult) -> f64 = |r| r.p99_us;
         let tidings = med(scenario, "tidings", p99);
@@ -1546,7 +1595,11 @@ fn main() {
         }
         for scenario in &scenarios {
             for peer in &order {
-                if scenario.redis() && peer != "tidings" {
+                // Redis setups: tidings, and with recovery only for the fan-out through Redis.
+                if scenario.redis()
+                    && peer != "tidings"
+                    && !(peer == "tidings-recovery" && scenario.name.starts_with("redis-"))
+                {
                     continue;
                 }
                 // A fresh free port per run, below the ephemeral range (32768+) the load
