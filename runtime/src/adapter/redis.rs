@@ -253,6 +253,14 @@ impl Fanout for RedisFanout {
                 "Redis is down, reconnecting".to_owned(),
             ));
         }
+        // With the history kept, this node's members get the event when it comes back: not
+        // while the subscription is down (the hub then delivers it here, kept nowhere).
+        if self.shared.history.get().is_some() && !self.shared.subscriber_up.load(Ordering::Acquire)
+        {
+            return Err(FanoutError::Unreachable(
+                "Redis subscription is down, reconnecting".to_owned(),
+            ));
+        }
         let body = encode(&self.node, message, except)?;
         let job = Publish {
             channel: format!("{}{}", self.prefix, message.channel()),
