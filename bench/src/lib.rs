@@ -242,6 +242,163 @@ pub struct RunResult {
     /// The `presence` scenario's measurements (three nodes through Redis).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence: Option<PresenceRun>,
+    /// The `history` scenario's measurements (the memory of recovery's channel history).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryRun>,
+}
+
+/// What one run of the load generator's `history` scenario measured: `channels` ×
+/// `events_per_channel` emits to channels nobody subscribes to (the fill), then as many again
+/// (the replacement: with the history full, each new event takes an old one's place), and the
+/// memory of the server (and of Redis, with `--redis-port`) before and after each.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HistoryRun {
+    /// Channels emitted to (`chats/0` ...).
+    pub channels: u64,
+    /// Emits per channel in each of the two phases.
+    pub events_per_channel: u64,
+    /// The most events the server keeps per channel with recovery on (`--kept`, what the
+    /// runner gives `bench_server --recovery`); the same for the control, which keeps none.
+    pub kept_per_channel: u64,
+    /// Emits to `chats/warmup` before the first measurement (the HTTP path's first
+    /// allocations out of the way).
+    pub warmup_emits: u64,
+    /// Mean size of an emit's JSON body (`POST /emit`), bytes.
+    pub body_bytes: f64,
+    /// Mean size of its `data`, bytes.
+    pub data_bytes: f64,
+    /// The server's settled RSS before the fill, KiB.
+    pub rss_before_kib: u64,
+    /// Whether Redis was measured (`--redis-port`).
+    pub redis: bool,
+    /// Redis's `used_memory` before the fill, bytes.
+    pub redis_memory_before: u64,
+    /// The first `events_per_channel` emits to each channel.
+    pub fill: HistoryPhase,
+    /// As many again, to the same channels.
+    pub replace: HistoryPhase,
+}
+
+/// One phase of the `history` scenario.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HistoryPhase {
+    /// Emits answered 200 (with Redis: handed to its queue to Redis).
+    pub emits: u64,
+    /// Answers other than 200 (with Redis, 503: the node's queue to Redis was full; the event
+    /// is not in the history), each followed by the same emit again.
+    pub refused: u64,
+    /// Emits given up on (refused too many times, or no connection).
+    pub errors: u64,
+    /// Seconds from the first emit sent to the last one answered 200.
+    pub secs: f64,
+    /// With Redis: seconds from the first emit sent until Redis had published every one (the
+    /// node writes to Redis after answering); `None` when it did not within the wait.
+    pub redis_secs: Option<f64>,
+    /// CPU seconds of the server over the phase (until Redis had every emit, with Redis).
+    pub server_cpu_secs: f64,
+    /// CPU seconds of Redis over the phase.
+    pub redis_cpu_secs: f64,
+    /// The load generator's CPU seconds over the phase's wall time (above 0.85 the emit rate
+    /// is a lower bound).
+    pub loadgen_busy: f64,
+    /// The server's settled RSS after the phase, KiB.
+    pub rss_after_kib: u64,
+    /// Redis's `used_memory` after the phase, bytes.
+    pub redis_memory_after: u64,
+    /// Entries in the channels' streams after the phase (`XLEN` of each
+    /// `tidings:history:chats/<i>`, summed).
+    pub redis_entries_after: u64,
+    /// Commands Redis ran over the phase, those scripts ran included (`INFO commandstats`,
+    /// our `INFO`s left out).
+    pub commands: u64,
+    /// `EVALSHA` and `EVAL` calls over the phase.
+    pub script_calls: u64,
+    /// The commands the node sent (not those its scripts ran): with scripts, `EVALSHA`,
+    /// `EVAL` and `SCRIPT`; without, every command.
+    pub client_calls: u64,
+    /// `total_commands_processed` over the phase, our `INFO`s left out (it counts what scripts
+    /// run too).
+    pub commands_processed: u64,
+    /// The commands by name, most frequent first (`"EVALSHA 100000, XADD 100000, ..."`).
+    pub breakdown: String,
+}
+
+impl HistoryRun {
+    /// Events the history holds once full: `channels × min(events_per_channel,
+    /// kept_per_channel)`.
+    pub fn retained(&self) -> u64 {
+        self.channels * self.events_per_channel.min(self.kept_per_channel)
+    }
+
+    /// RSS the fill added, in bytes per retained event.
+    pub fn rss_bytes_per_event(&self) -> f64 {
+        per(
+            (self.fill.rss_after_kib as f64 - self.rss_before_kib as f64) * 1024.0,
+            self.retained(),
+        )
+    }
+
+    /// RSS the replacement added (0 when memory stays flat once the history is full), KiB.
+    pub fn rss_growth_replacing_kib(&self) -> f64 {
+        self.replace.rss_after_kib as f64 - self.fill.rss_after_kib as f64
+    }
+
+    /// Redis `used_memory` the fill added, in bytes per entry its streams hold (per retained
+    /// event when they hold none).
+    pub fn redis_bytes_per_event(&self) -> f64 {
+        let entries = if self.fill.redis_entries_after > 0 {
+            self.fill.redis_entries_after
+        } else {
+            self.retained()
+        };
+        per(
+            self.fill.redis_memory_after as f64 - self.redis_memory_before as f64,
+            entries,
+        )
+    }
+
+    /// Redis `used_memory` the replacement added, bytes.
+    pub fn redis_growth_replacing(&self) -> f64 {
+        self.replace.redis_memory_after as f64 - self.fill.redis_memory_after as f64
+    }
+}
+
+impl HistoryPhase {
+    /// Emits per second, from the first sent to the last answered.
+    pub fn emits_per_sec(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.emits as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Every command Redis ran per emit, those of scripts included.
+    pub fn commands_per_emit(&self) -> f64 {
+        per(self.commands as f64, self.emits)
+    }
+
+    /// The commands the node sent per emit.
+    pub fn client_calls_per_emit(&self) -> f64 {
+        per(self.client_calls as f64, self.emits)
+    }
+
+    /// `EVALSHA`s per emit.
+    pub fn script_calls_per_emit(&self) -> f64 {
+        per(self.script_calls as f64, self.emits)
+    }
+
+    /// Server CPU microseconds per emit.
+    pub fn server_cpu_us_per_emit(&self) -> f64 {
+        per(self.server_cpu_secs * 1e6, self.emits)
+    }
+}
+
+/// `value / count`, 0 for no count.
+fn per(value: f64, count: u64) -> f64 {
+    if count > 0 { value / count as f64 } else { 0.0 }
 }
 
 /// What one run of the load generator's `presence` scenario measured: members of one channel
@@ -398,6 +555,43 @@ mod tests {
                   0 0 127.0.0.1:3000 127.0.0.1:5001\n\t cubic data_segs_out:5 data_segs_in:3\n";
         assert_eq!(sum_data_segs(ss), 12);
         assert_eq!(sum_data_segs(""), 0);
+    }
+
+    #[test]
+    fn history_per_retained_event() {
+        let run = HistoryRun {
+            channels: 100,
+            events_per_channel: 2000,
+            kept_per_channel: 1000,
+            rss_before_kib: 10_000,
+            redis_memory_before: 1_000_000,
+            fill: HistoryPhase {
+                emits: 200_000,
+                secs: 4.0,
+                rss_after_kib: 20_000,
+                redis_memory_after: 21_000_000,
+                redis_entries_after: 100_000,
+                commands: 1_800_000,
+                script_calls: 200_000,
+                client_calls: 200_001,
+                ..HistoryPhase::default()
+            },
+            replace: HistoryPhase {
+                rss_after_kib: 20_512,
+                redis_memory_after: 21_100_000,
+                ..HistoryPhase::default()
+            },
+            ..HistoryRun::default()
+        };
+        assert_eq!(run.retained(), 100_000);
+        assert!((run.rss_bytes_per_event() - 102.4).abs() < 1e-9);
+        assert!((run.rss_growth_replacing_kib() - 512.0).abs() < 1e-9);
+        assert!((run.redis_bytes_per_event() - 200.0).abs() < 1e-9);
+        assert!((run.redis_growth_replacing() - 100_000.0).abs() < 1e-9);
+        assert!((run.fill.emits_per_sec() - 50_000.0).abs() < 1e-9);
+        assert!((run.fill.commands_per_emit() - 9.0).abs() < 1e-9);
+        assert!((run.fill.script_calls_per_emit() - 1.0).abs() < 1e-9);
+        assert_eq!(HistoryPhase::default().commands_per_emit(), 0.0);
     }
 
     #[test]

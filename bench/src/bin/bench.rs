@@ -52,6 +52,20 @@
 //! no presence: the memory presence adds) and `presence-records-10k` (the same members in
 //! `presence/0` on A and B, C with one member: what holding every record costs C). Its own table
 //! follows the main one.
+//!
+//! The scenarios `history-100k` and `redis-history-100k` (tidings and tidings-recovery only,
+//! run only when named in `--scenarios`; issue 18) measure what connection state recovery's
+//! channel history costs per event it keeps: the load generator's `history` scenario
+//! (`bench/src/bin/loadgen/history.rs`) posts 1000 emits to each of 100 channels that nobody
+//! subscribes to (100,000 events: the history of tidings-recovery, 1000 per channel, is then
+//! full), then as many again (each replacing an old one), and reads the server's settled RSS
+//! before and after each. `history-100k` is one node, the history in its memory;
+//! `redis-history-100k` is one node (`bench_server --workers 1 --redis ...`) with a
+//! `redis-server` as above, both on core 0, the history in Redis Streams: the load generator
+//! also reads Redis's `used_memory`, the streams' lengths and `INFO commandstats` (Redis's
+//! commands per emit, those the emit script runs included). tidings, which keeps no history,
+//! is the control: the history's memory is tidings-recovery's less tidings'. Their own table
+//! follows the main one.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -61,7 +75,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tidings_bench::{Flags, PresenceRun, RunResult, fail, raise_fd_limit};
+use tidings_bench::{Flags, HistoryRun, PresenceRun, RunResult, fail, raise_fd_limit};
 
 const PEERS: [&str; 9] = [
     "tidings",
@@ -80,18 +94,31 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long one run of a presence scenario may take (its ramp-up is quadratic).
 const PRESENCE_RUN_TIMEOUT: Duration = Duration::from_secs(1800);
+/// The events per channel the peer `tidings-recovery` keeps (`bench_server --recovery`).
+const RECOVERY_EVENTS: &str = "1000";
 
 struct Scenario {
     name: &'static str,
     args: Vec<String>,
-    /// Tidings nodes through Redis (only when asked for by name): 2 for `redis-*`, 3 for
-    /// `presence-*`; 0 for one node without Redis.
+    /// Tidings nodes through Redis (only when asked for by name): 1 for `redis-history-*`, 2
+    /// for the other `redis-*`, 3 for `presence-*`; 0 for one node without Redis.
     redis_nodes: usize,
 }
 
 impl Scenario {
     fn redis(&self) -> bool {
         self.redis_nodes > 0
+    }
+
+    /// The history scenarios (`history-*`, `redis-history-*`): tidings and tidings-recovery
+    /// only.
+    fn history(&self) -> bool {
+        self.name.starts_with("history-") || self.name.starts_with("redis-history-")
+    }
+
+    /// Run only when named in `--scenarios`.
+    fn on_request(&self) -> bool {
+        self.redis() || self.history()
     }
 
     fn timeout(&self) -> Duration {
@@ -107,7 +134,9 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     let scenario = |name: &'static str, args: &[&str]| Scenario {
         name,
         args: args.iter().map(|a| (*a).to_owned()).collect(),
-        redis_nodes: if name.starts_with("redis-") {
+        redis_nodes: if name.starts_with("redis-history-") {
+            1
+        } else if name.starts_with("redis-") {
             2
         } else if name.starts_with("presence-") {
             3
@@ -240,6 +269,24 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             rest,
         ],
     ));
+    // The history's memory (issue 18): 1000 events to each of 100 channels, as many as
+    // tidings-recovery keeps per channel, then as many again.
+    let history_channels = if quick { "20" } else { "100" };
+    for name in ["history-100k", "redis-history-100k"] {
+        list.push(scenario(
+            name,
+            &[
+                "--scenario",
+                "history",
+                "--channels",
+                history_channels,
+                "--events",
+                "1000",
+                "--kept",
+                RECOVERY_EVENTS,
+            ],
+        ));
+    }
     list.push(scenario(
         "presence-10k",
         &[
@@ -292,7 +339,7 @@ fn peer_command(paths: &Paths, peer: &str, port: u16) -> Vec<String> {
             "--workers".into(),
             "1".into(),
             "--recovery".into(),
-            "1000".into(),
+            RECOVERY_EVENTS.into(),
         ],
         "node" => vec![
             "node".into(),
@@ -503,8 +550,9 @@ fn run_once(
                     children[node + 1].id().to_string(),
                 ]);
             }
-            if nodes == 3 {
-                // The presence scenario reads Redis's counters, and SIGKILLs node C itself.
+            if nodes != 2 {
+                // The presence and history scenarios read Redis's counters (and the presence
+                // scenario SIGKILLs node C itself).
                 loadgen_args.extend(["--redis-port".to_owned(), redis_port.to_string()]);
             }
         } else {
@@ -1124,6 +1172,385 @@ fn presence_table(results: &Results) -> String {
     )
 }
 
+/// One line on a history run, for the runner's log.
+fn history_summary(h: &HistoryRun) -> String {
+    let mut line = format!(
+        "history of {} events, bodies of {:.1} bytes: fill {:.0} emits/s, RSS {:.1} bytes per \
+         event; replacing {:.0} emits/s, RSS {:+.0} KiB",
+        h.retained(),
+        h.body_bytes,
+        h.fill.emits_per_sec(),
+        h.rss_bytes_per_event(),
+        h.replace.emits_per_sec(),
+        h.rss_growth_replacing_kib()
+    );
+    if h.redis {
+        let _ = write!(
+            line,
+            "; Redis {:.1} bytes per entry ({} entries), {:+.0} bytes replacing; commands per \
+             emit {:.2} / {:.2} (the node's {:.2} / {:.2}); refused {} / {}",
+            h.redis_bytes_per_event(),
+            h.fill.redis_entries_after,
+            h.redis_growth_replacing(),
+            h.fill.commands_per_emit(),
+            h.replace.commands_per_emit(),
+            h.fill.client_calls_per_emit(),
+            h.replace.client_calls_per_emit(),
+            h.fill.refused,
+            h.replace.refused
+        );
+    }
+    line
+}
+
+/// A breakdown of Redis commands (`"EVALSHA 100000, XADD 100000"`) per emit.
+fn per_emit_breakdown(breakdown: &str, emits: u64) -> String {
+    breakdown
+        .split(", ")
+        .filter_map(|item| {
+            let (name, calls) = item.rsplit_once(' ')?;
+            let calls: f64 = calls.parse().ok()?;
+            Some(format!("{name} {:.2}", calls / emits.max(1) as f64))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One row of the history table.
+struct HistoryRow {
+    label: &'static str,
+    format: fn(f64) -> String,
+    get: fn(&HistoryRun) -> Option<f64>,
+    /// Whether the difference recovery − control means something.
+    differs: bool,
+    /// Only for the history in Redis.
+    redis_only: bool,
+}
+
+impl HistoryRow {
+    fn new(
+        label: &'static str,
+        format: fn(f64) -> String,
+        get: fn(&HistoryRun) -> Option<f64>,
+        differs: bool,
+        redis_only: bool,
+    ) -> HistoryRow {
+        HistoryRow {
+            label,
+            format,
+            get,
+            differs,
+            redis_only,
+        }
+    }
+}
+
+/// One cell of the history table: median (min–max) over the rounds that measured it.
+fn history_cell(values: &[Option<f64>], format: fn(f64) -> String) -> String {
+    let mut got: Vec<f64> = values.iter().flatten().copied().collect();
+    if got.is_empty() {
+        return "–".to_owned();
+    }
+    let min = got.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = got.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mid = median(&mut got);
+    let mut cell = if got.len() > 1 {
+        format!("{} ({}–{})", format(mid), format(min), format(max))
+    } else {
+        format(mid)
+    };
+    let missing = values.len() - got.len();
+    if missing > 0 {
+        let _ = write!(cell, "; not measured in {missing} of {}", values.len());
+    }
+    cell
+}
+
+/// The history scenarios (`history-100k`, `redis-history-100k`): per measurement, tidings
+/// (the control, no history), tidings-recovery, and the difference (paired by round when both
+/// ran in every round, else of the medians), median (min–max) over the rounds.
+fn history_table(results: &Results) -> String {
+    let runs = |scenario: &str, peer: &str| -> Vec<HistoryRun> {
+        results
+            .get(&(scenario.to_owned(), peer.to_owned()))
+            .map(|runs| runs.iter().filter_map(|r| r.history.clone()).collect())
+            .unwrap_or_default()
+    };
+    let rate: fn(f64) -> String = |v| format_value(Unit::Rate, v);
+    let bytes: fn(f64) -> String = |v| format!("{v:.1}");
+    let kib: fn(f64) -> String = |v| format!("{v:+.0} KiB");
+    let mib: fn(f64) -> String = |v| format!("{:.2} MiB", v / 1024.0);
+    let us: fn(f64) -> String = |v| format!("{v:.2} µs");
+    let per_emit: fn(f64) -> String = |v| format!("{v:.2}");
+    let whole: fn(f64) -> String = |v| format!("{v:.0}");
+    let rows = [
+        HistoryRow::new(
+            "fill: emits/s (answered by the node)",
+            rate,
+            |h| Some(h.fill.emits_per_sec()),
+            false,
+            false,
+        ),
+        HistoryRow::new(
+            "replacing (history full): emits/s",
+            rate,
+            |h| Some(h.replace.emits_per_sec()),
+            false,
+            false,
+        ),
+        HistoryRow::new(
+            "fill: emits/s until Redis had published every one",
+            rate,
+            |h| h.fill.redis_secs.map(|s| h.fill.emits as f64 / s),
+            false,
+            true,
+        ),
+        HistoryRow::new(
+            "replacing: emits/s until Redis had published every one",
+            rate,
+            |h| h.replace.redis_secs.map(|s| h.replace.emits as f64 / s),
+            false,
+            true,
+        ),
+        HistoryRow::new(
+            "fill: emits refused by the node (503, its queue to Redis full) and sent again",
+            whole,
+            |h| Some(h.fill.refused as f64),
+            false,
+            true,
+        ),
+        HistoryRow::new(
+            "replacing: emits refused and sent again",
+            whole,
+            |h| Some(h.replace.refused as f64),
+            false,
+            true,
+        ),
+        HistoryRow::new(
+            "fill: load generator core busy (above 85 %: the rate is a lower bound)",
+            |v| format!("{:.0}%", v * 100.0),
+            |h| Some(h.fill.loadgen_busy),
+            false,
+            false,
+        ),
+        HistoryRow::new(
+            "fill: server CPU per emit",
+            us,
+            |h| Some(h.fill.server_cpu_us_per_emit()),
+            true,
+            false,
+        ),
+        HistoryRow::new(
+            "replacing: server CPU per emit",
+            us,
+            |h| Some(h.replace.server_cpu_us_per_emit()),
+            true,
+            false,
+        ),
+        HistoryRow::new(
+            "fill: Redis CPU per emit",
+            us,
+            |h| Some(h.fill.redis_cpu_secs * 1e6 / h.fill.emits.max(1) as f64),
+            true,
+            true,
+        ),
+        HistoryRow::new(
+            "replacing: Redis CPU per emit",
+            us,
+            |h| Some(h.replace.redis_cpu_secs * 1e6 / h.replace.emits.max(1) as f64),
+            true,
+            true,
+        ),
+        HistoryRow::new(
+            "server RSS before the fill (after a warm-up of 1000 emits)",
+            mib,
+            |h| Some(h.rss_before_kib as f64),
+            true,
+            false,
+        ),
+        HistoryRow::new(
+            "server RSS gained by the fill",
+            mib,
+            |h| Some(h.fill.rss_after_kib as f64 - h.rss_before_kib as f64),
+            true,
+            false,
+        ),
+        HistoryRow::new(
+            "**server RSS per retained event, bytes** (gained / retained events)",
+            bytes,
+            |h| Some(h.rss_bytes_per_event()),
+            true,
+            false,
+        ),
+        HistoryRow::new(
+            "server RSS change while replacing (history full: should be flat)",
+            kib,
+            |h| Some(h.rss_growth_replacing_kib()),
+            true,
+            false,
+        ),
+        HistoryRow::new(
+            "Redis stream entries after the fill (`XLEN`, summed)",
+            whole,
+            |h| Some(h.fill.redis_entries_after as f64),
+            false,
+            true,
+        ),
+        HistoryRow::new(
+            "Redis stream entries after replacing",
+            whole,
+            |h| Some(h.replace.redis_entries_after as f64),
+            false,
+            true,
+        ),
+        HistoryRow::new(
+            "Redis `used_memory` gained by the fill",
+            mib,
+            |h| Some((h.fill.redis_memory_after as f64 - h.redis_memory_before as f64) / 1024.0),
+            true,
+            true,
+        ),
+        HistoryRow::new(
+            "**Redis `used_memory` per retained event, bytes** (gained / stream entries)",
+            bytes,
+            |h| Some(h.redis_bytes_per_event()),
+            true,
+            true,
+        ),
+        HistoryRow::new(
+            "Redis `used_memory` change while replacing",
+            kib,
+            |h| Some(h.redis_growth_replacing() / 1024.0),
+            true,
+            true,
+        ),
+        HistoryRow::new(
+            "fill: Redis commands the node sent per emit (`EVALSHA` with the history, \
+             `PUBLISH` without)",
+            per_emit,
+            |h| Some(h.fill.client_calls_per_emit()),
+            false,
+            true,
+        ),
+        HistoryRow::new(
+            "fill: `EVALSHA` per emit",
+            per_emit,
+            |h| Some(h.fill.script_calls_per_emit()),
+            true,
+            true,
+        ),
+        HistoryRow::new(
+            "**fill: all Redis commands per emit** (the script's included)",
+            per_emit,
+            |h| Some(h.fill.commands_per_emit()),
+            true,
+            true,
+        ),
+        HistoryRow::new(
+            "replacing: Redis commands the node sent per emit",
+            per_emit,
+            |h| Some(h.replace.client_calls_per_emit()),
+            false,
+            true,
+        ),
+        HistoryRow::new(
+            "**replacing: all Redis commands per emit** (the script's included)",
+            per_emit,
+            |h| Some(h.replace.commands_per_emit()),
+            true,
+            true,
+        ),
+    ];
+    let mut out = String::new();
+    for scenario in ["history-100k", "redis-history-100k"] {
+        let control = runs(scenario, "tidings");
+        let recovery = runs(scenario, "tidings-recovery");
+        let Some(first) = recovery.first().or(control.first()) else {
+            continue;
+        };
+        let _ = write!(
+            out,
+            "\n`{scenario}`: {} channels × {} events, {} retained with recovery ({} per \
+             channel), each emit's body {:.1} bytes (its `data` {:.1}); {}; median (min–max) \
+             over the rounds:\n\n| measurement | tidings (control) | tidings-recovery | \
+             recovery − control |\n| --- | --- | --- | --- |\n",
+            first.channels,
+            first.events_per_channel,
+            first.retained(),
+            first.kept_per_channel,
+            first.body_bytes,
+            first.data_bytes,
+            if first.redis {
+                "one node, the history in Redis Streams"
+            } else {
+                "one node, the history in its memory"
+            }
+        );
+        for HistoryRow {
+            label,
+            format,
+            get,
+            differs,
+            redis_only,
+        } in &rows
+        {
+            if *redis_only && !first.redis {
+                continue;
+            }
+            let of = |runs: &[HistoryRun]| runs.iter().map(get).collect::<Vec<_>>();
+            let (c, r) = (of(&control), of(&recovery));
+            let difference = if !differs {
+                "–".to_owned()
+            } else if c.len() == r.len() {
+                let paired: Vec<Option<f64>> = c
+                    .iter()
+                    .zip(&r)
+                    .map(|(c, r)| Some(r.as_ref()? - c.as_ref()?))
+                    .collect();
+                history_cell(&paired, *format)
+            } else {
+                let mut c: Vec<f64> = c.iter().flatten().copied().collect();
+                let mut r: Vec<f64> = r.iter().flatten().copied().collect();
+                if c.is_empty() || r.is_empty() {
+                    "–".to_owned()
+                } else {
+                    format(median(&mut r) - median(&mut c))
+                }
+            };
+            let _ = writeln!(
+                out,
+                "| {label} | {} | {} | {difference} |",
+                history_cell(&c, *format),
+                history_cell(&r, *format)
+            );
+        }
+        if first.redis {
+            out.push('\n');
+            for (peer, runs) in [("tidings", &control), ("tidings-recovery", &recovery)] {
+                if let Some(run) = runs.first() {
+                    for (phase, p) in [("fill", &run.fill), ("replacing", &run.replace)] {
+                        let _ = writeln!(
+                            out,
+                            "- {peer}, {phase}, Redis commands per emit (the first round): {}",
+                            per_emit_breakdown(&p.breakdown, p.emits)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        "\nConnection state recovery's channel history (issue 18), no subscribers: the fill \
+         posts `--events` emits to each channel, then as many again replace them (the history \
+         full, each new event takes an old one's place). Memory per retained event: what the \
+         fill added over the events kept (tidings keeps none: its column is the noise and the \
+         HTTP path; the difference is the history's).\n{out}"
+    )
+}
+
 /// Two tidings nodes through Redis against one node, same fan-out, same invocation (medians).
 fn two_nodes_vs_one(results: &Results) -> String {
     let med = |scenario: &str, get: fn(&RunResult) -> f64| {
@@ -1551,7 +1978,7 @@ fn main() {
     let scenarios: Vec<Scenario> = scenarios(quick)
         .into_iter()
         .filter(|s| {
-            wanted.as_ref().map_or(!s.redis(), |w| {
+            wanted.as_ref().map_or(!s.on_request(), |w| {
                 // The presence scenario brings its control and its records-only run along.
                 w.contains(&s.name)
                     || (s.name.starts_with("presence-") && w.contains(&"presence-10k"))
@@ -1602,6 +2029,10 @@ fn main() {
                 {
                     continue;
                 }
+                // The history scenarios: with recovery and without (the control).
+                if scenario.history() && peer != "tidings" && peer != "tidings-recovery" {
+                    continue;
+                }
                 // A fresh free port per run, below the ephemeral range (32768+) the load
                 // generator's own sockets take theirs from: nothing of a previous run in the way.
                 // (One per node and one for Redis in a Redis scenario.)
@@ -1633,6 +2064,9 @@ fn main() {
                         );
                         if let Some(presence) = &result.presence {
                             eprintln!("{tag}: {}", presence_summary(presence));
+                        }
+                        if let Some(history) = &result.history {
+                            eprintln!("{tag}: {}", history_summary(history));
                         }
                         if result.nodes == 2 {
                             eprintln!(
@@ -1681,6 +2115,7 @@ fn main() {
         );
     }
     report.push_str(&two_nodes_vs_one(&results));
+    report.push_str(&history_table(&results));
     report.push_str(&presence_table(&results));
     report.push_str("\nScenarios (load generator flags):\n\n");
     for scenario in &scenarios {
@@ -1690,6 +2125,8 @@ fn main() {
             scenario.name,
             scenario.args.join(" "),
             match scenario.redis_nodes {
+                1 =>
+                    " on one tidings node with Redis (the runner adds `--redis-port`, `--redis-pid`)",
                 2 => {
                     " on two tidings nodes through Redis (the runner adds `--port2`, `--pid2`, \
                      `--redis-pid`)"
@@ -1742,5 +2179,37 @@ fn main() {
     let _ = std::fs::write(paths.logs.join("table.md"), &report);
     if let Some(out) = flags.get("out") {
         let _ = std::fs::write(out, &report);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{per_emit_breakdown, scenarios};
+
+    #[test]
+    fn history_scenarios_only_on_request() {
+        let list = scenarios(false);
+        let find = |name: &str| {
+            list.iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no scenario {name}"))
+        };
+        let memory = find("history-100k");
+        assert!(memory.history() && memory.on_request() && !memory.redis());
+        let redis = find("redis-history-100k");
+        assert!(redis.history() && redis.on_request());
+        assert_eq!(redis.redis_nodes, 1);
+        assert_eq!(find("redis-fanout-1k").redis_nodes, 2);
+        assert!(!find("fanout-1k").on_request());
+        assert!(redis.args.windows(2).any(|w| w == ["--kept", "1000"]));
+    }
+
+    #[test]
+    fn commands_per_emit_from_the_breakdown() {
+        assert_eq!(
+            per_emit_breakdown("EVALSHA 200, XADD 200, SMEMBERS 3", 200),
+            "EVALSHA 1.00, XADD 1.00, SMEMBERS 0.01"
+        );
+        assert_eq!(per_emit_breakdown("", 10), "");
     }
 }

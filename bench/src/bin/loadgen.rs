@@ -20,7 +20,12 @@
 //! - `channels`: `--conns` connections, each alone in `chats/<i>`, `--rounds` targeted emits
 //!   to each, from `--emitters` (default 8) HTTP connections at once;
 //! - `connect`: `--conns` connections subscribing to `chats/<i mod 100>` (the rate of
-//!   connect + subscribe), then the server's RSS once they idle (needs `--pid`).
+//!   connect + subscribe), then the server's RSS once they idle (needs `--pid`);
+//! - `history`: no subscribers, `--events` emits to each of `--channels` channels and as many
+//!   again, for the memory of connection state recovery's history per event kept, in the
+//!   server and in Redis, and Redis's commands per emit (`bench/src/bin/loadgen/history.rs`);
+//! - `presence`: members of a presence channel over three nodes through Redis
+//!   (`bench/src/bin/loadgen/presence.rs`).
 //!
 //! `--protocol` picks the wire: `socketio` (default: Engine.IO v4 + Socket.IO v5 at
 //! `/socket.io/`, `subscribe` events), `phoenix` (Phoenix Channels V2 arrays at
@@ -44,9 +49,15 @@
 //!
 //! Prints one JSON line ([`tidings_bench::RunResult`]) on stdout.
 
+/// The `history` scenario (the memory of recovery's channel history).
+#[path = "loadgen/history.rs"]
+mod history;
 /// The `presence` scenario (three nodes through Redis).
 #[path = "loadgen/presence.rs"]
 mod presence;
+/// A small Redis client (`INFO`, `HLEN`, `XLEN`) for those two.
+#[path = "loadgen/resp.rs"]
+mod resp;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -474,6 +485,12 @@ async fn client(
     shared.closed.set(shared.closed.get() + 1);
 }
 
+/// The JSON body of `POST /emit`: a `tick` to `channel` whose data carries the send time
+/// (`t`, ns) and the emit's sequence number (`s`).
+fn emit_body(channel: &str, t_ns: u64, seq: u64) -> String {
+    format!(r#"{{"channel":"{channel}","event":"tick","data":{{"t":{t_ns},"s":{seq}}}}}"#)
+}
+
 /// A keep-alive HTTP/1.1 connection for `POST /emit`.
 struct Emitter {
     stream: TcpStream,
@@ -492,10 +509,7 @@ impl Emitter {
 
     /// Posts one emit whose data carries the send time; returns the status code.
     async fn emit(&mut self, t0: Instant, channel: &str, seq: u64) -> std::io::Result<u16> {
-        let body = format!(
-            r#"{{"channel":"{channel}","event":"tick","data":{{"t":{},"s":{seq}}}}}"#,
-            ns_since(t0)
-        );
+        let body = emit_body(channel, ns_since(t0), seq);
         let request = format!(
             "POST /emit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -1083,6 +1097,19 @@ fn main() {
     let limit = raise_fd_limit();
     let flags = Flags::from_env();
     let scenario = flags.get("scenario").unwrap_or("fanout").to_owned();
+    if scenario == "history" {
+        let config = history::Config::from_flags(&flags);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| fail(&format!("runtime: {e}")));
+        let result = tokio::task::LocalSet::new().block_on(&runtime, history::run(config));
+        println!(
+            "{}",
+            serde_json::to_string(&result).unwrap_or_else(|e| fail(&format!("result: {e}")))
+        );
+        std::process::exit(0);
+    }
     if scenario == "presence" {
         let config = presence::Config::from_flags(&flags);
         if config.members() + 64 > limit {

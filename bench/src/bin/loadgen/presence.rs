@@ -40,10 +40,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tidings_bench::{Flags, PresenceRun, RunResult, cpu_secs, fail, percentile};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::resp::Redis;
 use super::{Conn, Emitter, Protocol, READ_BUFFER, contains, ns_since, number_after, settled_rss};
 
 /// How long one member may take to connect, handshake and get its subscribe ack (long: the
@@ -431,171 +430,6 @@ async fn member(
         Shared::add(&shared.in_channel[node], -1);
     }
     shared.closed[node].set(shared.closed[node].get() + 1);
-}
-
-/// A connection to Redis speaking RESP, for `INFO` and `HLEN`.
-struct Redis {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-/// A RESP reply (what `INFO` and `HLEN` answer).
-enum Reply {
-    Bulk(Vec<u8>),
-    Integer(i64),
-    Other(String),
-}
-
-impl Redis {
-    async fn connect(addr: SocketAddr) -> Result<Redis, String> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("redis: {e}"))?;
-        Ok(Redis {
-            stream,
-            buf: Vec::with_capacity(64 * 1024),
-        })
-    }
-
-    async fn command(&mut self, args: &[&str]) -> Result<Reply, String> {
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        self.stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("redis: {e}"))?;
-        loop {
-            if let Some((reply, used)) = parse_reply(&self.buf) {
-                self.buf.drain(..used);
-                return Ok(reply);
-            }
-            self.buf.reserve(64 * 1024);
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) => return Err("redis: closed".to_owned()),
-                Ok(_) => {}
-                Err(e) => return Err(format!("redis: {e}")),
-            }
-        }
-    }
-
-    /// `INFO stats commandstats memory`, with Redis's CPU time and ours of the moment.
-    async fn snapshot(&mut self, redis_pid: Option<u32>) -> Result<Snapshot, String> {
-        let info = match self
-            .command(&["INFO", "stats", "commandstats", "memory"])
-            .await?
-        {
-            Reply::Bulk(info) => info,
-            Reply::Other(line) => return Err(format!("redis: INFO: {line}")),
-            Reply::Integer(_) => return Err("redis: INFO answered an integer".to_owned()),
-        };
-        let info = String::from_utf8_lossy(&info);
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
-                .unwrap_or(0u64)
-        };
-        let mut commands = BTreeMap::new();
-        for line in info.lines() {
-            if let Some((name, stats)) = line
-                .strip_prefix("cmdstat_")
-                .and_then(|l| l.split_once(':'))
-                && let Some(calls) = stats
-                    .split(',')
-                    .find_map(|kv| kv.strip_prefix("calls="))
-                    .and_then(|n| n.parse().ok())
-            {
-                commands.insert(name.to_uppercase(), calls);
-            }
-        }
-        Ok(Snapshot {
-            at: Instant::now(),
-            total: field("total_commands_processed"),
-            commands,
-            used_memory: field("used_memory"),
-            cpu: redis_pid.and_then(cpu_secs),
-        })
-    }
-
-    async fn hlen(&mut self, key: &str) -> Result<u64, String> {
-        match self.command(&["HLEN", key]).await? {
-            Reply::Integer(n) => Ok(u64::try_from(n).unwrap_or(0)),
-            Reply::Other(line) => Err(format!("redis: HLEN: {line}")),
-            Reply::Bulk(_) => Err("redis: HLEN answered a bulk string".to_owned()),
-        }
-    }
-}
-
-/// One whole RESP reply at the start of `buf` (simple string, error, integer or bulk string),
-/// and its length; `None` until it is all there.
-fn parse_reply(buf: &[u8]) -> Option<(Reply, usize)> {
-    let line_end = buf.windows(2).position(|w| w == b"\r\n")?;
-    let line = std::str::from_utf8(&buf[1..line_end]).ok()?;
-    match buf.first()? {
-        b':' => Some((Reply::Integer(line.parse().ok()?), line_end + 2)),
-        b'$' => {
-            let len: i64 = line.parse().ok()?;
-            let Ok(len) = usize::try_from(len) else {
-                return Some((Reply::Other("nil".to_owned()), line_end + 2));
-            };
-            let start = line_end + 2;
-            (buf.len() >= start + len + 2).then(|| {
-                (
-                    Reply::Bulk(buf[start..start + len].to_vec()),
-                    start + len + 2,
-                )
-            })
-        }
-        _ => Some((Reply::Other(line.to_owned()), line_end + 2)),
-    }
-}
-
-/// Redis's counters at one moment.
-struct Snapshot {
-    at: Instant,
-    total: u64,
-    commands: BTreeMap<String, u64>,
-    used_memory: u64,
-    cpu: Option<f64>,
-}
-
-impl Snapshot {
-    /// Commands since `before` (the `INFO` that took `before` left out), their seconds and
-    /// a breakdown by name, most frequent first.
-    fn since(&self, before: &Snapshot) -> (u64, f64, String) {
-        let total = self.total.saturating_sub(before.total).saturating_sub(1);
-        let mut by_name: Vec<(String, u64)> = self
-            .commands
-            .iter()
-            .map(|(name, calls)| {
-                let own = u64::from(name == "INFO");
-                let delta = calls
-                    .saturating_sub(before.commands.get(name).copied().unwrap_or(0))
-                    .saturating_sub(own);
-                (name.clone(), delta)
-            })
-            .filter(|(_, delta)| *delta > 0)
-            .collect();
-        by_name.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let breakdown = by_name
-            .iter()
-            .map(|(name, delta)| format!("{name} {delta}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        (
-            total,
-            self.at.duration_since(before.at).as_secs_f64(),
-            breakdown,
-        )
-    }
-
-    fn cpu_since(&self, before: &Snapshot) -> f64 {
-        match (before.cpu, self.cpu) {
-            (Some(a), Some(b)) => b - a,
-            _ => 0.0,
-        }
-    }
 }
 
 /// The three nodes' CPU time together.
@@ -1117,28 +951,7 @@ async fn node_death(
 
 #[cfg(test)]
 mod tests {
-    use super::{Reply, parse_reply, weights};
-
-    #[test]
-    fn resp_replies_once_whole() {
-        assert!(matches!(
-            parse_reply(b":42\r\nrest"),
-            Some((Reply::Integer(42), 5))
-        ));
-        assert!(parse_reply(b"$5\r\nhel").is_none());
-        match parse_reply(b"$5\r\nhello\r\n") {
-            Some((Reply::Bulk(body), 11)) => assert_eq!(body, b"hello"),
-            _ => panic!("a bulk string"),
-        }
-        assert!(matches!(
-            parse_reply(b"-ERR no\r\n"),
-            Some((Reply::Other(line), 9)) if line == "ERR no"
-        ));
-        assert!(matches!(
-            parse_reply(b"$-1\r\n"),
-            Some((Reply::Other(_), 5))
-        ));
-    }
+    use super::weights;
 
     #[test]
     fn members_spread_by_weight_after_one_watcher_each() {
