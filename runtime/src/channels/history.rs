@@ -23,6 +23,7 @@ use super::authorizer::Assigns;
 use super::context::Identity;
 use super::member::{MemberId, MemberTag};
 use super::outgoing::Outgoing;
+use crate::payload::Payload;
 use crate::sync::lock;
 
 /// How much history a node keeps for clients that come back.
@@ -68,15 +69,18 @@ impl HistoryLimits {
     }
 }
 
-/// One kept event.
+/// One kept event: its name and arguments only (the channel is the log's; the encodings made
+/// for delivery are not kept, a replay makes its own).
 struct Entry {
     offset: u64,
     at: Instant,
-    message: Arc<Outgoing>,
+    event: Box<str>,
+    payload: Payload,
 }
 
 /// One channel's log.
 struct Log {
+    channel: Box<str>,
     entries: VecDeque<Entry>,
     /// The highest offset dropped from this log (0: none).
     evicted: u64,
@@ -97,13 +101,17 @@ impl Log {
         }
     }
 
-    /// The events after `since`; `None` when some of them are gone.
-    fn since(&self, since: u64) -> Option<impl Iterator<Item = (u64, &Arc<Outgoing>)>> {
+    /// The events after `since`, made again as events to deliver; `None` when some of them
+    /// are gone.
+    fn since(&self, since: u64) -> Option<impl Iterator<Item = (u64, Arc<Outgoing>)> + '_> {
         if self.evicted > since {
             return None;
         }
         let start = self.entries.partition_point(|e| e.offset <= since);
-        Some(self.entries.range(start..).map(|e| (e.offset, &e.message)))
+        Some(self.entries.range(start..).map(|e| {
+            let message = Outgoing::new(&*self.channel, &*e.event, e.payload.clone());
+            (e.offset, Arc::new(message.with_offset(e.offset)))
+        }))
     }
 }
 
@@ -210,6 +218,7 @@ impl Inner {
         // listened to the channel: they vouch for nothing older by themselves.
         let forgotten = if self.cluster { 0 } else { self.forgotten };
         self.logs.entry(channel.to_owned()).or_insert_with(|| Log {
+            channel: channel.into(),
             entries: VecDeque::new(),
             evicted: forgotten,
         })
@@ -340,7 +349,8 @@ impl History {
         log.entries.push_back(Entry {
             offset,
             at: now,
-            message: message.clone(),
+            event: message.event().into(),
+            payload: message.payload().clone(),
         });
         log.trim(&self.limits, now);
         inner.since_sweep += 1;
@@ -467,7 +477,7 @@ impl History {
         let mut missed = Vec::new();
         for (at, (channel, since)) in channels.iter().enumerate() {
             let events = inner.log(channel).since(*since)?;
-            missed.extend(events.map(|(o, m)| (o, at, m.clone())));
+            missed.extend(events.map(|(o, m)| (o, at, m)));
         }
         missed.sort_unstable_by_key(|(o, _, _)| *o);
         Some(missed.into_iter().map(|(_, at, m)| (at, m)).collect())
@@ -498,7 +508,7 @@ impl History {
             }
             // What came after the read: this node has listened since before it.
             let after = inner.log(channel).since(last)?;
-            missed.extend(after.map(|(o, m)| (o, at, m.clone())));
+            missed.extend(after.map(|(o, m)| (o, at, m)));
         }
         missed.sort_by_key(|(o, _, _)| *o);
         missed.dedup_by_key(|(o, _, _)| *o);
