@@ -1004,18 +1004,48 @@ async fn send(
         return Err("not connected".to_owned());
     };
     let limits = worker.shared.history.get();
-    if limits.is_some() && script.is_none() {
-        let mut load = ::redis::cmd("SCRIPT");
-        load.arg("LOAD").arg(redis_history::EMIT_SCRIPT);
-        match timeout(PUBLISH_TIMEOUT, load.query_async::<String>(connection)).await {
-            Ok(Ok(hash)) => *script = Some(hash),
+    // The connection manager reconnects by itself: a Redis that restarted empty answers the
+    // script's hash with NOSCRIPT. Then it is loaded again and the batch sent once more (the
+    // script ran for none of it: a pipeline's EVALSHAs all fail alike).
+    for attempt in 0..2 {
+        if limits.is_some() && script.is_none() {
+            let mut load = ::redis::cmd("SCRIPT");
+            load.arg("LOAD").arg(redis_history::EMIT_SCRIPT);
+            match timeout(PUBLISH_TIMEOUT, load.query_async::<String>(connection)).await {
+                Ok(Ok(hash)) => *script = Some(hash),
+                Ok(Err(err)) => return Err(err.to_string()),
+                Err(_) => return Err("script load timed out".to_owned()),
+            }
+        }
+        let pipe = publish_pipe(worker, limits, script.as_deref(), batch);
+        match timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(connection)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(err))
+                if attempt == 0
+                    && err.kind()
+                        == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+            {
+                tracing::info!("Redis lost the emit script (restarted?): loading it again");
+                *script = None;
+            }
             Ok(Err(err)) => return Err(err.to_string()),
-            Err(_) => return Err("script load timed out".to_owned()),
+            Err(_) => return Err("publish timed out".to_owned()),
         }
     }
+    Err("the emit script could not be run".to_owned())
+}
+
+/// The pipeline that sends `batch`: through the emit script (its hash `script`) for events
+/// kept in the history, a bare `PUBLISH` for the others.
+fn publish_pipe(
+    worker: &Worker,
+    limits: Option<&HistoryLimits>,
+    script: Option<&str>,
+    batch: &[Publish],
+) -> ::redis::Pipeline {
     let mut pipe = ::redis::pipe();
     for job in batch {
-        match (&job.stream, limits, script.as_deref()) {
+        match (&job.stream, limits, script) {
             (Some(stream), Some(limits), Some(hash)) => {
                 pipe.cmd("EVALSHA")
                     .arg(hash)
@@ -1038,11 +1068,7 @@ async fn send(
             }
         }
     }
-    match timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(connection)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(err.to_string()),
-        Err(_) => Err("publish timed out".to_owned()),
-    }
+    pipe
 }
 
 /// Waits, with backoff, until Redis answers a `PING` on the publishing connection, then marks
