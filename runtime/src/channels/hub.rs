@@ -367,8 +367,8 @@ impl Hub {
 
     /// For a member coming back in a cluster that keeps the history: opens `from`'s channels
     /// here (kept open while the guard lives), then reads what the cluster holds after each
-    /// offset. `None` when it could not be read, or this node may have missed some of what
-    /// came after the read (then nothing can vouch for the rest).
+    /// offset. `None` when it could not be read; whether this node missed anything since the
+    /// read is checked when the two are merged ([`Hub::missed_in_cluster`]).
     async fn read_cluster(&self, from: Vec<(String, u64)>) -> (Pinned<'_>, Option<ClusterEvents>) {
         let pinned = self.pin(from.iter().map(|(channel, _)| channel.clone()).collect());
         let Some(fanout) = &self.fanout else {
@@ -652,9 +652,8 @@ impl Hub {
 
     /// Keeps `member`'s place under `key` at once, as its connection ends (a client may come
     /// back before the `left` hooks are done); its memberships follow through the handover.
-    /// `None` without a history.
-    /// In a cluster that keeps the history, the member's id and channels also go where every
-    /// node can claim them.
+    /// `None` without a history. In a cluster that keeps the history, the member's id and
+    /// channels also go where every node can claim them.
     pub(crate) fn suspend(&self, member: &Member, key: String) -> Option<Arc<Handover>> {
         let history = self.history.as_ref()?;
         if self.clustered
