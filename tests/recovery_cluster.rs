@@ -34,152 +34,18 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use support::Server;
+use support::redis::{Redis, Script, assert_knows_redis, stop_running};
+use support::serial;
 
-/// The longest one scenario may run (the script has its own, shorter, limit).
-const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
-
-/// One test at a time (see the module docs).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A `redis-server` of our own, on 127.0.0.1; killed (by PID) when dropped.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Redis {
-    /// Starts one on a free port.
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Redis::start_on(port)
-    }
-
-    /// Starts one on `port` (again, after [`Redis::kill`]: empty, without persistence) and
-    /// waits until it answers PING.
-    fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--save", "", "--appendonly", "no", "--port"])
-            .arg(port.to_string())
-            .args(["--bind", "127.0.0.1", "--loglevel", "warning"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}): run scripts/test, which installs it")
-            });
-        let mut redis = Redis {
-            child: Some(child),
-            port,
-        };
-        let started = Instant::now();
-        while !redis.answers() {
-            if let Some(child) = redis.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("redis-server on port {port} exited at start ({status})");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server on port {port} did not answer PING within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn answers(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// SIGKILL, by PID: the server vanishes as in a crash, with everything it held.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Fails clearly when the built `chat` example predates `--redis` (`cargo test --test X` does
-/// not rebuild examples; `cargo test --workspace` and `cargo build --examples` do): it must
-/// refuse an invalid Redis URL instead of ignoring the flag and serving.
-fn assert_chat_knows_redis() {
-    let exe = std::env::current_exe().expect("current exe");
-    let binary = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target/<profile>")
-        .join("examples")
-        .join("chat");
-    let mut child = Command::new(&binary)
-        .args(["--port", "0", "--redis", "not a redis url"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {} ({e}): build the examples (cargo build --examples)",
-                binary.display()
-            )
-        });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.read_to_string(&mut err);
-    }
-    assert!(
-        status.is_some_and(|s| !s.success())
-            && (err.contains("invalid Redis URL") || err.contains("InvalidUrl")),
-        "{} does not know --redis (stale build?): run `cargo build --examples` or \
-         `cargo test --workspace` first; it said: {err}",
-        binary.display()
-    );
-}
+/// The script, and the longest one scenario may run (the script has its own, shorter, limit).
+const SCRIPT: Script = Script {
+    file: "recovery_cluster.mjs",
+    packages: &["socket.io-client", "phoenix", "ws"],
+    limit: Duration::from_secs(120),
+};
 
 /// Two `chat` nodes, A and B, on one Redis.
 struct Cluster {
@@ -192,11 +58,10 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
-        assert_chat_knows_redis();
+        assert_knows_redis("chat");
         let redis = Redis::start();
-        let url = redis.url();
-        let a = Server::start("chat", &["--redis", url.as_str()]);
-        let b = Server::start("chat", &["--redis", url.as_str()]);
+        let a = redis.start_node("chat", &[]);
+        let b = redis.start_node("chat", &[]);
         Cluster {
             redis,
             a,
@@ -214,9 +79,7 @@ impl Cluster {
                 Ok(String::new())
             }
             "start-redis" => {
-                let port = self.redis.port;
-                self.redis.kill();
-                self.redis = Redis::start_on(port);
+                self.redis.restart();
                 Ok(String::new())
             }
             _ => Err(format!("unknown action {action:?}")),
@@ -232,16 +95,14 @@ impl Cluster {
             ("NODE_B", self.b.url()),
             ("REDIS_PORT", self.redis.port.to_string()),
         ];
-        run_script(scenario, &env, |action| self.act(action));
+        SCRIPT.run(scenario, &env, |action| self.act(action));
         println!(
             "# recovery_cluster.mjs {scenario}: {:.1} s",
             started.elapsed().as_secs_f64()
         );
         let redis_killed = self.redis_kills > 0;
-        for (name, mut node) in [("A", self.a), ("B", self.b)] {
-            let running = node.is_running();
-            let log = node.stop();
-            assert!(running, "node {name} is not running any more:\n{log}");
+        for (name, node) in [("A", self.a), ("B", self.b)] {
+            let log = stop_running(node, name);
             assert!(!log.contains("panicked"), "node {name} panicked:\n{log}");
             if redis_killed {
                 assert!(
@@ -250,97 +111,6 @@ impl Cluster {
                 );
             }
         }
-    }
-}
-
-/// Runs `node tests/js/recovery_cluster.mjs <name>` with `env`, answering its `@@ action`
-/// requests with `act`; fails the test with the script's output unless it exits 0 within
-/// [`SCENARIO_LIMIT`].
-fn run_script(
-    name: &str,
-    env: &[(&str, String)],
-    mut act: impl FnMut(&str) -> Result<String, String>,
-) {
-    let root = support::root();
-    assert!(
-        root.join("node_modules/socket.io-client").exists()
-            && root.join("node_modules/phoenix").exists()
-            && root.join("node_modules/ws").exists(),
-        "node_modules missing: run scripts/test (it runs `npm ci`)"
-    );
-    let mut child = Command::new("node")
-        .arg(root.join("tests/js/recovery_cluster.mjs"))
-        .arg(name)
-        .current_dir(&root)
-        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node is installed");
-    let mut stdin = child.stdin.take().expect("stdin piped");
-    let stdout = child.stdout.take().expect("stdout piped");
-    let mut stderr = child.stderr.take().expect("stderr piped");
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + SCENARIO_LIMIT;
-    let mut out = String::new();
-    let finished = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                println!("{line}");
-                out.push_str(&line);
-                out.push('\n');
-                if let Some(action) = line.strip_prefix("@@ ") {
-                    let reply = match act(action.trim()) {
-                        Ok(value) if value.is_empty() => "ok".to_owned(),
-                        Ok(value) => format!("ok {value}"),
-                        Err(err) => err.replace('\n', " "),
-                    };
-                    let _ = writeln!(stdin, "{reply}");
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break true,
-            Err(mpsc::RecvTimeoutError::Timeout) => break false,
-        }
-    };
-    let status = if finished {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for node") {
-                break Some(status);
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    } else {
-        None
-    };
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
-    let err = errors.join().unwrap_or_default();
-    match status {
-        Some(status) if status.success() => {}
-        Some(status) => panic!("recovery_cluster.mjs {name} failed ({status}):\n{out}\n{err}"),
-        None => panic!(
-            "recovery_cluster.mjs {name} did not finish within {SCENARIO_LIMIT:?}:\n{out}\n{err}"
-        ),
     }
 }
 

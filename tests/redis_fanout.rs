@@ -14,165 +14,29 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::Server;
+use support::redis::{Redis, Script, assert_knows_redis, stop_running};
+use support::serial;
 use tidings::{Authorizer, EmitError, JoinContext, Tidings, channel};
 use tidings_runtime::adapter::RedisFanout;
 
-/// The longest one scenario may run.
-const SCENARIO_LIMIT: Duration = Duration::from_secs(150);
+/// The script, and the longest one scenario may run.
+const SCRIPT: Script = Script {
+    file: "redis_client.mjs",
+    packages: &["socket.io-client"],
+    limit: Duration::from_secs(150),
+};
 
-/// One test at a time (see the module docs).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A `redis-server` of our own, on 127.0.0.1; killed (by PID) when dropped.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Redis {
-    /// Starts one on a free port.
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Redis::start_on(port)
-    }
-
-    /// Starts one on `port` (again, after [`Redis::kill`]) and waits until it answers PING.
-    fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--save", "", "--appendonly", "no", "--port"])
-            .arg(port.to_string())
-            .args(["--bind", "127.0.0.1", "--loglevel", "warning"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}): run scripts/test, which installs it")
-            });
-        let mut redis = Redis {
-            child: Some(child),
-            port,
-        };
-        let started = Instant::now();
-        while !redis.answers() {
-            if let Some(child) = redis.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("redis-server on port {port} exited at start ({status})");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server on port {port} did not answer PING within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn answers(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL, by PID: the server vanishes as in a crash.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Fails clearly when the built `example` predates `--redis` (`cargo test --test X` does not
-/// rebuild examples; `cargo test --workspace` and `cargo build --examples` do): it must refuse
-/// an invalid Redis URL instead of ignoring the flag and serving.
-fn assert_knows_redis(example: &str) {
-    let exe = std::env::current_exe().expect("current exe");
-    let binary = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target/<profile>")
-        .join("examples")
-        .join(example);
-    let mut child = Command::new(&binary)
-        .args(["--port", "0", "--redis", "not a redis url"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {} ({e}): build the examples (cargo build --examples)",
-                binary.display()
-            )
-        });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.read_to_string(&mut err);
-    }
-    assert!(
-        status.is_some_and(|s| !s.success())
-            && (err.contains("invalid Redis URL") || err.contains("InvalidUrl")),
-        "{} does not know --redis (stale build?): run `cargo build --examples` or \
-         `cargo test --workspace` first; it said: {err}",
-        binary.display()
-    );
-}
-
-/// Starts `count` nodes of `example` on Redis.
-fn nodes(example: &str, count: usize, redis: &Redis) -> Vec<Option<Server>> {
+/// Starts `count` nodes of `example` on Redis, with `args` after `--redis <url>`.
+fn nodes(example: &str, count: usize, redis: &Redis, args: &[&str]) -> Vec<Option<Server>> {
     assert_knows_redis(example);
-    let url = redis.url();
     (0..count)
-        .map(|_| {
-            Some(Server::start(
-                example,
-                &["--redis", url.as_str(), "--workers", "1"],
-            ))
-        })
+        .map(|_| Some(redis.start_node(example, args)))
         .collect()
 }
 
@@ -191,10 +55,8 @@ fn stop_all(nodes: Vec<Option<Server>>) -> Vec<String> {
         .into_iter()
         .enumerate()
         .filter_map(|(i, node)| node.map(|node| (i, node)))
-        .map(|(i, mut node)| {
-            let running = node.is_running();
-            let log = node.stop();
-            assert!(running, "node {i} is not running any more:\n{log}");
+        .map(|(i, node)| {
+            let log = stop_running(node, i);
             assert!(!log.contains("panicked"), "node {i} panicked:\n{log}");
             log
         })
@@ -203,92 +65,18 @@ fn stop_all(nodes: Vec<Option<Server>>) -> Vec<String> {
 
 /// Runs `node tests/js/redis_client.mjs <name>` against `nodes` (comma list) and Redis on
 /// `redis_port`, answering its `@@ action` requests with `act`; fails the test with the
-/// script's output unless it exits 0 within [`SCENARIO_LIMIT`].
+/// script's output unless it exits 0 within [`SCRIPT`]'s limit.
 fn scenario(
     name: &str,
     nodes: &str,
     redis_port: u16,
     mut act: impl FnMut(&str) -> Result<(), String>,
 ) {
-    let root = support::root();
-    assert!(
-        root.join("node_modules/socket.io-client").exists(),
-        "node_modules missing: run scripts/test (it runs `npm ci`)"
-    );
-    let mut child = Command::new("node")
-        .arg(root.join("tests/js/redis_client.mjs"))
-        .arg(name)
-        .current_dir(&root)
-        .env("TIDINGS_NODES", nodes)
-        .env("REDIS_PORT", redis_port.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node is installed");
-    let mut stdin = child.stdin.take().expect("stdin piped");
-    let stdout = child.stdout.take().expect("stdout piped");
-    let mut stderr = child.stderr.take().expect("stderr piped");
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + SCENARIO_LIMIT;
-    let mut out = String::new();
-    let finished = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                println!("{line}");
-                out.push_str(&line);
-                out.push('\n');
-                if let Some(action) = line.strip_prefix("@@ ") {
-                    let reply = match act(action.trim()) {
-                        Ok(()) => "ok".to_owned(),
-                        Err(err) => err.replace('\n', " "),
-                    };
-                    let _ = writeln!(stdin, "{reply}");
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break true,
-            Err(mpsc::RecvTimeoutError::Timeout) => break false,
-        }
-    };
-    let status = if finished {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for node") {
-                break Some(status);
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    } else {
-        None
-    };
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
-    let err = errors.join().unwrap_or_default();
-    match status {
-        Some(status) if status.success() => {}
-        Some(status) => panic!("redis_client.mjs {name} failed ({status}):\n{out}\n{err}"),
-        None => panic!(
-            "redis_client.mjs {name} did not finish within {SCENARIO_LIMIT:?}:\n{out}\n{err}"
-        ),
-    }
+    let env = [
+        ("TIDINGS_NODES", nodes.to_owned()),
+        ("REDIS_PORT", redis_port.to_string()),
+    ];
+    SCRIPT.run(name, &env, |action| act(action).map(|()| String::new()));
 }
 
 /// A scenario that needs nothing from this side.
@@ -300,7 +88,7 @@ fn no_action(action: &str) -> Result<(), String> {
 fn every_subscriber_on_every_node_gets_each_emit_exactly_once() {
     let _serial = serial();
     let redis = Redis::start();
-    let nodes = nodes("bench_server", 3, &redis);
+    let nodes = nodes("bench_server", 3, &redis, &["--workers", "1"]);
     scenario("fanout", &urls(&nodes), redis.port, no_action);
     stop_all(nodes);
 }
@@ -309,7 +97,7 @@ fn every_subscriber_on_every_node_gets_each_emit_exactly_once() {
 fn except_leaves_out_a_socket_on_another_node() {
     let _serial = serial();
     let redis = Redis::start();
-    let nodes = nodes("bench_server", 3, &redis);
+    let nodes = nodes("bench_server", 3, &redis, &["--workers", "1"]);
     scenario("except", &urls(&nodes), redis.port, no_action);
     stop_all(nodes);
 }
@@ -318,7 +106,7 @@ fn except_leaves_out_a_socket_on_another_node() {
 fn a_node_subscribes_only_to_channels_it_has_members_in() {
     let _serial = serial();
     let redis = Redis::start();
-    let nodes = nodes("bench_server", 2, &redis);
+    let nodes = nodes("bench_server", 2, &redis, &["--workers", "1"]);
     scenario("subscriptions", &urls(&nodes), redis.port, no_action);
     stop_all(nodes);
 }
@@ -328,14 +116,14 @@ fn a_redis_outage_keeps_local_delivery_reports_the_error_and_recovers() {
     let _serial = serial();
     let mut redis = Redis::start();
     let port = redis.port;
-    let nodes = nodes("bench_server", 2, &redis);
+    let nodes = nodes("bench_server", 2, &redis, &["--workers", "1"]);
     scenario("outage", &urls(&nodes), port, |action| match action {
         "kill-redis" => {
             redis.kill();
             Ok(())
         }
         "start-redis" => {
-            redis = Redis::start_on(port);
+            redis.restart();
             Ok(())
         }
         other => no_action(other),
@@ -360,7 +148,7 @@ fn a_redis_outage_keeps_local_delivery_reports_the_error_and_recovers() {
 fn a_node_crash_leaves_the_others_serving() {
     let _serial = serial();
     let redis = Redis::start();
-    let mut nodes = nodes("bench_server", 3, &redis);
+    let mut nodes = nodes("bench_server", 3, &redis, &["--workers", "1"]);
     let urls = urls(&nodes);
     scenario("crash", &urls, redis.port, |action| match action {
         "kill-node 1" => {
@@ -377,11 +165,7 @@ fn a_node_crash_leaves_the_others_serving() {
 fn a_chat_message_posted_on_one_node_shows_on_another() {
     let _serial = serial();
     let redis = Redis::start();
-    let url = redis.url();
-    assert_knows_redis("chat");
-    let nodes: Vec<Option<Server>> = (0..2)
-        .map(|_| Some(Server::start("chat", &["--redis", url.as_str()])))
-        .collect();
+    let nodes = nodes("chat", 2, &redis, &[]);
     scenario("chat", &urls(&nodes), redis.port, no_action);
     stop_all(nodes);
 }
@@ -393,11 +177,7 @@ fn a_chat_message_posted_on_one_node_shows_on_another() {
 fn phoenix_js_clients_on_two_nodes_hear_each_other() {
     let _serial = serial();
     let redis = Redis::start();
-    let url = redis.url();
-    assert_knows_redis("phoenix_chat");
-    let nodes: Vec<Option<Server>> = (0..2)
-        .map(|_| Some(Server::start("phoenix_chat", &["--redis", url.as_str()])))
-        .collect();
+    let nodes = nodes("phoenix_chat", 2, &redis, &[]);
     let urls: Vec<String> = nodes.iter().flatten().map(Server::url).collect();
     support::run_node(
         "phoenix_chat.mjs",
@@ -415,11 +195,7 @@ fn phoenix_js_clients_on_two_nodes_hear_each_other() {
 fn plain_websocket_clients_on_two_nodes_hear_each_other() {
     let _serial = serial();
     let redis = Redis::start();
-    let url = redis.url();
-    assert_knows_redis("ws_chat");
-    let nodes: Vec<Option<Server>> = (0..2)
-        .map(|_| Some(Server::start("ws_chat", &["--redis", url.as_str()])))
-        .collect();
+    let nodes = nodes("ws_chat", 2, &redis, &[]);
     let urls: Vec<String> = nodes.iter().flatten().map(Server::url).collect();
     support::run_node(
         "ws_chat.mjs",

@@ -1,7 +1,7 @@
 // The harness every Node test script shares: the current step (named when a scenario fails or
-// times out), an abort channel for failures seen in event handlers, the sockets to close at the
-// end, and the runner that picks the scenario named in argv, guards it with a timeout and sets
-// the exit code (0 = pass, 1 = fail with a message on stderr).
+// times out), waits and polls, an abort channel for failures seen in event handlers, the sockets
+// to close at the end, and the runner that picks the scenario named in argv, guards it with a
+// timeout and sets the exit code (0 = pass, 1 = fail with a message on stderr).
 import assert from "node:assert/strict";
 
 let currentStep = "start";
@@ -20,6 +20,23 @@ export function within(ms, promise, message) {
     timer = setTimeout(() => reject(new Error(message)), ms);
   });
   return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * An `until(what, ms, check, every = defaultEvery)`: polls `check` (async; truthy = done, and
+ * returned) every `every` ms, and fails with `what` (a text, or a function giving it at that
+ * moment) after `ms`. Each script picks its own default interval.
+ */
+export function poller(defaultEvery) {
+  return async function until(what, ms, check, every = defaultEvery) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const result = await check();
+      if (result) return result;
+      if (Date.now() > deadline) assert.fail(`${typeof what === "function" ? what() : what}: not within ${ms} ms`);
+      await sleep(every);
+    }
+  };
 }
 
 // Anything that must end the scenario at once (an unexpected connect_error, say) calls

@@ -21,14 +21,12 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
-import readline from "node:readline";
 import { Socket, Presence } from "phoenix";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
-import { step, sleep, within, abort, openSockets, run } from "./harness.mjs";
+import { REDIS_PORT, control, redis } from "./cluster.mjs";
+import { step, sleep, within, abort, openSockets, poller, run } from "./harness.mjs";
 
-const REDIS_PORT = Number(process.env.REDIS_PORT ?? 6379);
 const PREFIX = "tidings:";
 const NODE_NAMES = ["A", "B", "C"];
 // The base URL of each node, once started.
@@ -43,6 +41,8 @@ const RECOVERY_MS = 15_000;
 const STABLE_MS = 2_500;
 
 const info = (line) => console.log(`# ${line}`);
+// Polls a check every 25 ms (see `poller`).
+const until = poller(25);
 
 // Diagnostics, opt-in: REDIS_MONITOR=<file> records every command Redis runs (redis-cli
 // MONITOR), to see in which order the nodes wrote, published, subscribed and read.
@@ -54,30 +54,8 @@ function monitorRedis() {
   openSockets.add({ close: () => monitor.kill() });
 }
 
-async function until(what, ms, check, every = 25) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const result = await check();
-    if (result) return result;
-    if (Date.now() > deadline) assert.fail(`${typeof what === "function" ? what() : what}: not within ${ms} ms`);
-    await sleep(every);
-  }
-}
-
 // ---------------------------------------------------------------------------
-// The test driving us: `@@ action` out, `ok [value]` back.
-
-const stdinLines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-async function control(action) {
-  step(`test action "${action}"`);
-  console.log(`@@ ${action}`);
-  const { value, done } = await stdinLines.next();
-  if (done) throw new Error(`test action "${action}": stdin closed`);
-  const reply = value.trim();
-  if (reply !== "ok" && !reply.startsWith("ok ")) throw new Error(`test action "${action}" failed: ${reply}`);
-  return reply.slice(3);
-}
+// The test driving us (`control` of cluster.mjs): `@@ action` out, `ok [value]` back.
 
 async function startNode(i) {
   NODES[i] = (await control(`start-node ${i}`)).replace(/\/+$/, "");
@@ -89,79 +67,7 @@ const killRedis = () => control("kill-redis");
 const startRedis = () => control("start-redis");
 
 // ---------------------------------------------------------------------------
-// Redis, spoken directly (RESP over TCP)
-
-function encodeCommand(args) {
-  const parts = [`*${args.length}\r\n`];
-  for (const arg of args) {
-    const text = String(arg);
-    parts.push(`$${Buffer.byteLength(text)}\r\n${text}\r\n`);
-  }
-  return parts.join("");
-}
-
-// Parses one RESP value at `at`; null when more bytes are needed.
-function parseReply(buf, at = 0) {
-  const end = buf.indexOf("\r\n", at);
-  if (end < 0) return null;
-  const kind = String.fromCharCode(buf[at]);
-  const line = buf.toString("utf8", at + 1, end);
-  const next = end + 2;
-  switch (kind) {
-    case "+":
-      return { value: line, next };
-    case "-":
-      return { value: new Error(line), next };
-    case ":":
-      return { value: Number(line), next };
-    case "$": {
-      const len = Number(line);
-      if (len < 0) return { value: null, next };
-      if (buf.length < next + len + 2) return null;
-      return { value: buf.toString("utf8", next, next + len), next: next + len + 2 };
-    }
-    case "*": {
-      const count = Number(line);
-      if (count < 0) return { value: null, next };
-      const items = [];
-      let pos = next;
-      for (let i = 0; i < count; i++) {
-        const item = parseReply(buf, pos);
-        if (!item) return null;
-        items.push(item.value);
-        pos = item.next;
-      }
-      return { value: items, next: pos };
-    }
-    default:
-      throw new Error(`unexpected RESP reply ${JSON.stringify(buf.toString())}`);
-  }
-}
-
-function redis(...args) {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(REDIS_PORT, "127.0.0.1");
-    let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`redis ${args.join(" ")}: no answer within 2 s`));
-    }, 2000);
-    socket.on("error", (err) => {
-      clearTimeout(timer);
-      reject(new Error(`redis ${args.join(" ")}: ${err.message}`));
-    });
-    socket.on("data", (data) => {
-      buf = Buffer.concat([buf, data]);
-      const reply = parseReply(buf);
-      if (!reply) return;
-      clearTimeout(timer);
-      socket.end();
-      if (reply.value instanceof Error) reject(reply.value);
-      else resolve(reply.value);
-    });
-    socket.write(encodeCommand(args));
-  });
-}
+// Redis, spoken directly (`redis` of cluster.mjs)
 
 async function hgetall(key) {
   const flat = await redis("HGETALL", key);

@@ -46,11 +46,11 @@
 // `since` scenarios on the other node pass against a runtime whose recovery is per node).
 import assert from "node:assert/strict";
 import net from "node:net";
-import readline from "node:readline";
 import { Socket } from "phoenix";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
-import { step, sleep, within, abort, openSockets, run } from "./harness.mjs";
+import { REDIS_PORT, control, redis } from "./cluster.mjs";
+import { step, sleep, within, abort, openSockets, poller, run } from "./harness.mjs";
 
 const trim = (url) => (url ?? "").trim().replace(/\/+$/, "");
 const ONE_NODE = process.env.RECOVERY_CLUSTER_ONE_NODE === "1";
@@ -58,7 +58,6 @@ const NODES = {
   A: trim(process.env.NODE_A),
   B: trim(ONE_NODE ? process.env.NODE_A : process.env.NODE_B),
 };
-const REDIS_PORT = Number(process.env.REDIS_PORT ?? 6379);
 const PREFIX = "tidings:";
 const CHANNEL = "chats/1";
 const MESSAGE = `${CHANNEL}/message`;
@@ -86,31 +85,11 @@ const range = (n) => Array.from({ length: n }, (_, i) => i);
 const show = (v) => JSON.stringify(v);
 // The node a message of a run alternating A / B is posted on: A first.
 const alternate = (i) => (i % 2 === 0 ? "A" : "B");
-
-/** Polls `check` (async; truthy = done) every `every` ms; fails with `what` after `ms`. */
-async function until(what, ms, check, every = 20) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const result = await check();
-    if (result) return result;
-    if (Date.now() > deadline) assert.fail(`${typeof what === "function" ? what() : what}: not within ${ms} ms`);
-    await sleep(every);
-  }
-}
+// Polls a check every 20 ms (see `poller`).
+const until = poller(20);
 
 // ---------------------------------------------------------------------------
-// The test driving us: `@@ action` out, `ok` back.
-
-const stdinLines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-async function control(action) {
-  step(`test action "${action}"`);
-  console.log(`@@ ${action}`);
-  const { value, done } = await stdinLines.next();
-  if (done) throw new Error(`test action "${action}": stdin closed`);
-  const reply = value.trim();
-  if (reply !== "ok" && !reply.startsWith("ok ")) throw new Error(`test action "${action}" failed: ${reply}`);
-}
+// The test driving us (`control` of cluster.mjs): `@@ action` out, `ok` back.
 
 /** SIGKILLs Redis, waits `downMs`, starts it again empty on the same port. */
 async function restartRedis(downMs = 1_000) {
@@ -120,37 +99,13 @@ async function restartRedis(downMs = 1_000) {
 }
 
 // ---------------------------------------------------------------------------
-// Redis, spoken directly (RESP over TCP), for the log only.
-
-function redisCommand(...args) {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(REDIS_PORT, "127.0.0.1");
-    let buf = "";
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`redis ${args.join(" ")}: no answer within 2 s`));
-    }, 2000);
-    socket.on("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    socket.on("data", (data) => {
-      buf += data.toString();
-      // Only the replies read here: an integer, or a two-element array ending with one.
-      const done = /^:(-?\d+)\r\n$/.exec(buf) ?? /^\*2\r\n\$\d+\r\n[^\r]*\r\n:(-?\d+)\r\n$/.exec(buf);
-      if (!done) return;
-      clearTimeout(timer);
-      socket.end();
-      resolve(Number(done[1]));
-    });
-    socket.write(args.map(String).reduce((out, a) => `${out}$${Buffer.byteLength(a)}\r\n${a}\r\n`, `*${args.length}\r\n`));
-  });
-}
+// Redis, spoken directly (`redis` of cluster.mjs), for the log only.
 
 /** How many nodes listen to `channel` in Redis (PUBSUB NUMSUB), or a text saying why not. */
 async function numsub(channel) {
   try {
-    return await redisCommand("PUBSUB", "NUMSUB", `${PREFIX}${channel}`);
+    const [, count] = await redis("PUBSUB", "NUMSUB", `${PREFIX}${channel}`);
+    return count;
   } catch (err) {
     return `unknown (${err.message})`;
   }

@@ -9,16 +9,14 @@
 // `@@ <action>` on stdout and waits for a line on stdin: `ok`, or an error message.
 // Other stdout lines starting with `#` are measurements, for the log.
 import assert from "node:assert/strict";
-import net from "node:net";
-import readline from "node:readline";
 import { io } from "socket.io-client";
-import { step, sleep, within, abort, aborted, openSockets, run } from "./harness.mjs";
+import { REDIS_PORT, control, redis } from "./cluster.mjs";
+import { step, sleep, within, abort, aborted, openSockets, poller, run } from "./harness.mjs";
 
 const NODES = (process.env.TIDINGS_NODES ?? "")
   .split(",")
   .map((url) => url.trim().replace(/\/+$/, ""))
   .filter(Boolean);
-const REDIS_PORT = Number(process.env.REDIS_PORT ?? 6379);
 const PREFIX = "tidings:";
 const SCENARIO_TIMEOUT_MS = 90_000;
 // How long we wait to be sure that something does NOT arrive (more).
@@ -29,105 +27,11 @@ const SUBSCRIBE_WAIT_MS = 5_000;
 const RECOVERY_MS = 10_000;
 
 const info = (line) => console.log(`# ${line}`);
-
-// Polls `check` (async, truthy = done) every `every` ms; fails with `what` (a text, or a
-// function giving it at that moment) after `ms`.
-async function until(what, ms, check, every = 50) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const result = await check();
-    if (result) return result;
-    if (Date.now() > deadline) assert.fail(`${typeof what === "function" ? what() : what}: not within ${ms} ms`);
-    await sleep(every);
-  }
-}
+// Polls a check every 50 ms (see `poller`).
+const until = poller(50);
 
 // ---------------------------------------------------------------------------
-// The test driving us: `@@ action` out, `ok` back.
-
-const stdinLines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-async function control(action) {
-  step(`test action "${action}"`);
-  console.log(`@@ ${action}`);
-  const { value, done } = await stdinLines.next();
-  if (done) throw new Error(`test action "${action}": stdin closed`);
-  if (value.trim() !== "ok") throw new Error(`test action "${action}" failed: ${value}`);
-}
-
-// ---------------------------------------------------------------------------
-// Redis, spoken directly (RESP over TCP): what is the cluster subscribed to?
-
-function encodeCommand(args) {
-  const parts = [`*${args.length}\r\n`];
-  for (const arg of args) {
-    const text = String(arg);
-    parts.push(`$${Buffer.byteLength(text)}\r\n${text}\r\n`);
-  }
-  return parts.join("");
-}
-
-// Parses one RESP value at `at`; null when more bytes are needed.
-function parseReply(buf, at = 0) {
-  const end = buf.indexOf("\r\n", at);
-  if (end < 0) return null;
-  const kind = String.fromCharCode(buf[at]);
-  const line = buf.toString("utf8", at + 1, end);
-  const next = end + 2;
-  switch (kind) {
-    case "+":
-      return { value: line, next };
-    case "-":
-      return { value: new Error(line), next };
-    case ":":
-      return { value: Number(line), next };
-    case "$": {
-      const len = Number(line);
-      if (len < 0) return { value: null, next };
-      if (buf.length < next + len + 2) return null;
-      return { value: buf.toString("utf8", next, next + len), next: next + len + 2 };
-    }
-    case "*": {
-      const count = Number(line);
-      const items = [];
-      let pos = next;
-      for (let i = 0; i < count; i++) {
-        const item = parseReply(buf, pos);
-        if (!item) return null;
-        items.push(item.value);
-        pos = item.next;
-      }
-      return { value: items, next: pos };
-    }
-    default:
-      throw new Error(`unexpected RESP reply ${JSON.stringify(buf.toString())}`);
-  }
-}
-
-function redis(...args) {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(REDIS_PORT, "127.0.0.1");
-    let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`redis ${args.join(" ")}: no answer within 2 s`));
-    }, 2000);
-    socket.on("error", (err) => {
-      clearTimeout(timer);
-      reject(new Error(`redis ${args.join(" ")}: ${err.message}`));
-    });
-    socket.on("data", (data) => {
-      buf = Buffer.concat([buf, data]);
-      const reply = parseReply(buf);
-      if (!reply) return;
-      clearTimeout(timer);
-      socket.end();
-      if (reply.value instanceof Error) reject(reply.value);
-      else resolve(reply.value);
-    });
-    socket.write(encodeCommand(args));
-  });
-}
+// Redis, spoken directly (`redis` of cluster.mjs): what is the cluster subscribed to?
 
 // How many Redis connections (nodes) are subscribed to the tidings channel `channel`.
 async function numsub(channel) {

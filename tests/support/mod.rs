@@ -1,16 +1,29 @@
 //! Shared fixture of the integration tests: start an example server on a free loopback port,
-//! and run a Node script from `tests/js/` against it.
+//! and run a Node script from `tests/js/` against it; [`redis`] adds what the cluster tests
+//! share (a `redis-server` of their own, nodes on it, a script that asks the test to act).
 #![allow(dead_code)]
+
+pub mod redis;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Held by a test that must run alone in its test binary (one that measures times on a small
+/// machine): the next such test waits until it is dropped. A test that failed while holding it
+/// does not stop the others.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An example server running in its own process; killed when dropped.
