@@ -297,27 +297,17 @@ impl Hub {
             self.subscribe(member, channel, entry, tag, grant, None);
             return self.push_recovery(member, channel, None);
         };
-        if self.clustered {
-            let Some(since) = since else {
-                self.subscribe(member, channel, entry, tag, grant, None);
-                return self.push_recovery(member, channel, None);
-            };
-            let (pinned, read) = self.read_cluster(vec![(channel.to_owned(), since)]).await;
+        let Some(since) = since else {
             let _turn = history.turn();
-            let missed = Self::missed_in_cluster(history, &[(channel, since)], read);
             self.subscribe(member, channel, entry, tag, grant, None);
-            drop(pinned);
-            let replayed = missed.map(|missed| {
-                for (_, message) in &missed {
-                    self.replay(member, tag, message);
-                }
-                missed.len()
-            });
-            return self.push_recovery(member, channel, replayed);
-        }
+            return self.push_recovery(member, channel, None);
+        };
+        let from = [(channel, since)];
+        let mut catchup = self.catch_up(&from).await;
         let _turn = history.turn();
-        let missed = since.and_then(|since| history.missed(&[(channel, since)]));
+        let missed = self.missed_since(history, &mut catchup, &from);
         self.subscribe(member, channel, entry, tag, grant, None);
+        drop(catchup);
         let replayed = missed.map(|missed| {
             for (_, message) in &missed {
                 self.replay(member, tag, message);
@@ -365,16 +355,24 @@ impl Hub {
         }
     }
 
-    /// For a member coming back in a cluster that keeps the history: opens `from`'s channels
-    /// here (kept open while the guard lives), then reads what the cluster holds after each
-    /// offset. `None` when it could not be read; whether this node missed anything since the
-    /// read is checked when the two are merged ([`Hub::missed_in_cluster`]).
-    async fn read_cluster(&self, from: Vec<(String, u64)>) -> (Pinned<'_>, Option<ClusterEvents>) {
-        let pinned = self.pin(from.iter().map(|(channel, _)| channel.clone()).collect());
-        let Some(fanout) = &self.fanout else {
-            return (pinned, None);
+    /// Prepares the coming back of a member from `from` (each channel, and the offset after
+    /// which it missed events), before it takes its turn. In a cluster that keeps the history:
+    /// opens the channels here (kept open while the [`Catchup`] lives), then reads what the
+    /// cluster holds after each offset.
+    async fn catch_up(&self, from: &[(&str, u64)]) -> Catchup<'_> {
+        let (Some(fanout), true) = (&self.fanout, self.clustered) else {
+            return Catchup {
+                _pinned: None,
+                read: None,
+            };
         };
-        let read = match tokio::time::timeout(CLUSTER_READ_LIMIT, fanout.history(from)).await {
+        let pinned = self.pin(
+            from.iter()
+                .map(|(channel, _)| (*channel).to_owned())
+                .collect(),
+        );
+        let asked = from.iter().map(|(c, o)| ((*c).to_owned(), *o)).collect();
+        let read = match tokio::time::timeout(CLUSTER_READ_LIMIT, fanout.history(asked)).await {
             Ok(Ok(events)) => Some(events),
             Ok(Err(err)) => {
                 tracing::debug!(%err, "the cluster's history could not be read");
@@ -385,18 +383,27 @@ impl Hub {
                 None
             }
         };
-        (pinned, read)
+        Catchup {
+            _pinned: Some(pinned),
+            read,
+        }
     }
 
-    /// What a member coming back missed, from the cluster's history `read` (see
-    /// [`Hub::read_cluster`]) and what this node received since. Call it in a turn.
-    fn missed_in_cluster(
+    /// What a member coming back missed after each channel's offset in `from`, in offset
+    /// order, each with its channel's index; `None` when some are gone. From this node's
+    /// history, or in a cluster, from what [`Hub::catch_up`] read and what this node received
+    /// since. Call it in a turn.
+    fn missed_since(
+        &self,
         history: &History,
+        catchup: &mut Catchup<'_>,
         from: &[(&str, u64)],
-        read: Option<ClusterEvents>,
     ) -> Option<Vec<(usize, Arc<Outgoing>)>> {
+        if !self.clustered {
+            return history.missed(from);
+        }
         // This node listened without a break since the read: what it got completes it.
-        let read = read.filter(|events| (events.unbroken)())?;
+        let read = catchup.read.take().filter(|events| (events.unbroken)())?;
         history.merge_cluster(from, read.channels)
     }
 
@@ -789,31 +796,15 @@ impl Hub {
             return false;
         };
         let mut back = Vec::with_capacity(channels.len());
-        // In a cluster that keeps the history, what it holds is read first (this node listens
-        // to the channels from then on).
-        let (pinned, read) = if self.clustered {
-            let from = channels
-                .iter()
-                .map(|kept| (kept.channel.clone(), kept.since.max(offset)))
-                .collect();
-            let (pinned, read) = self.read_cluster(from).await;
-            (Some(pinned), read)
-        } else {
-            (None, None)
-        };
+        // What it missed: after its offset, and nothing from before it joined a channel.
+        let from: Vec<(&str, u64)> = channels
+            .iter()
+            .map(|kept| (kept.channel.as_str(), kept.since.max(offset)))
+            .collect();
+        let mut catchup = self.catch_up(&from).await;
         {
             let _turn = history.turn();
-            // What it missed: after its offset, and nothing from before it joined a channel.
-            let from: Vec<(&str, u64)> = channels
-                .iter()
-                .map(|kept| (kept.channel.as_str(), kept.since.max(offset)))
-                .collect();
-            let missed = if self.clustered {
-                Self::missed_in_cluster(history, &from, read)
-            } else {
-                history.missed(&from)
-            };
-            let Some(missed) = missed else {
+            let Some(missed) = self.missed_since(history, &mut catchup, &from) else {
                 return false;
             };
             let tags: Vec<MemberTag> = channels.iter().map(|kept| kept.tag).collect();
@@ -839,7 +830,7 @@ impl Hub {
                 self.replay(member, tags[at], &message);
             }
         }
-        drop(pinned);
+        drop(catchup);
         for (channel, params) in back {
             if let Some((entry, _)) = self.registry.resolve(&channel) {
                 self.after_join(member, &channel, entry, &params).await;
@@ -1246,6 +1237,14 @@ impl Drop for Pinned<'_> {
             self.hub.unpin(channel);
         }
     }
+}
+
+/// A member coming back, prepared before its turn ([`Hub::catch_up`]): in a cluster that keeps
+/// the history, its channels held open here and what the cluster held after its offsets. Kept
+/// until the member is in its channels.
+struct Catchup<'a> {
+    _pinned: Option<Pinned<'a>>,
+    read: Option<ClusterEvents>,
 }
 
 /// How long reading the cluster's history may take for a member coming back.
