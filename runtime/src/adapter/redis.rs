@@ -726,35 +726,13 @@ impl Worker {
         message: &::redis::Msg,
         raw: &[u8],
     ) -> bool {
-        let decoded = redis_history::split_published(raw)
-            .ok_or("malformed recorded publication")
-            .and_then(|(offset, body)| {
-                decode(Bytes::copy_from_slice(body)).map(|envelope| (offset, envelope))
-            });
-        let (offset, envelope) = match decoded {
-            Ok(decoded) => decoded,
-            Err(err) => {
-                tracing::debug!(
-                    redis_channel = message.get_channel_name(),
-                    %err,
-                    "ignored a message that is not a tidings envelope"
-                );
-                return true;
-            }
-        };
-        let channel = envelope.message.channel();
-        if message
-            .get_channel_name()
-            .strip_prefix(self.prefix.as_str())
-            != Some(channel)
-        {
-            tracing::debug!(
-                redis_channel = message.get_channel_name(),
-                channel,
-                "ignored an envelope published to another channel than its own"
-            );
+        let split = redis_history::split_published(raw);
+        let body = split
+            .map(|(_, body)| body)
+            .ok_or("malformed recorded publication");
+        let (Some((offset, _)), Some(envelope)) = (split, self.envelope(message, body)) else {
             return true;
-        }
+        };
         // A member id names a member of the node that published it only.
         let except = envelope.except.filter(|_| envelope.origin == self.node);
         let delivered = hub.deliver_at(envelope.message, offset, except);
@@ -886,31 +864,50 @@ impl Worker {
         if origin(raw) == Some(&self.node) {
             return true;
         }
-        match decode(Bytes::copy_from_slice(raw)) {
-            Ok(envelope) => {
-                let channel = envelope.message.channel();
-                if message
-                    .get_channel_name()
-                    .strip_prefix(self.prefix.as_str())
-                    != Some(channel)
-                {
-                    tracing::debug!(
-                        redis_channel = message.get_channel_name(),
-                        channel,
-                        "ignored an envelope published to another channel than its own"
-                    );
-                    return true;
-                }
-                let delivered = hub.deliver(&envelope.message, envelope.except);
-                tracing::trace!(channel, delivered, from = %hex(&envelope.origin), "delivered");
-            }
-            Err(err) => tracing::debug!(
-                redis_channel = message.get_channel_name(),
-                %err,
-                "ignored a message that is not a tidings envelope"
-            ),
+        if let Some(envelope) = self.envelope(message, Ok(raw)) {
+            let delivered = hub.deliver(&envelope.message, envelope.except);
+            tracing::trace!(
+                channel = envelope.message.channel(),
+                delivered,
+                from = %hex(&envelope.origin),
+                "delivered"
+            );
         }
         true
+    }
+
+    /// The envelope in `body` (or why there is none), published on `message`'s Redis channel;
+    /// `None`, logged, when it does not decode or names another channel than its own.
+    fn envelope(
+        &self,
+        message: &::redis::Msg,
+        body: Result<&[u8], &'static str>,
+    ) -> Option<Envelope> {
+        let envelope = match body.and_then(|body| decode(Bytes::copy_from_slice(body))) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                tracing::debug!(
+                    redis_channel = message.get_channel_name(),
+                    %err,
+                    "ignored a message that is not a tidings envelope"
+                );
+                return None;
+            }
+        };
+        let channel = envelope.message.channel();
+        if message
+            .get_channel_name()
+            .strip_prefix(self.prefix.as_str())
+            != Some(channel)
+        {
+            tracing::debug!(
+                redis_channel = message.get_channel_name(),
+                channel,
+                "ignored an envelope published to another channel than its own"
+            );
+            return None;
+        }
+        Some(envelope)
     }
 }
 
