@@ -10,6 +10,9 @@
 //! `503 {"error": ..., "delivered": "local"}` when the event reached this node's subscribers
 //! but not the other nodes (Redis unreachable).
 //!
+//! `--server actix` serves with actix-web's `HttpServer` instead of `tidings::HttpServer` (the
+//! default), to compare the two.
+//!
 //! `--recovery N` turns connection state recovery on with N events kept per channel (the
 //! peer `tidings-recovery`).
 //!
@@ -21,7 +24,7 @@
 #[path = "support/args.rs"]
 mod args;
 
-use actix_web::{App, HttpResponse, HttpServer, get, post, web};
+use actix_web::{App, HttpResponse, get, post, web};
 use serde::Deserialize;
 use tidings::{
     Authorizer, ChannelContext, EmitError, JoinContext, SocketEmitter, Tidings, channel,
@@ -148,22 +151,40 @@ async fn main() -> std::io::Result<()> {
         .flag("--workers")
         .and_then(|value| value.parse::<usize>().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .configure(tidings.configure())
             .service(emit)
             .service(presence)
-    })
-    .workers(workers)
-    // No `.on_connect(tidings::on_connect)` here: it costs a second file descriptor per
-    // connection, and the benchmark's 10,000 connections must fit the machine's limit on
-    // open files as every peer's do (one descriptor each). A stalled client is still cut
-    // at once; only its TCP connection lingers until it goes (README, "Limits").
-    .backlog(4096)
-    .tcp_nodelay(true)
-    .bind((args.host.as_str(), args.port))?;
-    for addr in server.addrs() {
+    };
+    // No `.on_connect(tidings::on_connect)` on actix-web's server here: it costs a second file
+    // descriptor per connection, and the benchmark's 10,000 connections must fit the machine's
+    // limit on open files as every peer's do (one descriptor each). tidings' own server needs
+    // none to end a stalled client's connection.
+    let server = match args.flag("--server") {
+        Some("actix") => {
+            let server = actix_web::HttpServer::new(app)
+                .workers(workers)
+                .backlog(4096)
+                .tcp_nodelay(true)
+                .bind((args.host.as_str(), args.port))?;
+            (server.addrs(), server.run())
+        }
+        None | Some("tidings") => {
+            let server = tidings::HttpServer::new(app)
+                .workers(workers)
+                .backlog(4096)
+                .tcp_nodelay(true)
+                .bind((args.host.as_str(), args.port))?;
+            (server.addrs(), server.run())
+        }
+        Some(other) => {
+            eprintln!("--server takes actix or tidings, not {other}");
+            std::process::exit(2);
+        }
+    };
+    for addr in server.0 {
         println!("listening on http://{addr}");
     }
-    server.run().await
+    server.1.await
 }

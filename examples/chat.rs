@@ -30,9 +30,10 @@ mod npm;
 
 use actix_multipart::Multipart;
 use actix_web::http::header::{self, ContentType};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, get, post, web};
+use actix_web::{App, HttpRequest, HttpResponse, get, post, web};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use tidings::HttpServer;
 use tidings::origin::OriginPolicy;
 use tidings::{
     Authorizer, ChannelContext, ConnectRefusal, Handshake, JoinContext, Payload, Recovery, Reply,
@@ -259,8 +260,6 @@ async fn main() -> std::io::Result<()> {
             )
     })
     .disable_signals()
-    // Lets the server end a WebSocket whose client stopped reading.
-    .on_connect(tidings::on_connect)
     // Each event goes out at once instead of waiting for the client's ACK of the previous one.
     .tcp_nodelay(true)
     .bind((args.host.as_str(), args.port))?;

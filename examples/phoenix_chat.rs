@@ -31,9 +31,10 @@ mod npm;
 use std::time::Duration;
 
 use actix_web::http::header::ContentType;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
+use tidings::HttpServer;
 use tidings::origin::OriginPolicy;
 use tidings::{
     Authorizer, ChannelContext, ConnectRefusal, Handshake, JoinContext, JoinRefusal, JoinVerdict,
@@ -269,7 +270,6 @@ async fn main() -> std::io::Result<()> {
             )
     })
     .disable_signals()
-    .on_connect(tidings::on_connect)
     .tcp_nodelay(true)
     .bind((args.host.as_str(), args.port))?;
     for addr in server.addrs() {

@@ -145,7 +145,8 @@ impl Authorizer for RoomChannel {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    use actix_web::{App, HttpServer, web};
+    use actix_web::{App, web};
+    use tidings::HttpServer;
 
     args::init_tracing();
     let args = args::Args::parse(4001);
@@ -175,7 +176,6 @@ async fn main() -> std::io::Result<()> {
     let app = tidings.clone();
     let server = HttpServer::new(move || App::new().configure(app.configure()))
         .disable_signals()
-        .on_connect(tidings::on_connect)
         .tcp_nodelay(true)
         .bind((args.host.as_str(), args.port))?;
     for addr in server.addrs() {

@@ -6,7 +6,7 @@ pub use tidings_runtime::channels::{
     JoinContext, JoinRefusal, JoinVerdict, Joined, LeaveReason, MemberId, Outbound, PresenceDiff,
     PresenceError, PresenceMeta, Presences, Reply,
 };
-pub use tidings_runtime::engineio::on_connect;
+pub use tidings_runtime::engineio::{HttpServer, on_connect};
 pub use tidings_runtime::{
     Binary, BuildError, EmitTo, Payload, Recovery, SocketEmitter, Tidings, TidingsBuilder,
     channels, engineio, origin, phoenix, plainws, socketio,

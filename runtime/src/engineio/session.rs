@@ -93,7 +93,7 @@ pub struct Session {
     reason: OnceLock<CloseReason>,
     /// The TCP connection of its WebSocket, when the server keeps handles on connections
     /// (`engineio::on_connect`): shut down shortly after the close if it is still open.
-    tcp: OnceLock<Weak<socket2::Socket>>,
+    tcp: OnceLock<Weak<super::tcp::Ending>>,
     /// Where the session reports its close to the engine.
     closing: Arc<Closing>,
 }
@@ -373,12 +373,12 @@ impl Session {
     }
 
     /// Binds the session to the TCP connection of its WebSocket.
-    pub(crate) fn set_tcp(&self, socket: Weak<socket2::Socket>) {
+    pub(crate) fn set_tcp(&self, socket: Weak<super::tcp::Ending>) {
         let _ = self.tcp.set(socket);
     }
 
     /// The TCP connection of the session's WebSocket, when it has a handle on it.
-    pub(crate) fn tcp(&self) -> Option<&Weak<socket2::Socket>> {
+    pub(crate) fn tcp(&self) -> Option<&Weak<super::tcp::Ending>> {
         self.tcp.get()
     }
 

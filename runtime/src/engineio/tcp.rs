@@ -8,17 +8,51 @@
 //! transport shuts such a connection down shortly after its session ended.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::Context;
 use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
+use futures_util::task::AtomicWaker;
 
-/// The connection's socket, a duplicate of its file descriptor; it lives in the connection's
-/// data, so it is closed with the connection.
+/// The way to end a connection from outside it: a duplicate of its socket's file descriptor
+/// ([`on_connect`] on actix-web's `HttpServer`), or a signal to the task that owns the socket
+/// ([`crate::engineio::HttpServer`]). It lives in the connection's data, so it goes with the
+/// connection.
+#[derive(Debug, Default)]
+pub(crate) struct Ending {
+    socket: Option<socket2::Socket>,
+    ended: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Ending {
+    /// Ends the connection: its socket is shut down, or its owner told to let go of it.
+    fn end(&self) {
+        if let Some(socket) = &self.socket {
+            let result = socket.shutdown(std::net::Shutdown::Both);
+            tracing::debug!(?result, "connection shut down");
+        }
+        self.ended.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether the connection was ended; if not, `cx` is woken when it is.
+    pub(crate) fn poll_ended(&self, cx: &mut Context<'_>) -> bool {
+        if self.ended.load(Ordering::Acquire) {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        self.ended.load(Ordering::Acquire)
+    }
+}
+
+/// The connection data entry that holds a connection's [`Ending`].
 #[derive(Debug)]
-struct TcpHandle(Arc<socket2::Socket>);
+pub(crate) struct TcpHandle(pub(crate) Arc<Ending>);
 
 /// Keeps a handle on every new TCP connection so that the server can end a WebSocket whose
 /// client has stopped reading (see the README, "Limits and failure behaviour"). Install it with
@@ -47,7 +81,10 @@ pub fn on_connect(connection: &dyn Any, data: &mut Extensions) {
     };
     match socket2::SockRef::from(stream).try_clone() {
         Ok(socket) => {
-            data.insert(TcpHandle(Arc::new(socket)));
+            data.insert(TcpHandle(Arc::new(Ending {
+                socket: Some(socket),
+                ..Ending::default()
+            })));
         }
         Err(err) => tracing::debug!(%err, "no second handle on a new connection's socket"),
     }
@@ -55,24 +92,20 @@ pub fn on_connect(connection: &dyn Any, data: &mut Extensions) {
 
 /// The socket under `req`'s connection, when [`on_connect`] kept a handle on it; it stays
 /// usable only as long as the connection.
-pub(crate) fn socket_of(req: &HttpRequest) -> Option<Weak<socket2::Socket>> {
+pub(crate) fn socket_of(req: &HttpRequest) -> Option<Weak<Ending>> {
     req.conn_data::<TcpHandle>()
         .map(|handle| Arc::downgrade(&handle.0))
 }
 
-/// Shuts the connection down `after` this long unless it has ended by then. Its pending write
-/// then fails, so actix-http's dispatcher lets go of it; the peer reads what was sent, then
-/// the end of the stream.
-pub(crate) fn end_after(socket: Weak<socket2::Socket>, after: Duration) {
+/// Ends the connection `after` this long unless it has ended by then. Its pending write
+/// then fails (or its owner lets go of it), so the connection's buffers go; the peer reads what
+/// was sent, then the end of the stream.
+pub(crate) fn end_after(ending: Weak<Ending>, after: Duration) {
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
-        if let Some(socket) = socket.upgrade() {
-            let result = socket.shutdown(std::net::Shutdown::Both);
-            tracing::debug!(
-                ?after,
-                ?result,
-                "connection still open after its session ended: shut down"
-            );
+        if let Some(ending) = ending.upgrade() {
+            tracing::debug!(?after, "connection still open after its session ended");
+            ending.end();
         }
     });
 }

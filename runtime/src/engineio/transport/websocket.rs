@@ -127,7 +127,7 @@ struct Connection<H: EngineHandler> {
     /// During an upgrade, the TCP connection, when the server kept a handle on it
     /// ([`tcp::on_connect`]); the session gets it once it is on this WebSocket (a new session
     /// gets it at once).
-    tcp: Option<std::sync::Weak<socket2::Socket>>,
+    tcp: Option<std::sync::Weak<tcp::Ending>>,
 }
 
 impl<H: EngineHandler> Connection<H> {

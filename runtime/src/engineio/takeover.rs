@@ -1,0 +1,312 @@
+//! A WebSocket that owns its TCP connection: actix-http's upgrade path hands over the socket
+//! once the `101 Switching Protocols` is decided, and this module carries it from there.
+//!
+//! The request still goes through the application (its routes, middleware and extractors), with
+//! a payload this module fills from the socket; the response's body is then written straight to
+//! the socket. Nothing of actix-http's per-connection buffers stays: what the client sends is
+//! read into a buffer on the stack and handed over as it comes, and what the body yields is
+//! written as it is. Any handler that answers `101` with a streaming body and reads the request
+//! payload works this way, tidings' own WebSockets and others alike.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use actix_codec::Framed;
+use actix_http::body::{BodySize, BoxBody, MessageBody};
+use actix_http::error::PayloadError;
+use actix_http::h1::{Codec, Message};
+use actix_http::{ConnectionType, Payload, Request, Response, StatusCode};
+use actix_web::rt::net::TcpStream;
+use bytes::{Buf as _, Bytes};
+use futures_util::Stream;
+use tokio::io::{AsyncWrite as _, ReadBuf};
+
+use super::tcp::{Ending, TcpHandle};
+
+/// The most bytes read from the client and not yet taken by the body; reading pauses beyond it.
+const INBOX_MAX: usize = 64 * 1024;
+
+/// How many bytes one read takes from the socket (a buffer on the stack).
+const READ_CHUNK: usize = 8 * 1024;
+
+/// After the body has ended and the write side is shut, how long the client gets to close its
+/// side (its remaining bytes are read and dropped) before the socket closes.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Answers an upgrade request: the application decides; a `101` takes the connection over.
+///
+/// # Errors
+/// When writing the response's head fails (the client is gone).
+pub(crate) async fn take_over<T, B>(
+    app: Rc<T>,
+    req: Request,
+    mut framed: Framed<TcpStream, Codec>,
+) -> Result<(), actix_web::Error>
+where
+    T: actix_web::dev::Service<Request>,
+    T::Response: Into<Response<B>>,
+    T::Error: Into<actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    let ending = req.conn_data::<TcpHandle>().map(|handle| handle.0.clone());
+    let inbox = Inbox::default();
+    let payload: actix_http::BoxedPayloadStream = Box::pin(inbox.clone());
+    let (req, _) = req.replace_payload(Payload::Stream { payload });
+    let response: Response<BoxBody> = match app.call(req).await {
+        Ok(response) => response.into().map_into_boxed_body(),
+        Err(err) => err.into().into(),
+    };
+    let (mut head, body) = response.into_parts();
+    if head.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // Not upgraded (refused, not found): the answer goes whole, then the connection ends.
+        let bytes = actix_http::body::to_bytes(body)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::debug!(%err, "body of an upgrade request's answer failed");
+                Bytes::new()
+            });
+        head.head_mut().set_connection_type(ConnectionType::Close);
+        let size = BodySize::Sized(bytes.len() as u64);
+        Pin::new(&mut framed).write(Message::Item((head, size)))?;
+        if !bytes.is_empty() {
+            Pin::new(&mut framed).write(Message::Chunk(Some(bytes)))?;
+        }
+        Pin::new(&mut framed).write(Message::Chunk(None))?;
+        poll_fn(|cx| Pin::new(&mut framed).flush(cx)).await?;
+        poll_fn(|cx| Pin::new(&mut framed).close(cx)).await?;
+        return Ok(());
+    }
+    Pin::new(&mut framed).write(Message::Item((head, BodySize::Stream)))?;
+    poll_fn(|cx| Pin::new(&mut framed).flush(cx)).await?;
+    let parts = framed.into_parts();
+    if !parts.read_buf.is_empty() {
+        // What the client sent right after its request.
+        inbox.push(parts.read_buf.freeze(), None);
+    }
+    Owned {
+        io: parts.io,
+        body,
+        inbox,
+        ending,
+        out: Bytes::new(),
+        reading: true,
+        paused: false,
+        closing: None,
+    }
+    .await;
+    Ok(())
+}
+
+/// An upgraded connection: the socket, the body writing to it, the payload reading from it.
+struct Owned {
+    io: TcpStream,
+    body: BoxBody,
+    inbox: Inbox,
+    ending: Option<Arc<Ending>>,
+    /// What the body gave and the socket has not taken yet.
+    out: Bytes,
+    /// The client's side is open.
+    reading: bool,
+    /// Reading stopped because the body had not taken what was read.
+    paused: bool,
+    /// The body has ended and the write side is shut: the client's last bytes are read and
+    /// dropped until it closes its side, or this fires.
+    closing: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Owned {
+    /// Reads what the client sent into the inbox, until the socket has nothing more or the
+    /// inbox is full.
+    fn read(&mut self, cx: &mut Context<'_>) {
+        let mut buf = [0u8; READ_CHUNK];
+        while self.reading {
+            if self.inbox.len() >= INBOX_MAX {
+                self.paused = true;
+                return;
+            }
+            match self.poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(0)) => {
+                    self.reading = false;
+                    self.inbox.finish(None, Some(cx));
+                }
+                Poll::Ready(Ok(n)) => self.inbox.push(Bytes::copy_from_slice(&buf[..n]), Some(cx)),
+                Poll::Ready(Err(err)) => {
+                    tracing::debug!(%err, "websocket read failed");
+                    self.reading = false;
+                    self.inbox.finish(Some(err), Some(cx));
+                }
+                Poll::Pending => return,
+            }
+        }
+    }
+
+    /// One read from the socket.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        match tokio::io::AsyncRead::poll_read(Pin::new(&mut self.io), cx, &mut buf) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The body has ended: the client's side is read to its end (or for a grace period),
+    /// what it sends dropped.
+    fn poll_closing(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            match self.poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => break,
+            }
+        }
+        match &mut self.closing {
+            Some(deadline) => deadline.as_mut().poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+impl Future for Owned {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Some(ending) = &this.ending
+            && ending.poll_ended(cx)
+        {
+            // Ended from outside (its session closed and the client does not read).
+            return Poll::Ready(());
+        }
+        if this.closing.is_some() {
+            return this.poll_closing(cx);
+        }
+        this.read(cx);
+        loop {
+            while !this.out.is_empty() {
+                match Pin::new(&mut this.io).poll_write(cx, &this.out) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(n)) => this.out.advance(n),
+                    Poll::Ready(Err(err)) => {
+                        tracing::debug!(%err, "websocket write failed");
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            match Pin::new(&mut this.body).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => this.out = chunk,
+                Poll::Ready(Some(Err(err))) => {
+                    tracing::debug!(%err, "websocket body failed");
+                    return Poll::Ready(());
+                }
+                Poll::Ready(None) => {
+                    // Everything is written: say so, and let the client close its side.
+                    let _ = Pin::new(&mut this.io).poll_shutdown(cx);
+                    this.closing = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
+                    return this.poll_closing(cx);
+                }
+                Poll::Pending => {
+                    if this.paused && this.inbox.len() < INBOX_MAX {
+                        // The body took what was waiting: read on.
+                        this.paused = false;
+                        this.read(cx);
+                        if !this.inbox.is_empty() {
+                            continue;
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// The request payload of an upgraded connection: what was read from the socket and not yet
+/// taken.
+#[derive(Clone, Default)]
+struct Inbox(Rc<RefCell<InboxState>>);
+
+#[derive(Default)]
+struct InboxState {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+    /// The client's side has ended (with an error, if it failed).
+    end: Option<Option<io::Error>>,
+    waker: Option<Waker>,
+}
+
+impl Inbox {
+    fn len(&self) -> usize {
+        self.0.borrow().len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds bytes read. The reader is woken unless it runs in `current`'s task (which polls it
+    /// next anyway).
+    fn push(&self, bytes: Bytes, current: Option<&Context<'_>>) {
+        let mut state = self.0.borrow_mut();
+        state.len += bytes.len();
+        state.chunks.push_back(bytes);
+        state.wake(current);
+    }
+
+    /// The client's side has ended.
+    fn finish(&self, err: Option<io::Error>, current: Option<&Context<'_>>) {
+        let mut state = self.0.borrow_mut();
+        state.end = Some(err);
+        state.wake(current);
+    }
+}
+
+impl InboxState {
+    fn wake(&mut self, current: Option<&Context<'_>>) {
+        let theirs = self
+            .waker
+            .as_ref()
+            .is_some_and(|waker| !current.is_some_and(|cx| waker.will_wake(cx.waker())));
+        if theirs && let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl Stream for Inbox {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut state = self.0.borrow_mut();
+        if let Some(bytes) = state.chunks.pop_front() {
+            state.len -= bytes.len();
+            if state.chunks.is_empty() {
+                // Keep no ring buffer while the client is quiet.
+                state.chunks = VecDeque::new();
+            }
+            return Poll::Ready(Some(Ok(bytes)));
+        }
+        match &mut state.end {
+            Some(err) => Poll::Ready(err.take().map(|err| Err(PayloadError::Io(err)))),
+            None => {
+                if !state
+                    .waker
+                    .as_ref()
+                    .is_some_and(|waker| waker.will_wake(cx.waker()))
+                {
+                    state.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
