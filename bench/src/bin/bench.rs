@@ -29,6 +29,10 @@
 //! `/ws`) and `baseline-plain` (the baseline, which speaks that protocol at `/ws`), both driven
 //! with `--protocol plain`.
 //!
+//! The peer `tidings-actix` is the same `bench_server` on actix-web's `HttpServer`
+//! (`--server actix`), where `tidings` runs on `tidings::HttpServer`, whose WebSockets own
+//! their connection.
+//!
 //! The peer `tidings-recovery` is tidings with connection state recovery on (every broadcast
 //! kept in its channel's history; through Redis, in Redis Streams): the runner reports its
 //! deliveries/s against `tidings` (issue 18).
@@ -77,8 +81,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tidings_bench::{Flags, HistoryRun, PresenceRun, RunResult, fail, raise_fd_limit};
 
-const PEERS: [&str; 9] = [
+const PEERS: [&str; 10] = [
     "tidings",
+    "tidings-actix",
     "tidings-recovery",
     "node",
     "socketioxide",
@@ -329,6 +334,16 @@ fn peer_command(paths: &Paths, peer: &str, port: u16) -> Vec<String> {
             port,
             "--workers".into(),
             "1".into(),
+        ],
+        // The same server on actix-web's `HttpServer` instead of `tidings::HttpServer`.
+        "tidings-actix" => vec![
+            bin("examples/bench_server"),
+            "--port".into(),
+            port,
+            "--workers".into(),
+            "1".into(),
+            "--server".into(),
+            "actix".into(),
         ],
         // Connection state recovery on: every broadcast is recorded in its channel's history
         // (1000 events kept per channel, the default).

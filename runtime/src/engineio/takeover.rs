@@ -11,14 +11,14 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use actix_codec::Framed;
+use actix_codec::{Framed, FramedParts};
 use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::error::PayloadError;
 use actix_http::h1::{Codec, Message};
@@ -32,6 +32,12 @@ use super::tcp::{Ending, TcpHandle};
 
 /// The most bytes read from the client and not yet taken by the body; reading pauses beyond it.
 const INBOX_MAX: usize = 64 * 1024;
+
+/// The most bytes taken from the body before they are written (in one call).
+const WRITE_MAX: usize = 64 * 1024;
+
+/// The most chunks one write call takes.
+const WRITE_SLICES: usize = 64;
 
 /// How many bytes one read takes from the socket (a buffer on the stack).
 const READ_CHUNK: usize = 8 * 1024;
@@ -59,7 +65,8 @@ where
     let inbox = Inbox::default();
     let payload: actix_http::BoxedPayloadStream = Box::pin(inbox.clone());
     let (req, _) = req.replace_payload(Payload::Stream { payload });
-    let response: Response<BoxBody> = match app.call(req).await {
+    // Boxed, so that the connection's future does not keep the application's room for life.
+    let response: Response<BoxBody> = match Box::pin(app.call(req)).await {
         Ok(response) => response.into().map_into_boxed_body(),
         Err(err) => err.into().into(),
     };
@@ -85,17 +92,21 @@ where
     }
     Pin::new(&mut framed).write(Message::Item((head, BodySize::Stream)))?;
     poll_fn(|cx| Pin::new(&mut framed).flush(cx)).await?;
-    let parts = framed.into_parts();
-    if !parts.read_buf.is_empty() {
+    // actix-http's buffers go here; only the socket stays.
+    let FramedParts { io, read_buf, .. } = framed.into_parts();
+    if !read_buf.is_empty() {
         // What the client sent right after its request.
-        inbox.push(parts.read_buf.freeze(), None);
+        inbox.push(read_buf.freeze(), None);
     }
+    drop(app);
     Owned {
-        io: parts.io,
+        io,
         body,
         inbox,
         ending,
-        out: Bytes::new(),
+        out: Vec::new(),
+        queued: 0,
+        body_done: false,
         reading: true,
         paused: false,
         closing: None,
@@ -110,8 +121,12 @@ struct Owned {
     body: BoxBody,
     inbox: Inbox,
     ending: Option<Arc<Ending>>,
-    /// What the body gave and the socket has not taken yet.
-    out: Bytes,
+    /// What the body gave and the socket has not taken yet, in order.
+    out: Vec<Bytes>,
+    /// The bytes in `out`.
+    queued: usize,
+    /// The body has ended.
+    body_done: bool,
     /// The client's side is open.
     reading: bool,
     /// Reading stopped because the body had not taken what was read.
@@ -191,42 +206,85 @@ impl Future for Owned {
         }
         this.read(cx);
         loop {
-            while !this.out.is_empty() {
-                match Pin::new(&mut this.io).poll_write(cx, &this.out) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(()),
-                    Poll::Ready(Ok(n)) => this.out.advance(n),
-                    Poll::Ready(Err(err)) => {
-                        tracing::debug!(%err, "websocket write failed");
-                        return Poll::Ready(());
-                    }
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            match Pin::new(&mut this.body).poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => this.out = chunk,
-                Poll::Ready(Some(Err(err))) => {
-                    tracing::debug!(%err, "websocket body failed");
-                    return Poll::Ready(());
-                }
-                Poll::Ready(None) => {
+            this.fill(cx);
+            if this.out.is_empty() {
+                if this.body_done {
                     // Everything is written: say so, and let the client close its side.
                     let _ = Pin::new(&mut this.io).poll_shutdown(cx);
                     this.closing = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
                     return this.poll_closing(cx);
                 }
-                Poll::Pending => {
-                    if this.paused && this.inbox.len() < INBOX_MAX {
-                        // The body took what was waiting: read on.
-                        this.paused = false;
-                        this.read(cx);
-                        if !this.inbox.is_empty() {
-                            continue;
-                        }
+                if this.paused && this.inbox.len() < INBOX_MAX {
+                    // The body took what was waiting: read on.
+                    this.paused = false;
+                    this.read(cx);
+                    if !this.inbox.is_empty() {
+                        continue;
                     }
-                    return Poll::Pending;
                 }
+                // Keep no list while there is nothing to write.
+                this.out = Vec::new();
+                return Poll::Pending;
+            }
+            match this.write(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(err)) => {
+                    tracing::debug!(%err, "websocket write failed");
+                    return Poll::Ready(());
+                }
+                Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+impl Owned {
+    /// Takes what the body has to write, up to [`WRITE_MAX`] bytes.
+    fn fill(&mut self, cx: &mut Context<'_>) {
+        while !self.body_done && self.queued < WRITE_MAX {
+            match Pin::new(&mut self.body).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    self.queued += chunk.len();
+                    self.out.push(chunk);
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    tracing::debug!(%err, "websocket body failed");
+                    self.out.clear();
+                    self.queued = 0;
+                    self.body_done = true;
+                }
+                Poll::Ready(None) => self.body_done = true,
+                Poll::Pending => return,
+            }
+        }
+    }
+
+    /// Writes what is queued, in one call, as far as the socket takes it.
+    fn write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        let count = self.out.len().min(WRITE_SLICES);
+        for (slice, chunk) in slices.iter_mut().zip(&self.out) {
+            *slice = IoSlice::new(chunk);
+        }
+        let mut written = match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => return Poll::Pending,
+        };
+        self.queued -= written;
+        let mut done = 0;
+        for chunk in &mut self.out {
+            if written >= chunk.len() {
+                written -= chunk.len();
+                done += 1;
+            } else {
+                chunk.advance(written);
+                break;
+            }
+        }
+        self.out.drain(..done);
+        Poll::Ready(Ok(()))
     }
 }
 
