@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use actix_codec::{Framed, FramedParts};
+use actix_codec::Framed;
 use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::error::PayloadError;
 use actix_http::h1::{Codec, Message};
@@ -48,13 +48,57 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Answers an upgrade request: the application decides; a `101` takes the connection over.
 ///
-/// # Errors
-/// When writing the response's head fails (the client is gone).
-pub(crate) async fn take_over<T, B>(
+/// The future fails when writing the response's head fails (the client is gone).
+pub(crate) fn take_over<T, B>(
+    app: Rc<T>,
+    req: Request,
+    framed: Framed<TcpStream, Codec>,
+) -> TakeOver<impl Future<Output = Result<Option<Owned>, actix_web::Error>>>
+where
+    T: actix_web::dev::Service<Request> + 'static,
+    T::Response: Into<Response<B>>,
+    T::Error: Into<actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    TakeOver::Handshake(Box::pin(handshake(app, req, framed)))
+}
+
+/// An upgrade request's connection: the handshake (the request, actix-http's codec and
+/// buffers, the application's future) in a box of its own, then only the connection, so that
+/// nothing of the handshake stays for the connection's life.
+pub(crate) enum TakeOver<F> {
+    Handshake(Pin<Box<F>>),
+    Owned(Owned),
+}
+
+impl<F> Future for TakeOver<F>
+where
+    F: Future<Output = Result<Option<Owned>, actix_web::Error>>,
+{
+    type Output = Result<(), actix_web::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match this {
+                TakeOver::Handshake(handshake) => match handshake.as_mut().poll(cx) {
+                    Poll::Ready(Ok(Some(owned))) => *this = TakeOver::Owned(owned),
+                    Poll::Ready(Ok(None)) => return Poll::Ready(Ok(())),
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => return Poll::Pending,
+                },
+                TakeOver::Owned(owned) => return Pin::new(owned).poll(cx).map(Ok),
+            }
+        }
+    }
+}
+
+/// The application's answer to an upgrade request, written; the connection, when it is a `101`.
+async fn handshake<T, B>(
     app: Rc<T>,
     req: Request,
     mut framed: Framed<TcpStream, Codec>,
-) -> Result<(), actix_web::Error>
+) -> Result<Option<Owned>, actix_web::Error>
 where
     T: actix_web::dev::Service<Request>,
     T::Response: Into<Response<B>>,
@@ -65,8 +109,7 @@ where
     let inbox = Inbox::default();
     let payload: actix_http::BoxedPayloadStream = Box::pin(inbox.clone());
     let (req, _) = req.replace_payload(Payload::Stream { payload });
-    // Boxed, so that the connection's future does not keep the application's room for life.
-    let response: Response<BoxBody> = match Box::pin(app.call(req)).await {
+    let response: Response<BoxBody> = match app.call(req).await {
         Ok(response) => response.into().map_into_boxed_body(),
         Err(err) => err.into().into(),
     };
@@ -88,18 +131,16 @@ where
         Pin::new(&mut framed).write(Message::Chunk(None))?;
         poll_fn(|cx| Pin::new(&mut framed).flush(cx)).await?;
         poll_fn(|cx| Pin::new(&mut framed).close(cx)).await?;
-        return Ok(());
+        return Ok(None);
     }
     Pin::new(&mut framed).write(Message::Item((head, BodySize::Stream)))?;
     poll_fn(|cx| Pin::new(&mut framed).flush(cx)).await?;
-    // actix-http's buffers go here; only the socket stays.
-    let FramedParts { io, read_buf, .. } = framed.into_parts();
+    let (io, read_buf) = socket_of(framed);
     if !read_buf.is_empty() {
         // What the client sent right after its request.
         inbox.push(read_buf.freeze(), None);
     }
-    drop(app);
-    Owned {
+    Ok(Some(Owned {
         io,
         body,
         inbox,
@@ -110,13 +151,19 @@ where
         reading: true,
         paused: false,
         closing: None,
-    }
-    .await;
-    Ok(())
+    }))
+}
+
+/// The socket of `framed`, and what was read from it and not decoded; actix-http's buffers and
+/// codec go here (unmoved fields of a value destructured in place would stay until the end of
+/// the connection's future).
+fn socket_of(framed: Framed<TcpStream, Codec>) -> (TcpStream, bytes::BytesMut) {
+    let parts = framed.into_parts();
+    (parts.io, parts.read_buf)
 }
 
 /// An upgraded connection: the socket, the body writing to it, the payload reading from it.
-struct Owned {
+pub(crate) struct Owned {
     io: TcpStream,
     body: BoxBody,
     inbox: Inbox,
