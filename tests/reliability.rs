@@ -18,7 +18,7 @@ mod support;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use support::InProcess;
+use support::{HttpServerKind, InProcess};
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -190,7 +190,10 @@ fn rss_kib() -> u64 {
 // In-process server
 
 /// A fresh in-process server with this file's channel and routes.
-fn start_server(configure: impl FnOnce(SocketIoBuilder) -> SocketIoBuilder) -> InProcess {
+fn start_server(
+    kind: HttpServerKind,
+    configure: impl FnOnce(SocketIoBuilder) -> SocketIoBuilder,
+) -> InProcess {
     tikv_jemalloc_ctl::background_thread::write(true)
         .expect("jemalloc's background threads (needed to return freed memory) could not start");
     let tidings = Tidings::builder()
@@ -198,7 +201,7 @@ fn start_server(configure: impl FnOnce(SocketIoBuilder) -> SocketIoBuilder) -> I
         .app_data(web::Data::new(LeftLog::default()))
         .build()
         .expect("one channel cannot conflict");
-    InProcess::start(tidings, |cfg| {
+    InProcess::start_on(kind, tidings, |cfg| {
         cfg.route("/flood", web::post().to(flood_route))
             .route("/stats", web::get().to(stats_route));
     })
@@ -262,10 +265,9 @@ const CHURN_RSS_RETURN_KIB: f64 = 8.0 * MIB;
 /// Two clients that read and one that stops reading get 100,000 emits: the readers get every
 /// one once and in order, the stalled one is disconnected as a slow consumer (default queue of
 /// 4096 frames), and the memory stays bounded.
-#[test]
-fn slow_consumer_is_cut_off_and_memory_stays_bounded() {
+fn slow_consumer_is_cut_off_and_memory_stays_bounded(kind: HttpServerKind) {
     let _serial = serial();
-    let server = start_server(|io| io);
+    let server = start_server(kind, |io| io);
     let results = run_scenario(&server, "slow-consumer", Duration::from_secs(90));
     let baseline = number(&results, "rss_baseline_kib");
     let peak = number(&results, "rss_peak_kib");
@@ -290,10 +292,11 @@ fn slow_consumer_is_cut_off_and_memory_stays_bounded() {
 /// 3,000 such frames fit the frame bound), the readers get every message in order, and the
 /// stalled client's TCP connection is closed by the server within a second of the cut (its file
 /// descriptor released) although the client reads nothing.
-#[test]
-fn stalled_reader_of_large_messages_is_cut_by_bytes_and_its_connection_closed() {
+fn stalled_reader_of_large_messages_is_cut_by_bytes_and_its_connection_closed(
+    kind: HttpServerKind,
+) {
     let _serial = serial();
-    let server = start_server(|io| io);
+    let server = start_server(kind, |io| io);
     let results = run_scenario(&server, "stalled-large", Duration::from_secs(90));
     let baseline = number(&results, "rss_baseline_kib");
     let peak = number(&results, "rss_peak_kib");
@@ -314,11 +317,10 @@ fn stalled_reader_of_large_messages_is_cut_by_bytes_and_its_connection_closed() 
 /// 10,000 connect / subscribe / disconnect cycles ending cleanly, by a dropped TCP connection
 /// or by a ping timeout: the server forgets every connection, subscription and channel, and
 /// the memory comes back (RSS within 8 MiB of its start once the allocator has settled).
-#[test]
-fn churn_leaves_nothing_behind() {
+fn churn_leaves_nothing_behind(kind: HttpServerKind) {
     let _serial = serial();
     // Keep in step with the churn scenario of reliability_client.mjs.
-    let server = start_server(|io| {
+    let server = start_server(kind, |io| {
         io.ping_interval(Duration::from_millis(250))
             .ping_timeout(Duration::from_millis(1000))
     });
@@ -366,10 +368,9 @@ fn churn_leaves_nothing_behind() {
 
 /// Protocol garbage from 39 connections while five clients receive a steady stream: each
 /// attacker is closed quickly, the stream reaches the good clients whole and in order.
-#[test]
-fn attackers_are_closed_and_good_clients_unharmed() {
+fn attackers_are_closed_and_good_clients_unharmed(kind: HttpServerKind) {
     let _serial = serial();
-    let server = start_server(|io| {
+    let server = start_server(kind, |io| {
         io.ping_interval(Duration::from_millis(500))
             .ping_timeout(Duration::from_millis(500))
             .max_payload(10_000)
@@ -389,10 +390,9 @@ fn attackers_are_closed_and_good_clients_unharmed() {
 }
 
 /// The subscription limit, the channel and event name limits, and the connect timeout.
-#[test]
-fn limits_hold() {
+fn limits_hold(kind: HttpServerKind) {
     let _serial = serial();
-    let server = start_server(|io| io.connect_timeout(Duration::from_millis(500)));
+    let server = start_server(kind, |io| io.connect_timeout(Duration::from_millis(500)));
     let results = run_scenario(&server, "limits", Duration::from_secs(30));
     let closed = number(&results, "connect_timeout_close_ms");
     println!("limits: a connection without `40` was closed after {closed:.0} ms (timeout 500 ms)");
@@ -402,3 +402,37 @@ fn limits_hold() {
     );
     assert!(server.is_running(), "the server thread ended");
 }
+
+// ---------------------------------------------------------------------------
+// Each scenario on both servers
+
+/// The scenarios on `tidings::HttpServer` (WebSockets own their connection) and on actix-web's
+/// `HttpServer` (with `tidings::on_connect`).
+macro_rules! on_both_servers {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_tidings_server {
+            $(
+                #[test]
+                fn $scenario() {
+                    super::$scenario(super::HttpServerKind::Tidings);
+                }
+            )*
+        }
+        mod on_actix_server {
+            $(
+                #[test]
+                fn $scenario() {
+                    super::$scenario(super::HttpServerKind::Actix);
+                }
+            )*
+        }
+    };
+}
+
+on_both_servers!(
+    slow_consumer_is_cut_off_and_memory_stays_bounded,
+    stalled_reader_of_large_messages_is_cut_by_bytes_and_its_connection_closed,
+    churn_leaves_nothing_behind,
+    attackers_are_closed_and_good_clients_unharmed,
+    limits_hold,
+);

@@ -211,35 +211,71 @@ pub struct InProcess {
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
+/// Which HTTP server an in-process test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpServerKind {
+    /// actix-web's `HttpServer`, with `tidings::on_connect`.
+    Actix,
+    /// `tidings::HttpServer` (WebSockets own their connection).
+    Tidings,
+}
+
 impl InProcess {
     /// Serves `tidings` (mounted, and also shared as `web::Data<Tidings>`) plus whatever
-    /// `routes` adds, with two workers.
+    /// `routes` adds, with two workers, on `tidings::HttpServer`, or on actix-web's
+    /// `HttpServer` when `TIDINGS_TEST_SERVER=actix` (`scripts/test` runs the wire protocols'
+    /// tests both ways).
     pub fn start<F>(tidings: tidings::Tidings, routes: F) -> InProcess
     where
         F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
     {
-        use actix_web::{App, HttpServer, web};
+        let kind = match std::env::var("TIDINGS_TEST_SERVER").as_deref() {
+            Ok("actix") => HttpServerKind::Actix,
+            Ok("tidings") | Err(_) => HttpServerKind::Tidings,
+            Ok(other) => panic!("TIDINGS_TEST_SERVER is actix or tidings, not {other:?}"),
+        };
+        InProcess::start_on(kind, tidings, routes)
+    }
+
+    /// [`InProcess::start`] on the server `kind`.
+    pub fn start_on<F>(kind: HttpServerKind, tidings: tidings::Tidings, routes: F) -> InProcess
+    where
+        F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+    {
+        use actix_web::{App, web};
         let app_tidings = tidings.clone();
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
+                let app = move || {
                     App::new()
                         .configure(app_tidings.configure())
                         .app_data(web::Data::new(app_tidings.clone()))
                         .configure(routes.clone())
-                })
-                .workers(2)
-                .on_connect(tidings::on_connect)
-                .disable_signals()
-                .shutdown_timeout(1)
-                .bind(("127.0.0.1", 0))?;
-                let port = server
-                    .addrs()
+                };
+                let (addrs, server) = match kind {
+                    HttpServerKind::Actix => {
+                        let server = actix_web::HttpServer::new(app)
+                            .workers(2)
+                            .on_connect(tidings::on_connect)
+                            .disable_signals()
+                            .shutdown_timeout(1)
+                            .bind(("127.0.0.1", 0))?;
+                        (server.addrs(), server.run())
+                    }
+                    HttpServerKind::Tidings => {
+                        let server = tidings::HttpServer::new(app)
+                            .workers(2)
+                            .disable_signals()
+                            .shutdown_timeout(1)
+                            .bind(("127.0.0.1", 0))?;
+                        (server.addrs(), server.run())
+                    }
+                };
+                let port = addrs
                     .first()
                     .map(std::net::SocketAddr::port)
                     .expect("bound to one address");
-                let server = server.run();
                 let _ = tx.send((port, server.handle()));
                 server.await
             })
