@@ -1,11 +1,12 @@
-//! A second handle on the TCP connection under a WebSocket, so that the server can end a
-//! connection whose peer has stopped reading.
+//! Ending the TCP connection under a WebSocket whose peer has stopped reading.
 //!
-//! actix-http's dispatcher writes a response body until the peer takes it. When a session ends
-//! and its client does not read (a slow consumer cut off, a dead peer), the close frame never
-//! leaves, and the dispatcher would keep the connection, its buffers and its file descriptor
-//! until the peer goes away. With [`on_connect`] installed on the `HttpServer`, the WebSocket
-//! transport shuts such a connection down shortly after its session ended.
+//! A connection is written until the peer takes the bytes. When a session ends and its client
+//! does not read (a slow consumer cut off, a dead peer), the close frame never leaves, and the
+//! connection, its buffers and its file descriptor would stay until the peer goes away. So a
+//! session keeps a weak handle on its connection's [`Ending`], and shortly after the session
+//! ended, the connection is ended: on `tidings::HttpServer`, by telling the task that owns the
+//! socket to let go of it; on actix-web's `HttpServer`, whose dispatcher owns the socket, by
+//! shutting down a second handle on it that [`on_connect`] keeps.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,7 +57,8 @@ pub(crate) struct TcpHandle(pub(crate) Arc<Ending>);
 
 /// Keeps a handle on every new TCP connection so that the server can end a WebSocket whose
 /// client has stopped reading (see the README, "Limits and failure behaviour"). Install it with
-/// [`actix_web::HttpServer::on_connect`].
+/// [`actix_web::HttpServer::on_connect`]; [`crate::engineio::HttpServer`] needs none (it owns
+/// its WebSockets' sockets).
 ///
 /// It costs each connection a second file descriptor (a duplicate; both close together).
 /// Connections that are not plain TCP (TLS terminated by actix itself, Unix sockets) get no
