@@ -348,7 +348,7 @@ impl Member {
 
     /// As [`Member::disconnect`], for a connection its client may come back to (connection
     /// state recovery): its channels, assigns and identity are kept under `key` when the hub
-    /// keeps a history, until [`Member::restore`] on the member of the new connection.
+    /// keeps a history, until `Member::restore` on the member of the new connection.
     pub fn suspend(self: &Arc<Self>, reason: LeaveReason, key: String) {
         self.end(reason, Some(key));
     }
