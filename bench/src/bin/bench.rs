@@ -805,10 +805,22 @@ fn max_of(samples: &[f64]) -> Option<f64> {
     samples.iter().copied().reduce(f64::max)
 }
 
+/// `values` (at least one) as `median (min–max)`, or the one value alone.
+fn spread(mut values: Vec<f64>, format: fn(f64) -> String) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mid = median(&mut values);
+    if values.len() > 1 {
+        format!("{} ({}–{})", format(mid), format(min), format(max))
+    } else {
+        format(mid)
+    }
+}
+
 /// One cell of the presence table: median (min–max) over the rounds that measured it, and how
 /// many did not (the awaited thing did not happen in time).
 fn presence_cell(values: &[Option<f64>], format: fn(f64) -> String) -> String {
-    let mut got: Vec<f64> = values.iter().flatten().copied().collect();
+    let got: Vec<f64> = values.iter().flatten().copied().collect();
     let missing = values.len() - got.len();
     if got.is_empty() {
         return if values.is_empty() {
@@ -817,14 +829,7 @@ fn presence_cell(values: &[Option<f64>], format: fn(f64) -> String) -> String {
             "never (within 30 s), every round".to_owned()
         };
     }
-    let min = got.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = got.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mid = median(&mut got);
-    let mut cell = if got.len() > 1 {
-        format!("{} ({}–{})", format(mid), format(min), format(max))
-    } else {
-        format(mid)
-    };
+    let mut cell = spread(got, format);
     if missing > 0 {
         let _ = write!(
             cell,
@@ -1262,19 +1267,12 @@ impl HistoryRow {
 
 /// One cell of the history table: median (min–max) over the rounds that measured it.
 fn history_cell(values: &[Option<f64>], format: fn(f64) -> String) -> String {
-    let mut got: Vec<f64> = values.iter().flatten().copied().collect();
+    let got: Vec<f64> = values.iter().flatten().copied().collect();
     if got.is_empty() {
         return "–".to_owned();
     }
-    let min = got.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = got.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mid = median(&mut got);
-    let mut cell = if got.len() > 1 {
-        format!("{} ({}–{})", format(mid), format(min), format(max))
-    } else {
-        format(mid)
-    };
     let missing = values.len() - got.len();
+    let mut cell = spread(got, format);
     if missing > 0 {
         let _ = write!(cell, "; not measured in {missing} of {}", values.len());
     }
