@@ -21,6 +21,7 @@ use futures_util::future::{LocalBoxFuture, MapErr};
 
 use super::takeover::take_over;
 use super::tcp::{Ending, TcpHandle};
+use crate::sync::lock;
 
 /// The application's types, which the server only passes on.
 type Types<I, S, B> = PhantomData<fn() -> (I, S, B)>;
@@ -223,9 +224,7 @@ where
         self.builder = self
             .builder
             .listen(format!("tidings-{addr}"), listener, move || {
-                let config = config
-                    .lock()
-                    .map_or_else(|p| p.into_inner().clone(), |c| c.clone());
+                let config = lock(&config).clone();
                 let host = config.host.clone().unwrap_or_else(|| addr.to_string());
                 // `HttpServer` gives the application the same; `AppConfig::new` is private.
                 let app_config = AppConfig::__priv_test_new(false, host, addr);
@@ -268,9 +267,7 @@ where
     }
 
     fn config(&self) -> std::sync::MutexGuard<'_, Config> {
-        self.config
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.config)
     }
 }
 
