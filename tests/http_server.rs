@@ -53,11 +53,23 @@ fn connect(server: &InProcess) -> BufReader<TcpStream> {
     BufReader::new(stream)
 }
 
-fn upgrade_request(path: &str) -> String {
-    format!(
+/// A new connection that sent a WebSocket upgrade request for `path`, then `after` in the same
+/// write; the head of the answer read.
+fn upgrade(
+    server: &InProcess,
+    path: &str,
+    after: &[u8],
+) -> (BufReader<TcpStream>, String, Vec<(String, String)>) {
+    let mut reader = connect(server);
+    let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     )
+    .into_bytes();
+    request.extend_from_slice(after);
+    reader.get_mut().write_all(&request).expect("written");
+    let (status, headers) = read_head(&mut reader);
+    (reader, status, headers)
 }
 
 /// The status line and headers of a response (lower-case names).
@@ -88,12 +100,8 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 #[test]
 fn an_applications_own_websocket_handler_owns_the_connection() {
     let server = server();
-    let mut reader = connect(&server);
     // The request and the first bytes after it in one write: they reach the handler too.
-    let mut first = upgrade_request("/echo").into_bytes();
-    first.extend_from_slice(b"early ");
-    reader.get_mut().write_all(&first).expect("written");
-    let (status, headers) = read_head(&mut reader);
+    let (mut reader, status, headers) = upgrade(&server, "/echo", b"early ");
     assert!(status.starts_with("HTTP/1.1 101"), "status {status:?}");
     assert_eq!(
         header(&headers, "sec-websocket-accept"),
@@ -120,12 +128,7 @@ fn an_applications_own_websocket_handler_owns_the_connection() {
 #[test]
 fn a_refused_upgrade_gets_the_whole_answer_then_the_end_of_the_connection() {
     let server = server();
-    let mut reader = connect(&server);
-    reader
-        .get_mut()
-        .write_all(upgrade_request("/refused").as_bytes())
-        .expect("written");
-    let (status, headers) = read_head(&mut reader);
+    let (mut reader, status, headers) = upgrade(&server, "/refused", b"");
     assert!(status.starts_with("HTTP/1.1 403"), "status {status:?}");
     assert_eq!(header(&headers, "content-length"), Some("18"));
     assert_eq!(header(&headers, "connection"), Some("close"));
@@ -136,12 +139,7 @@ fn a_refused_upgrade_gets_the_whole_answer_then_the_end_of_the_connection() {
     assert_eq!(body, "no upgrade for you");
 
     // A path with no route: 404, whole.
-    let mut reader = connect(&server);
-    reader
-        .get_mut()
-        .write_all(upgrade_request("/nowhere").as_bytes())
-        .expect("written");
-    let (status, _) = read_head(&mut reader);
+    let (mut reader, status, _) = upgrade(&server, "/nowhere", b"");
     assert!(status.starts_with("HTTP/1.1 404"), "status {status:?}");
     let mut rest = Vec::new();
     reader.read_to_end(&mut rest).expect("then the end");
