@@ -638,19 +638,27 @@ async function assertLiveAfter(messagesOf, lastOffset, tag, what) {
   assertExactly(live, texts, lastOffset, `${what}: live after the replay`);
 }
 
+/**
+ * Once the cluster delivers across nodes: ann, a socket.io-client with reconnection on,
+ * connected to A through a proxy (the load balancer) and subscribed to chats/1.
+ */
+async function annBehindProxyOnA() {
+  const watchers = await clusterReady("ready");
+  for (const w of watchers) w.close();
+  const proxy = await new Proxy("lb", "A").listen();
+  const ann = new SioClient("ann", proxy.url, { reconnect: true });
+  await ann.connected();
+  await ann.subscribe();
+  return { proxy, ann };
+}
+
 // ---------------------------------------------------------------------------
 // Scenarios
 
 const scenarios = {
   // 1. A socket.io-client's session comes back on the other node.
   async "other-node"() {
-    const watchers = await clusterReady("ready");
-    for (const w of watchers) w.close();
-
-    const proxy = await new Proxy("lb", "A").listen();
-    const ann = new SioClient("ann", proxy.url, { reconnect: true });
-    await ann.connected();
-    await ann.subscribe();
+    const { proxy, ann } = await annBehindProxyOnA();
     step("ann gets a first message, posted on A, with its offset");
     await post("A", "first");
     await until("ann: the first message", EVENTS_MS, () => ann.messages().some((m) => m.message === "first"));
@@ -685,13 +693,7 @@ const scenarios = {
 
   // 2. The last member of chats/1 on A drops; messages are posted on B only; it comes back to A.
   async "same-node-last-member"() {
-    const watchers = await clusterReady("ready");
-    for (const w of watchers) w.close();
-
-    const proxy = await new Proxy("lb", "A").listen();
-    const ann = new SioClient("ann", proxy.url, { reconnect: true });
-    await ann.connected();
-    await ann.subscribe();
+    const { proxy, ann } = await annBehindProxyOnA();
     step("ann (A's only member of chats/1) gets a message posted on B");
     await probe("B", ann, "first");
     const lastBefore = ann.messages().at(-1).offset;
