@@ -58,6 +58,9 @@ impl Default for ChannelLimits {
 const SHARDS: usize = 16;
 
 /// A channel's members on this node, with the tag each membership was given.
+/// How many members a broadcast reads ahead of the ones it queues for ([`Sink::touch`]).
+const TOUCH_AHEAD: usize = 32;
+
 type Members = HashMap<MemberId, (Arc<Member>, MemberTag)>;
 
 /// The channel layer: the registry, the subscriptions and the application data.
@@ -1048,12 +1051,24 @@ impl Hub {
         let Some(members) = shard.get(message.channel()) else {
             return 0;
         };
-        members
+        let mut members = members
             .values()
-            .filter(|(member, tag)| {
-                Some(member.id()) != except && member.sink.deliver(message, *tag)
-            })
-            .count()
+            .filter(|(member, _)| Some(member.id()) != except);
+        let mut delivered = 0;
+        loop {
+            let chunk: smallvec::SmallVec<[&(Arc<Member>, MemberTag); TOUCH_AHEAD]> =
+                members.by_ref().take(TOUCH_AHEAD).collect();
+            if chunk.is_empty() {
+                return delivered;
+            }
+            for (member, _) in &chunk {
+                member.sink.touch();
+            }
+            delivered += chunk
+                .iter()
+                .filter(|(member, tag)| member.sink.deliver(message, *tag))
+                .count();
+        }
     }
 
     /// The channel type of `message` and the params, when it filters this event per member.

@@ -182,6 +182,11 @@ pub trait Sink: Send + Sync + 'static {
     /// or too slow (the gateway then closes it and the member disconnects). `tag` is what the
     /// gateway gave the membership when the join succeeded (Phoenix's `join_ref`, say).
     fn deliver(&self, message: &Outgoing, tag: MemberTag) -> bool;
+
+    /// Reads (without locking or writing anything) what [`Sink::deliver`] will write, so that
+    /// a broadcast brings the next members' queues into the cache before it queues into them.
+    /// See [`Hub::deliver`](super::Hub::deliver).
+    fn touch(&self) {}
 }
 
 #[cfg(test)]

@@ -1,26 +1,32 @@
 //! A session's outbound queue: bounded in frames and in bytes, never waiting on the sending
-//! side, and holding memory only while frames wait (an idle connection keeps an empty
-//! `VecDeque`, no block of slots).
+//! side, and holding memory only while frames wait (an idle connection keeps nothing beyond
+//! the queue's own cache line).
 //!
 //! Any number of senders push; one reader at a time takes frames out (the session hands out
 //! that right: see `session::Reader`).
+//!
+//! Laid out for the broadcast. A broadcast queues one frame into each of thousands of queues
+//! that the cores' caches have long lost, and each push takes the queue's lock: an atomic
+//! instruction, which waits for every store before it to reach the cache. A push that writes
+//! into a second cold line (a freshly allocated slot, the reader's waker elsewhere) pays for
+//! that miss in full, once per delivery. So the lock, the oldest frame when it is a
+//! broadcast's (the usual case when emits come one at a time) and the reader's waker live in
+//! one line, which the lock has just fetched: queueing into an empty queue touches nothing
+//! else and allocates nothing.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
-use futures_util::task::AtomicWaker;
-
-use super::packet::Frame;
+use super::packet::{Frame, SharedText};
 use crate::sync::lock;
 
-/// One queue, kept inside its session.
+/// One queue, kept inside its session, on a cache line of its own.
 #[derive(Debug)]
+#[repr(align(64))]
 pub(crate) struct Outbox {
-    frames: Mutex<Queue>,
-    /// Wakes whichever transport is reading the queue.
-    waker: AtomicWaker,
+    queue: Mutex<Queue>,
     limits: Limits,
 }
 
@@ -34,38 +40,82 @@ pub(crate) struct Limits {
     pub(crate) bytes: usize,
 }
 
-/// The frames and how many bytes they hold.
+/// The frames, oldest first: `head` (when set), then `rest`.
 #[derive(Debug, Default)]
 struct Queue {
+    /// The oldest frame, when it is a broadcast's and was queued into an empty queue.
+    head: Option<Arc<SharedText>>,
+    /// Every other frame; `None` when there is none (never an empty box).
+    rest: Option<Box<Rest>>,
+    /// Wakes whichever transport is reading the queue, once, at the next push.
+    waker: Option<Waker>,
+}
+
+/// Frames behind the head, and how many bytes they hold.
+#[derive(Debug, Default)]
+struct Rest {
     frames: VecDeque<Frame>,
     bytes: usize,
 }
 
 impl Queue {
     fn pop_front(&mut self) -> Option<Frame> {
-        let frame = self.frames.pop_front()?;
-        self.bytes -= frame.len();
-        if self.frames.is_empty() {
-            // An emptied queue gives its memory back at once: an idle connection keeps none,
-            // and the next frame allocates a few slots again.
-            self.frames = VecDeque::new();
-            self.bytes = 0;
+        if let Some(head) = self.head.take() {
+            return Some(Frame::Shared(head));
+        }
+        let rest = self.rest.as_mut()?;
+        let frame = rest.frames.pop_front()?;
+        rest.bytes -= frame.len();
+        if rest.frames.is_empty() {
+            // An emptied queue gives its memory back at once: an idle connection keeps none.
+            self.rest = None;
         }
         Some(frame)
     }
 
+    /// Queues `frame` behind the others.
+    fn push_back(&mut self, frame: Frame) {
+        match frame {
+            Frame::Shared(shared) if self.is_empty() => self.head = Some(shared),
+            frame => {
+                let rest = self.rest.get_or_insert_with(Box::default);
+                rest.bytes += frame.len();
+                rest.frames.push_back(frame);
+            }
+        }
+    }
+
     fn len(&self) -> usize {
-        self.frames.len()
+        usize::from(self.head.is_some()) + self.rest.as_ref().map_or(0, |rest| rest.frames.len())
     }
 
     fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.head.is_none() && self.rest.is_none()
+    }
+
+    fn bytes(&self) -> usize {
+        self.head.as_ref().map_or(0, |head| head.text().len())
+            + self.rest.as_ref().map_or(0, |rest| rest.bytes)
     }
 
     /// Whether `count` more frames of `bytes` bytes in all stay within `limits`.
     fn fits(&self, count: usize, bytes: usize, limits: Limits) -> bool {
-        self.frames.len() + count <= limits.frames
-            && (self.frames.is_empty() || self.bytes + bytes <= limits.bytes)
+        self.len() + count <= limits.frames
+            && (self.is_empty() || self.bytes() + bytes <= limits.bytes)
+    }
+
+    /// Takes the waker to wake after a push (the reader registers again when it waits).
+    fn take_waker(&mut self) -> Option<Waker> {
+        self.waker.take()
+    }
+
+    /// Registers `waker` for the next push; returns the waker it replaces, to be dropped once
+    /// the lock is let go.
+    fn register(&mut self, waker: &Waker) -> Option<Waker> {
+        match &self.waker {
+            Some(current) if current.will_wake(waker) => None,
+            _ => self.waker.replace(waker.clone()),
+        }
     }
 }
 
@@ -77,8 +127,7 @@ impl Outbox {
     /// A queue within `limits`.
     pub(crate) fn new(limits: Limits) -> Outbox {
         Outbox {
-            frames: Mutex::new(Queue::default()),
-            waker: AtomicWaker::new(),
+            queue: Mutex::new(Queue::default()),
             limits: Limits {
                 frames: limits.frames.max(1),
                 bytes: limits.bytes,
@@ -86,8 +135,13 @@ impl Outbox {
         }
     }
 
-    fn frames(&self) -> MutexGuard<'_, Queue> {
-        lock(&self.frames)
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        lock(&self.queue)
+    }
+
+    /// Reads the queue's cache line without taking the lock (see `Session::touch`).
+    pub(crate) fn touch(&self) -> bool {
+        self.queue.is_poisoned()
     }
 
     /// Queues every frame of `frames`, or none when they do not all fit.
@@ -95,39 +149,45 @@ impl Outbox {
         &self,
         frames: impl ExactSizeIterator<Item = Frame>,
     ) -> Result<(), Full> {
-        {
-            let mut queue = self.frames();
-            let count = frames.len();
-            // Collected (inline: binary packets have few parts) so that their bytes are known
-            // before any of them is queued.
-            let frames: smallvec::SmallVec<[Frame; 4]> = frames.collect();
-            let bytes = frames.iter().map(Frame::len).sum();
+        // Collected (inline: binary packets have few parts) so that their bytes are known
+        // before any of them is queued, and outside the lock.
+        let count = frames.len();
+        let frames: smallvec::SmallVec<[Frame; 4]> = frames.collect();
+        let bytes = frames.iter().map(Frame::len).sum();
+        let waker = {
+            let mut queue = self.queue();
             if !queue.fits(count, bytes, self.limits) {
                 return Err(Full);
             }
-            queue.bytes += bytes;
-            queue.frames.extend(frames);
-        }
-        if let Some(writer) = self.waker.take() {
-            super::pacer::wake(writer);
-        }
+            for frame in frames {
+                queue.push_back(frame);
+            }
+            queue.take_waker()
+        };
+        wake(waker);
         Ok(())
     }
 
     /// Queues one frame, unless the queue is full.
     pub(crate) fn push(&self, frame: Frame) -> Result<(), Full> {
-        {
-            let mut queue = self.frames();
-            if !queue.fits(1, frame.len(), self.limits) {
+        let len = frame.len();
+        let waker = {
+            let mut queue = self.queue();
+            if !queue.fits(1, len, self.limits) {
                 return Err(Full);
             }
-            queue.bytes += frame.len();
-            queue.frames.push_back(frame);
-        }
-        if let Some(writer) = self.waker.take() {
-            super::pacer::wake(writer);
-        }
+            queue.push_back(frame);
+            queue.take_waker()
+        };
+        wake(waker);
         Ok(())
+    }
+}
+
+/// Wakes the reader of a queue that was just given frames, through its thread's pacer.
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        super::pacer::wake(waker);
     }
 }
 
@@ -135,20 +195,20 @@ impl Outbox {
 impl Outbox {
     /// The next frame, if one is queued.
     pub(crate) fn try_recv(&self) -> Option<Frame> {
-        self.frames().pop_front()
+        self.queue().pop_front()
     }
 
     /// The next frame, or `Pending` with the task registered to be woken by the next push.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Frame> {
-        if let Some(frame) = self.try_recv() {
-            return Poll::Ready(frame);
-        }
-        self.waker.register(cx.waker());
-        // A push between the first look and the registration must not be missed.
-        match self.try_recv() {
-            Some(frame) => Poll::Ready(frame),
-            None => Poll::Pending,
-        }
+        let replaced = {
+            let mut queue = self.queue();
+            if let Some(frame) = queue.pop_front() {
+                return Poll::Ready(frame);
+            }
+            queue.register(cx.waker())
+        };
+        drop(replaced);
+        Poll::Pending
     }
 
     /// Hands queued frames to `each` (with how many are queued, itself included), oldest first
@@ -160,23 +220,19 @@ impl Outbox {
         cx: &mut Context<'_>,
         mut each: impl FnMut(Frame, usize) -> bool,
     ) -> Poll<bool> {
-        for attempt in 0..2 {
-            {
-                let mut queue = self.frames();
-                if !queue.is_empty() {
-                    while let Some(frame) = queue.pop_front() {
-                        if !each(frame, queue.len() + 1) {
-                            break;
-                        }
+        let replaced = {
+            let mut queue = self.queue();
+            if !queue.is_empty() {
+                while let Some(frame) = queue.pop_front() {
+                    if !each(frame, queue.len() + 1) {
+                        break;
                     }
-                    return Poll::Ready(!queue.is_empty());
                 }
+                return Poll::Ready(!queue.is_empty());
             }
-            if attempt == 0 {
-                // A push between the first look and the registration must not be missed.
-                self.waker.register(cx.waker());
-            }
-        }
+            queue.register(cx.waker())
+        };
+        drop(replaced);
         Poll::Pending
     }
 
@@ -222,7 +278,7 @@ mod tests {
             )
             .unwrap_or_else(|_| panic!("room for 100"));
         while outbox.try_recv().is_some() {}
-        assert_eq!(outbox.frames().frames.capacity(), 0);
+        assert!(outbox.queue().rest.is_none());
     }
 
     #[test]
@@ -249,7 +305,65 @@ mod tests {
         });
         assert_eq!(left, Poll::Ready(false));
         assert_eq!(seen, vec![(frame(3), 1)]);
-        assert_eq!(outbox.frames().frames.capacity(), 0);
+        assert!(outbox.queue().rest.is_none());
+    }
+
+    #[test]
+    fn the_queue_fits_one_cache_line() {
+        // The lock, the head and the waker must share the line the lock fetches.
+        assert_eq!(std::mem::align_of::<Outbox>(), 64);
+        assert_eq!(std::mem::size_of::<Outbox>(), 64);
+    }
+
+    #[test]
+    fn shared_and_own_frames_leave_in_the_order_queued() {
+        let outbox = Outbox::new(frames(10));
+        let shared = |text: &str| Frame::message(text).shared();
+        let own = |n: u8| Frame::Binary(vec![n].into());
+        let queued = [shared("a"), own(1), shared("b"), own(2)];
+        for frame in queued.clone() {
+            assert_eq!(outbox.push(frame), Ok(()));
+        }
+        assert!(
+            outbox.queue().head.is_some(),
+            "the first shared frame is inline"
+        );
+        assert_eq!(outbox.try_recv(), Some(queued[0].clone()));
+        // The head is gone, frames wait behind it: a new shared frame queues after them.
+        assert_eq!(outbox.push(shared("c")), Ok(()));
+        assert!(outbox.queue().head.is_none());
+        let mut left = Vec::new();
+        while let Some(frame) = outbox.try_recv() {
+            left.push(frame);
+        }
+        assert_eq!(
+            left,
+            vec![
+                queued[1].clone(),
+                queued[2].clone(),
+                queued[3].clone(),
+                shared("c")
+            ]
+        );
+        assert!(outbox.queue().is_empty());
+        assert!(outbox.queue().rest.is_none());
+    }
+
+    #[test]
+    fn an_inline_frame_counts_in_the_bounds() {
+        let shared = Frame::message("12345678").shared();
+        let outbox = Outbox::new(Limits {
+            frames: 2,
+            bytes: 2 * shared.len(),
+        });
+        assert_eq!(outbox.push(shared.clone()), Ok(()));
+        assert_eq!(outbox.queue().bytes(), shared.len());
+        assert_eq!(outbox.push(shared.clone()), Ok(()));
+        assert_eq!(outbox.push(shared.clone()), Err(Full), "two frames at most");
+        assert_eq!(outbox.try_recv(), Some(shared.clone()));
+        assert_eq!(outbox.queue().bytes(), shared.len());
+        let over = Frame::Binary(vec![0; shared.len() + 1].into());
+        assert_eq!(outbox.push(over), Err(Full), "one byte over");
     }
 
     #[test]
@@ -282,9 +396,9 @@ mod tests {
             Ok(()),
             "4 + 3 + 3 bytes fit"
         );
-        assert_eq!(outbox.frames().bytes, 10);
+        assert_eq!(outbox.queue().bytes(), 10);
         while outbox.try_recv().is_some() {}
-        assert_eq!(outbox.frames().bytes, 0);
+        assert_eq!(outbox.queue().bytes(), 0);
     }
 
     #[test]

@@ -352,6 +352,15 @@ impl Session {
         self.is(CLOSED)
     }
 
+    /// Reads what [`Session::send`] reads and writes, and nothing else: a broadcast calls it a
+    /// few members ahead, so that their lines are fetched side by side instead of one after
+    /// another behind each queue's lock (an atomic instruction waits for every load before
+    /// it). Returns whether the session is closed.
+    pub fn touch(&self) -> bool {
+        std::hint::black_box(self.outbox.touch());
+        self.is(CLOSED)
+    }
+
     pub(crate) fn mark_close_delivered(&self) {
         self.announce(CLOSE_DELIVERED);
     }
