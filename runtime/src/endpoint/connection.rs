@@ -33,6 +33,11 @@ pub(crate) trait Protocol: Unpin + 'static {
         false
     }
 
+    /// Whether [`Protocol::take_ping`] would say yes, without clearing anything.
+    fn ping_due(&self) -> bool {
+        false
+    }
+
     /// The close code that says `reason`.
     fn close_code(&self, reason: &CloseReason) -> CloseCode {
         wsio::close_code(reason)
@@ -136,11 +141,18 @@ impl<P: Protocol> MessageBody for Connection<P> {
         if this.done {
             return Poll::Ready(None);
         }
-        // Registered before the reads below, so a close (or a ping request) in between wakes
-        // this poll again.
-        this.protocol.session().close_waker.register(cx.waker());
         this.read(cx);
         this.write(cx);
+        if this.output.is_empty() && !this.done {
+            // About to wait. Registered only now (a poll that finds frames is followed by
+            // another at once), then what a close or a ping request changes is looked at once
+            // more: one that came before the registration wakes nobody.
+            let session = this.protocol.session();
+            session.close_waker.register(cx.waker());
+            if session.is_closed() || this.protocol.ping_due() {
+                this.write(cx);
+            }
+        }
         match this.output.next_chunk() {
             Some(chunk) => Poll::Ready(Some(Ok(chunk))),
             None if this.done => Poll::Ready(None),

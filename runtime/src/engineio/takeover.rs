@@ -26,6 +26,7 @@ use actix_http::{ConnectionType, Payload, Request, Response, StatusCode};
 use actix_web::rt::net::TcpStream;
 use bytes::{Buf as _, Bytes};
 use futures_util::Stream;
+use smallvec::SmallVec;
 use tokio::io::{AsyncWrite as _, ReadBuf};
 
 use super::tcp::{Ending, TcpHandle};
@@ -145,7 +146,8 @@ where
         body,
         inbox,
         ending,
-        out: Vec::new(),
+        ending_waker: None,
+        out: SmallVec::new(),
         queued: 0,
         body_done: false,
         reading: true,
@@ -168,8 +170,11 @@ pub(crate) struct Owned {
     body: BoxBody,
     inbox: Inbox,
     ending: Option<Arc<Ending>>,
-    /// What the body gave and the socket has not taken yet, in order.
-    out: Vec<Bytes>,
+    /// The waker `ending` has (see [`Ending::poll_ended_with`]).
+    ending_waker: Option<Waker>,
+    /// What the body gave and the socket has not taken yet, in order (one chunk inline: when
+    /// emits come one at a time, a write usually carries one).
+    out: SmallVec<[Bytes; 1]>,
     /// The bytes in `out`.
     queued: usize,
     /// The body has ended.
@@ -243,7 +248,7 @@ impl Future for Owned {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         if let Some(ending) = &this.ending
-            && ending.poll_ended(cx)
+            && ending.poll_ended_with(cx, &mut this.ending_waker)
         {
             // Ended from outside (its session closed and the client does not read).
             return Poll::Ready(());
@@ -270,7 +275,9 @@ impl Future for Owned {
                     }
                 }
                 // Keep no list while there is nothing to write.
-                this.out = Vec::new();
+                if this.out.spilled() {
+                    this.out = SmallVec::new();
+                }
                 return Poll::Pending;
             }
             match this.write(cx) {

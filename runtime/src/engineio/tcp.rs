@@ -49,6 +49,28 @@ impl Ending {
         self.waker.register(cx.waker());
         self.ended.load(Ordering::Acquire)
     }
+
+    /// As [`Ending::poll_ended`], registering `cx` only when `registered` (what the last call
+    /// registered, kept by the caller) would not wake the same task: the connection ends once,
+    /// so a registration stays until then. Saves a task polled on every write two atomic
+    /// instructions.
+    pub(crate) fn poll_ended_with(
+        &self,
+        cx: &mut Context<'_>,
+        registered: &mut Option<std::task::Waker>,
+    ) -> bool {
+        if self.ended.load(Ordering::Acquire) {
+            return true;
+        }
+        if registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return false;
+        }
+        *registered = Some(cx.waker().clone());
+        self.poll_ended(cx)
+    }
 }
 
 /// The connection data entry that holds a connection's [`Ending`].

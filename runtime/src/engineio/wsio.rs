@@ -280,6 +280,11 @@ impl Output {
         }
     }
 
+    /// Whether nothing waits to be written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.out.is_empty() && self.ready.is_none()
+    }
+
     /// What is ready for the dispatcher, if anything.
     pub(crate) fn next_chunk(&mut self) -> Option<Bytes> {
         if self.out.is_empty() {

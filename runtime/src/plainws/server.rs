@@ -257,4 +257,8 @@ impl<H: PlainHandler> Protocol for PlainFrames<H> {
     fn take_ping(&self) -> bool {
         self.entry.socket.take_ping()
     }
+
+    fn ping_due(&self) -> bool {
+        self.entry.socket.ping_due()
+    }
 }

@@ -89,7 +89,12 @@ impl PlainSocket {
     }
 
     pub(crate) fn take_ping(&self) -> bool {
-        self.ping.swap(false, Ordering::AcqRel)
+        // Looked at on every poll: a plain load first, the swap only when there is one.
+        self.ping_due() && self.ping.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn ping_due(&self) -> bool {
+        self.ping.load(Ordering::Acquire)
     }
 }
 

@@ -251,10 +251,18 @@ impl<H: EngineHandler> MessageBody for Connection<H> {
         if matches!(this.phase, Phase::Done) {
             return Poll::Ready(None);
         }
-        // Registered before the reads below, so a close in between wakes this poll again.
-        this.entry.session.close_waker.register(cx.waker());
         this.read(cx);
         this.write(cx);
+        if this.output.is_empty() && !matches!(this.phase, Phase::Done) {
+            // About to wait. Registered only now (a poll that finds frames is followed by
+            // another at once), then the close is looked at once more: one that came before
+            // the registration wakes nobody.
+            this.entry.session.close_waker.register(cx.waker());
+            if this.entry.session.is_closed() {
+                this.read(cx);
+                this.write(cx);
+            }
+        }
         match this.output.next_chunk() {
             Some(chunk) => Poll::Ready(Some(Ok(chunk))),
             None if matches!(this.phase, Phase::Done) => Poll::Ready(None),
