@@ -57,10 +57,11 @@ impl Default for ChannelLimits {
 
 const SHARDS: usize = 16;
 
-/// A channel's members on this node, with the tag each membership was given.
-/// How many members a broadcast reads ahead of the ones it queues for ([`Sink::touch`]).
+/// How many members a broadcast reads ahead of the ones it queues for
+/// ([`Sink::touch`](super::outgoing::Sink::touch)).
 const TOUCH_AHEAD: usize = 32;
 
+/// A channel's members on this node, with the tag each membership was given.
 type Members = HashMap<MemberId, (Arc<Member>, MemberTag)>;
 
 /// The channel layer: the registry, the subscriptions and the application data.
@@ -1055,6 +1056,9 @@ impl Hub {
             .values()
             .filter(|(member, _)| Some(member.id()) != except);
         let mut delivered = 0;
+        // Each queue is pushed to under its own lock, an atomic instruction that waits for
+        // every load before it: member by member, the cache misses of a large channel would
+        // come one after another. Reading a group's lines first lets them overlap.
         loop {
             let chunk: smallvec::SmallVec<[&(Arc<Member>, MemberTag); TOUCH_AHEAD]> =
                 members.by_ref().take(TOUCH_AHEAD).collect();

@@ -356,7 +356,7 @@ impl Session {
     /// few members ahead, so that their lines are fetched side by side instead of one after
     /// another behind each queue's lock (an atomic instruction waits for every load before
     /// it). Returns whether the session is closed.
-    pub fn touch(&self) -> bool {
+    pub(crate) fn touch(&self) -> bool {
         std::hint::black_box(self.outbox.touch());
         self.is(CLOSED)
     }
