@@ -1027,6 +1027,31 @@ mod tests {
         assert_eq!(*lock(&plain_sink.1), [r#""hey""#, r#""hey""#]);
     }
 
+    #[tokio::test]
+    async fn a_broadcast_reaches_every_member_of_a_large_channel_once_but_the_one_excepted() {
+        // More members than one read-ahead group (and not a multiple of it): every group, the
+        // last short one included, is delivered.
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let mut members = Vec::new();
+        for _ in 0..100 {
+            let (member, sink) = member(&hub);
+            join_with(&member, "open/big", "null").await;
+            members.push((member, sink));
+        }
+        let except = members[41].0.id();
+        let payload = Payload::from_value("hi").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            hub.broadcast("open/big", "news", payload, Some(except))
+                .unwrap_or_else(|e| panic!("{e}")),
+            99
+        );
+        for (n, (_, sink)) in members.iter().enumerate() {
+            let got = lock(&sink.0).iter().filter(|(_, e, _)| e == "news").count();
+            assert_eq!(got, usize::from(n != 41), "member {n}");
+        }
+    }
+
     /// The `(event, first argument as JSON)` the sink got, in order.
     fn received(sink: &Recorder) -> Vec<(String, serde_json::Value)> {
         let events = lock(&sink.0).clone();
