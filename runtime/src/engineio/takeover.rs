@@ -24,7 +24,7 @@ use actix_http::error::PayloadError;
 use actix_http::h1::{Codec, Message};
 use actix_http::{ConnectionType, Payload, Request, Response, StatusCode};
 use actix_web::rt::net::TcpStream;
-use bytes::{Buf as _, Bytes};
+use bytes::{Buf as _, Bytes, BytesMut};
 use futures_util::Stream;
 use smallvec::SmallVec;
 use tokio::io::{AsyncWrite as _, ReadBuf};
@@ -134,21 +134,23 @@ where
         poll_fn(|cx| Pin::new(&mut framed).close(cx)).await?;
         return Ok(None);
     }
+    // Encoded, not written: the head leaves with the body's first bytes (a handshake's first
+    // message is usually ready), in one write and one segment.
     Pin::new(&mut framed).write(Message::Item((head, BodySize::Stream)))?;
-    poll_fn(|cx| Pin::new(&mut framed).flush(cx)).await?;
-    let (io, read_buf) = socket_of(framed);
+    let (io, read_buf, head) = socket_of(framed);
     if !read_buf.is_empty() {
         // What the client sent right after its request.
         inbox.push(read_buf.freeze(), None);
     }
+    let head = head.freeze();
     Ok(Some(Owned {
         io,
         body,
         inbox,
         ending,
         ending_waker: None,
-        out: SmallVec::new(),
-        queued: 0,
+        queued: head.len(),
+        out: SmallVec::from_buf([head]),
         body_done: false,
         reading: true,
         paused: false,
@@ -156,12 +158,12 @@ where
     }))
 }
 
-/// The socket of `framed`, and what was read from it and not decoded; actix-http's buffers and
-/// codec go here (unmoved fields of a value destructured in place would stay until the end of
-/// the connection's future).
-fn socket_of(framed: Framed<TcpStream, Codec>) -> (TcpStream, bytes::BytesMut) {
+/// The socket of `framed`, what was read from it and not decoded, and what was encoded and not
+/// written; actix-http's codec goes here (unmoved fields of a value destructured in place would
+/// stay until the end of the connection's future).
+fn socket_of(framed: Framed<TcpStream, Codec>) -> (TcpStream, BytesMut, BytesMut) {
     let parts = framed.into_parts();
-    (parts.io, parts.read_buf)
+    (parts.io, parts.read_buf, parts.write_buf)
 }
 
 /// An upgraded connection: the socket, the body writing to it, the payload reading from it.
