@@ -144,12 +144,8 @@ impl<P: Protocol> MessageBody for Connection<P> {
         this.read(cx);
         this.write(cx);
         if this.output.is_empty() && !this.done {
-            // About to wait. Registered only now (a poll that finds frames is followed by
-            // another at once), then what a close or a ping request changes is looked at once
-            // more: one that came before the registration wakes nobody.
-            let session = this.protocol.session();
-            session.close_waker.register(cx.waker());
-            if session.is_closed() || this.protocol.ping_due() {
+            // About to wait (a poll that finds frames is followed by another at once).
+            if this.protocol.session().watch_close(cx.waker()) || this.protocol.ping_due() {
                 this.write(cx);
             }
         }

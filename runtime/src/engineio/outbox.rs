@@ -104,11 +104,6 @@ impl Queue {
             && (self.is_empty() || self.bytes() + bytes <= limits.bytes)
     }
 
-    /// Takes the waker to wake after a push (the reader registers again when it waits).
-    fn take_waker(&mut self) -> Option<Waker> {
-        self.waker.take()
-    }
-
     /// Registers `waker` for the next push; returns the waker it replaces, to be dropped once
     /// the lock is let go.
     fn register(&mut self, waker: &Waker) -> Option<Waker> {
@@ -162,7 +157,7 @@ impl Outbox {
             for frame in frames {
                 queue.push_back(frame);
             }
-            queue.take_waker()
+            queue.waker.take()
         };
         wake(waker);
         Ok(())
@@ -177,7 +172,7 @@ impl Outbox {
                 return Err(Full);
             }
             queue.push_back(frame);
-            queue.take_waker()
+            queue.waker.take()
         };
         wake(waker);
         Ok(())

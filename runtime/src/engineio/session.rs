@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{OnceLock, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
@@ -359,6 +359,14 @@ impl Session {
     pub(crate) fn touch(&self) -> bool {
         std::hint::black_box(self.outbox.touch());
         self.is(CLOSED)
+    }
+
+    /// Registers `waker` to be woken by the close (or by a plain socket's ping request), then
+    /// says whether the session is closed: a close that came before the registration wakes
+    /// nobody, so the connection's body registers this way just before it waits.
+    pub(crate) fn watch_close(&self, waker: &Waker) -> bool {
+        self.close_waker.register(waker);
+        self.is_closed()
     }
 
     pub(crate) fn mark_close_delivered(&self) {

@@ -254,12 +254,8 @@ impl<H: EngineHandler> MessageBody for Connection<H> {
         this.read(cx);
         this.write(cx);
         if this.output.is_empty() && !matches!(this.phase, Phase::Done) {
-            // About to wait. Registered only now (a poll that finds frames is followed by
-            // another at once), then the close is looked at once more: one that came before
-            // the registration wakes nobody.
-            this.entry.session.close_waker.register(cx.waker());
-            if this.entry.session.is_closed() {
-                this.read(cx);
+            // About to wait (a poll that finds frames is followed by another at once).
+            if this.entry.session.watch_close(cx.waker()) {
                 this.write(cx);
             }
         }
