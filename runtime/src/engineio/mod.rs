@@ -4,6 +4,7 @@
 //! This layer knows nothing of what its messages mean; the layer above plugs in through
 //! [`EngineHandler`]. It depends on nothing else in this crate.
 
+mod chunk;
 mod config;
 mod error;
 mod heartbeat;
@@ -30,6 +31,7 @@ pub use session::{Handshake, SendError, Session, TransportKind};
 pub use sid::{NoRandomness, Sid};
 pub use tcp::on_connect;
 
+pub(crate) use chunk::Broadcast;
 pub(crate) use outbox::Limits;
 pub(crate) use packet::encode_websocket;
 pub(crate) use session::{Closing, Reader};

@@ -8,18 +8,20 @@
 //! Laid out for the broadcast. A broadcast queues one frame into each of thousands of queues
 //! that the cores' caches have long lost, and each push takes the queue's lock: an atomic
 //! instruction, which waits for every store before it to reach the cache. A push that writes
-//! into a second cold line (a freshly allocated slot, the reader's waker elsewhere) pays for
-//! that miss in full, once per delivery. So the lock, the oldest frame when it is a
-//! broadcast's (the usual case when emits come one at a time) and the reader's waker live in
-//! one line, which the lock has just fetched: queueing into an empty queue touches nothing
-//! else and allocates nothing.
+//! into a second cold line (a deep queue's next slot, a fresh allocation, the reader's waker
+//! elsewhere) pays for that miss in full, once per delivery. So the lock, the newest frames
+//! when they are consecutive broadcasts of one channel (a run in that channel's
+//! [`Chunk`](super::chunk::Chunk)) and the reader's waker live in one line, which the lock has
+//! just fetched: a broadcast that follows the previous one, however deep the queue, only moves
+//! the run's end, and allocates nothing.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use super::packet::{Frame, SharedText};
+use super::chunk::{Broadcast, CHUNK, Chunk};
+use super::packet::Frame;
 use crate::sync::lock;
 
 /// One queue, kept inside its session, on a cache line of its own.
@@ -40,61 +42,189 @@ pub(crate) struct Limits {
     pub(crate) bytes: usize,
 }
 
-/// The frames, oldest first: `head` (when set), then `rest`.
+/// The frames, oldest first: `rest` (when set), then `last`.
 #[derive(Debug, Default)]
 struct Queue {
-    /// The oldest frame, when it is a broadcast's and was queued into an empty queue.
-    head: Option<Arc<SharedText>>,
-    /// Every other frame; `None` when there is none (never an empty box).
+    /// The newest frames, when they are consecutive broadcasts of one chunk.
+    last: Option<Run>,
+    /// Every older frame; `None` when there is none (never an empty box).
     rest: Option<Box<Rest>>,
     /// Wakes whichever transport is reading the queue, once, at the next push.
     waker: Option<Waker>,
 }
 
-/// Frames behind the head, and how many bytes they hold.
-#[derive(Debug, Default)]
-struct Rest {
-    frames: VecDeque<Frame>,
-    bytes: usize,
+/// Consecutive frames of one chunk: its places `from..to`, `bytes` long in all.
+#[derive(Debug)]
+struct Run {
+    chunk: Arc<Chunk>,
+    from: u8,
+    to: u8,
+    bytes: u32,
 }
 
-impl Queue {
-    fn pop_front(&mut self) -> Option<Frame> {
-        if let Some(head) = self.head.take() {
-            return Some(Frame::Shared(head));
-        }
-        let rest = self.rest.as_mut()?;
-        let frame = rest.frames.pop_front()?;
-        rest.bytes -= frame.len();
-        if rest.frames.is_empty() {
-            // An emptied queue gives its memory back at once: an idle connection keeps none.
-            self.rest = None;
-        }
-        Some(frame)
+impl Run {
+    fn new(broadcast: &Broadcast, len: usize) -> Option<Run> {
+        Some(Run {
+            chunk: broadcast.chunk().clone(),
+            from: broadcast.at(),
+            to: broadcast.at().checked_add(1)?,
+            bytes: u32::try_from(len).ok()?,
+        })
     }
 
-    /// Queues `frame` behind the others.
-    fn push_back(&mut self, frame: Frame) {
-        match frame {
-            Frame::Shared(shared) if self.is_empty() => self.head = Some(shared),
-            frame => {
-                let rest = self.rest.get_or_insert_with(Box::default);
-                rest.bytes += frame.len();
-                rest.frames.push_back(frame);
+    /// Takes `broadcast` in when it is the run's next frame.
+    fn extend(&mut self, broadcast: &Broadcast, len: usize) -> bool {
+        let bytes = u32::try_from(len)
+            .ok()
+            .and_then(|len| self.bytes.checked_add(len));
+        match bytes {
+            Some(bytes)
+                if self.to == broadcast.at()
+                    && usize::from(self.to) < CHUNK
+                    && Arc::ptr_eq(&self.chunk, broadcast.chunk()) =>
+            {
+                self.to += 1;
+                self.bytes = bytes;
+                true
             }
+            _ => false,
         }
     }
 
     fn len(&self) -> usize {
-        usize::from(self.head.is_some()) + self.rest.as_ref().map_or(0, |rest| rest.frames.len())
+        usize::from(self.to - self.from)
+    }
+
+    /// Takes the first frame; `None` once the run is empty.
+    fn pop_front(&mut self) -> Option<Frame> {
+        while self.from < self.to {
+            let at = usize::from(self.from);
+            self.from += 1;
+            // Placed before the broadcast was handed to any queue: always there.
+            if let Some(shared) = self.chunk.get(at) {
+                let frame = Frame::Shared(shared.clone());
+                self.bytes = self
+                    .bytes
+                    .saturating_sub(u32::try_from(frame.len()).unwrap_or(u32::MAX));
+                return Some(frame);
+            }
+        }
+        None
+    }
+}
+
+/// An entry behind the newest run.
+#[derive(Debug)]
+enum Entry {
+    Frame(Frame),
+    Run(Run),
+}
+
+/// Frames older than the newest run: how many, and how many bytes they hold.
+#[derive(Debug, Default)]
+struct Rest {
+    entries: VecDeque<Entry>,
+    frames: usize,
+    bytes: usize,
+}
+
+impl Rest {
+    fn push_back(&mut self, entry: Entry) {
+        let (frames, bytes) = match &entry {
+            Entry::Frame(frame) => (1, frame.len()),
+            Entry::Run(run) => (run.len(), run.bytes as usize),
+        };
+        self.frames += frames;
+        self.bytes += bytes;
+        self.entries.push_back(entry);
+    }
+
+    fn pop_front(&mut self) -> Option<Frame> {
+        loop {
+            let frame = match self.entries.front_mut()? {
+                Entry::Frame(_) => match self.entries.pop_front() {
+                    Some(Entry::Frame(frame)) => Some(frame),
+                    _ => None,
+                },
+                Entry::Run(run) => {
+                    let frame = run.pop_front();
+                    if run.from == run.to {
+                        self.entries.pop_front();
+                    }
+                    frame
+                }
+            };
+            if let Some(frame) = frame {
+                self.frames -= 1;
+                self.bytes -= frame.len();
+                return Some(frame);
+            }
+        }
+    }
+}
+
+impl Queue {
+    fn pop_front(&mut self) -> Option<Frame> {
+        if let Some(rest) = self.rest.as_mut() {
+            let frame = rest.pop_front();
+            if rest.entries.is_empty() {
+                // An emptied queue gives its memory back at once: an idle connection keeps none.
+                self.rest = None;
+            }
+            if frame.is_some() {
+                return frame;
+            }
+        }
+        let last = self.last.as_mut()?;
+        let frame = last.pop_front();
+        if last.from == last.to {
+            self.last = None;
+        }
+        frame
+    }
+
+    /// The box of older frames, with the newest run moved into it.
+    fn settle_last(&mut self) -> &mut Rest {
+        let rest = self.rest.get_or_insert_with(Box::default);
+        if let Some(run) = self.last.take() {
+            rest.push_back(Entry::Run(run));
+        }
+        rest
+    }
+
+    /// Queues `frame` behind the others.
+    fn push_back(&mut self, frame: Frame) {
+        self.settle_last().push_back(Entry::Frame(frame));
+    }
+
+    /// Queues a broadcast frame behind the others: in place when it follows the newest run.
+    fn push_broadcast(&mut self, broadcast: &Broadcast, len: usize) {
+        if let Some(last) = &mut self.last
+            && last.extend(broadcast, len)
+        {
+            return;
+        }
+        match Run::new(broadcast, len) {
+            Some(run) => {
+                if self.last.is_some() {
+                    self.settle_last();
+                }
+                self.last = Some(run);
+            }
+            None => self.push_back(Frame::Shared(broadcast.frame().clone())),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.last.as_ref().map_or(0, Run::len) + self.rest.as_ref().map_or(0, |rest| rest.frames)
     }
 
     fn is_empty(&self) -> bool {
-        self.head.is_none() && self.rest.is_none()
+        self.last.is_none() && self.rest.is_none()
     }
 
     fn bytes(&self) -> usize {
-        self.head.as_ref().map_or(0, |head| head.text().len())
+        self.last.as_ref().map_or(0, |last| last.bytes as usize)
             + self.rest.as_ref().map_or(0, |rest| rest.bytes)
     }
 
@@ -157,6 +287,21 @@ impl Outbox {
             for frame in frames {
                 queue.push_back(frame);
             }
+            queue.waker.take()
+        };
+        wake(waker);
+        Ok(())
+    }
+
+    /// Queues a broadcast frame, unless the queue is full.
+    pub(crate) fn push_broadcast(&self, broadcast: &Broadcast) -> Result<(), Full> {
+        let len = broadcast.frame().text().len();
+        let waker = {
+            let mut queue = self.queue();
+            if !queue.fits(1, len, self.limits) {
+                return Err(Full);
+            }
+            queue.push_broadcast(broadcast, len);
             queue.waker.take()
         };
         wake(waker);
@@ -305,59 +450,107 @@ mod tests {
 
     #[test]
     fn the_queue_fits_one_cache_line() {
-        // The lock, the head and the waker must share the line the lock fetches.
+        // The lock, the newest run and the waker must share the line the lock fetches.
         assert_eq!(std::mem::align_of::<Outbox>(), 64);
         assert_eq!(std::mem::size_of::<Outbox>(), 64);
     }
 
-    #[test]
-    fn shared_and_own_frames_leave_in_the_order_queued() {
-        let outbox = Outbox::new(frames(10));
-        let shared = |text: &str| Frame::message(text).shared();
-        let own = |n: u8| Frame::Binary(vec![n].into());
-        let queued = [shared("a"), own(1), shared("b"), own(2)];
-        for frame in queued.clone() {
-            assert_eq!(outbox.push(frame), Ok(()));
-        }
-        assert!(
-            outbox.queue().head.is_some(),
-            "the first shared frame is inline"
-        );
-        assert_eq!(outbox.try_recv(), Some(queued[0].clone()));
-        // The head is gone, frames wait behind it: a new shared frame queues after them.
-        assert_eq!(outbox.push(shared("c")), Ok(()));
-        assert!(outbox.queue().head.is_none());
-        let mut left = Vec::new();
-        while let Some(frame) = outbox.try_recv() {
-            left.push(frame);
-        }
-        assert_eq!(
-            left,
-            vec![
-                queued[1].clone(),
-                queued[2].clone(),
-                queued[3].clone(),
-                shared("c")
-            ]
-        );
-        assert!(outbox.queue().is_empty());
-        assert!(outbox.queue().rest.is_none());
+    /// A broadcast of `text` to `channel`, placed among that channel's broadcasts.
+    fn broadcast(channel: &str, text: &str) -> Broadcast {
+        struct Test;
+        let frame = Frame::message(text).shared();
+        Broadcast::place(std::any::TypeId::of::<Test>(), channel, frame)
+            .unwrap_or_else(|_| panic!("a text frame is shared"))
+    }
+
+    fn shared(broadcast: &Broadcast) -> Frame {
+        Frame::Shared(broadcast.frame().clone())
     }
 
     #[test]
-    fn an_inline_frame_counts_in_the_bounds() {
-        let shared = Frame::message("12345678").shared();
+    fn consecutive_broadcasts_make_one_run_in_place() {
+        let outbox = Outbox::new(frames(1000));
+        let sent: Vec<Broadcast> = (0..CHUNK + 3)
+            .map(|n| broadcast("outbox-test/run", &n.to_string()))
+            .collect();
+        for (n, b) in sent.iter().enumerate() {
+            assert_eq!(outbox.push_broadcast(b), Ok(()));
+            if n < CHUNK {
+                assert!(outbox.queue().rest.is_none(), "one run, nothing boxed");
+            }
+        }
+        // The chunk filled up: the first run went behind the box, the next one is in place.
+        assert_eq!(outbox.queue().len(), CHUNK + 3);
+        assert_eq!(
+            outbox.queue().bytes(),
+            sent.iter().map(|b| b.frame().text().len()).sum::<usize>()
+        );
+        for b in &sent {
+            assert_eq!(outbox.try_recv(), Some(shared(b)));
+        }
+        assert_eq!(outbox.try_recv(), None);
+        assert!(outbox.queue().is_empty());
+        assert_eq!(outbox.queue().bytes(), 0);
+    }
+
+    #[test]
+    fn broadcasts_and_own_frames_leave_in_the_order_queued() {
+        let outbox = Outbox::new(frames(20));
+        let own = |n: u8| Frame::Binary(vec![n].into());
+        let (a1, a2) = (
+            broadcast("outbox-test/a", "a1"),
+            broadcast("outbox-test/a", "a2"),
+        );
+        let b1 = broadcast("outbox-test/b", "b1");
+        let a3 = broadcast("outbox-test/a", "a3");
+        let skipped = broadcast("outbox-test/a", "not for this queue");
+        let a5 = broadcast("outbox-test/a", "a5");
+        assert_eq!(outbox.push_broadcast(&a1), Ok(()));
+        assert_eq!(outbox.push(own(1)), Ok(()));
+        assert_eq!(outbox.push_broadcast(&a2), Ok(()));
+        assert_eq!(outbox.push_broadcast(&b1), Ok(()));
+        assert_eq!(outbox.push_broadcast(&a3), Ok(()));
+        // A frame of the channel this queue did not get: the next one starts a new run.
+        assert_eq!(outbox.push_broadcast(&a5), Ok(()));
+        assert_eq!(outbox.push(own(2)), Ok(()));
+        assert_eq!(outbox.try_recv(), Some(shared(&a1)));
+        // Taking from the front while the newest run grows.
+        let a6 = broadcast("outbox-test/a", "a6");
+        let queued = [own(1), shared(&a2), shared(&b1), shared(&a3), shared(&a5)];
+        let mut left = Vec::new();
+        for frame in queued {
+            assert_eq!(outbox.try_recv(), Some(frame.clone()));
+            left.push(frame);
+        }
+        assert_eq!(outbox.push_broadcast(&a6), Ok(()));
+        assert_eq!(outbox.try_recv(), Some(own(2)));
+        assert_eq!(outbox.try_recv(), Some(shared(&a6)));
+        assert_eq!(outbox.try_recv(), None);
+        assert!(outbox.queue().rest.is_none());
+        drop(skipped);
+    }
+
+    #[test]
+    fn a_run_counts_in_the_bounds() {
+        let first = broadcast("outbox-test/bounds", "12345678");
+        let len = first.frame().text().len();
         let outbox = Outbox::new(Limits {
             frames: 2,
-            bytes: 2 * shared.len(),
+            bytes: 2 * len,
         });
-        assert_eq!(outbox.push(shared.clone()), Ok(()));
-        assert_eq!(outbox.queue().bytes(), shared.len());
-        assert_eq!(outbox.push(shared.clone()), Ok(()));
-        assert_eq!(outbox.push(shared.clone()), Err(Full), "two frames at most");
-        assert_eq!(outbox.try_recv(), Some(shared.clone()));
-        assert_eq!(outbox.queue().bytes(), shared.len());
-        let over = Frame::Binary(vec![0; shared.len() + 1].into());
+        assert_eq!(outbox.push_broadcast(&first), Ok(()));
+        assert_eq!(outbox.queue().bytes(), len);
+        let second = broadcast("outbox-test/bounds", "12345678");
+        assert_eq!(outbox.push_broadcast(&second), Ok(()));
+        let third = broadcast("outbox-test/bounds", "12345678");
+        assert_eq!(
+            outbox.push_broadcast(&third),
+            Err(Full),
+            "two frames at most"
+        );
+        assert_eq!(outbox.try_recv(), Some(shared(&first)));
+        assert_eq!(outbox.queue().bytes(), len);
+        let over = Frame::Binary(vec![0; len + 1].into());
         assert_eq!(outbox.push(over), Err(Full), "one byte over");
     }
 

@@ -299,6 +299,17 @@ impl Session {
             .map_err(|outbox::Full| self.refuse())
     }
 
+    /// Queues a broadcast's frame (see `chunk`): as [`Session::send`], but a queue that ends
+    /// with the channel's previous broadcast takes it in place.
+    pub(crate) fn send_broadcast(&self, broadcast: &super::Broadcast) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        self.outbox
+            .push_broadcast(broadcast)
+            .map_err(|outbox::Full| self.refuse())
+    }
+
     /// Queues several frames that belong together (a binary packet and its attachments): all of
     /// them, or none when there is no room for all.
     ///

@@ -14,6 +14,7 @@
 //! with its join_ref) and joins again; messages with a join_ref that is not the topic's
 //! current one are stale and ignored.
 
+use std::any::TypeId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -25,7 +26,7 @@ use crate::channels::{
     Encoding, EventError, Handshake, Hub, JoinError, LeaveReason, Member, MemberTag, Outgoing,
     Reply, Sink,
 };
-use crate::engineio::{CloseReason, Frame};
+use crate::engineio::{Broadcast, CloseReason, Frame};
 use crate::payload::Payload;
 use crate::phoenix::{Body, Message, PhoenixHandler, Socket, Vsn, empty_object, frame};
 use crate::refusal::ConnectRefusal;
@@ -124,10 +125,12 @@ macro_rules! broadcast_encoding {
     ($kind:ty, $vsn:expr, $binary:expr) => {
         impl Encoding for $kind {
             type Key = $kind;
-            type Output = Frame;
+            /// Placed among the channel's broadcasts when it is a text frame.
+            type Output = Result<Broadcast, Frame>;
 
-            fn encode(&self, message: &Outgoing) -> Frame {
-                frame(&phoenix_message(message, None), $vsn, $binary).shared()
+            fn encode(&self, message: &Outgoing) -> Self::Output {
+                let frame = frame(&phoenix_message(message, None), $vsn, $binary).shared();
+                Broadcast::place(TypeId::of::<$kind>(), message.channel(), frame)
             }
         }
     };
@@ -172,18 +175,19 @@ impl Sink for PhoenixSink {
             // A membership the client has left or replaced: nothing for it.
             return true;
         };
-        let frame = if message.is_direct() {
-            frame(
+        // A push carries the member's join_ref; a broadcast is encoded once for all.
+        let encoded = if message.is_direct() {
+            Err(frame(
                 &phoenix_message(message, Some(&join.join_ref)),
                 socket.vsn(),
                 socket.binary_frames(),
-            )
+            ))
         } else {
-            match (socket.vsn(), socket.binary_frames()) {
-                (Vsn::V2, true) => message.encoded(&V2WebSocket).clone(),
-                (Vsn::V2, false) => message.encoded(&V2Text).clone(),
-                (Vsn::V1, _) => message.encoded(&V1Text).clone(),
-            }
+            Ok(match (socket.vsn(), socket.binary_frames()) {
+                (Vsn::V2, true) => message.encoded(&V2WebSocket),
+                (Vsn::V2, false) => message.encoded(&V2Text),
+                (Vsn::V1, _) => message.encoded(&V1Text),
+            })
         };
         if let Some(held) = &mut join.held {
             if held.len() >= MAX_HELD {
@@ -193,11 +197,24 @@ impl Sink for PhoenixSink {
                 socket.close(CloseReason::QueueFull);
                 return false;
             }
-            held.push(frame);
+            held.push(match encoded {
+                Err(frame) => frame,
+                Ok(encoded) => match &*encoded {
+                    Ok(broadcast) => Frame::Shared(broadcast.frame().clone()),
+                    Err(frame) => frame.clone(),
+                },
+            });
             return true;
         }
         drop(joins);
-        socket.send_frame(frame).is_ok()
+        match encoded {
+            Err(frame) => socket.send_frame(frame),
+            Ok(encoded) => match &*encoded {
+                Ok(broadcast) => socket.send_broadcast(broadcast),
+                Err(frame) => socket.send_frame(frame.clone()),
+            },
+        }
+        .is_ok()
     }
 
     fn touch(&self) {

@@ -12,6 +12,7 @@
 //! `{"type":"reply","status":"ok","channel":C}`, or an `error` frame and close 1008. As over
 //! Phoenix, a join's reply goes out before any other frame of that join.
 
+use std::any::TypeId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,7 +23,7 @@ use super::ConnectHook;
 use crate::channels::{
     Encoding, Handshake, Hub, LeaveReason, Member, MemberTag, Outgoing, Reply, Sink,
 };
-use crate::engineio::{CloseReason, Frame};
+use crate::engineio::{Broadcast, CloseReason, Frame};
 use crate::payload::Payload;
 use crate::plainws::{ClientMessage, PlainHandler, PlainSocket, ServerMessage};
 use crate::refusal::ConnectRefusal;
@@ -59,9 +60,10 @@ struct Events;
 
 impl Encoding for Events {
     type Key = Events;
-    type Output = Frame;
+    /// Placed among the channel's broadcasts (a text frame always is).
+    type Output = Result<Broadcast, Frame>;
 
-    fn encode(&self, message: &Outgoing) -> Frame {
+    fn encode(&self, message: &Outgoing) -> Self::Output {
         let data = super::json_payload(message.payload()).unwrap_or_else(null);
         let text = ServerMessage::Event {
             channel: message.channel(),
@@ -70,7 +72,8 @@ impl Encoding for Events {
             offset: message.offset(),
         }
         .encode();
-        Frame::Text(text.into()).shared()
+        let frame = Frame::Text(text.into()).shared();
+        Broadcast::place(TypeId::of::<Events>(), message.channel(), frame)
     }
 }
 
@@ -80,7 +83,11 @@ fn null() -> Box<RawValue> {
 
 impl Sink for PlainSink {
     fn deliver(&self, message: &Outgoing, tag: MemberTag) -> bool {
-        let frame = message.encoded(&Events).clone();
+        let encoded = message.encoded(&Events);
+        let frame = || match &*encoded {
+            Ok(broadcast) => Frame::Shared(broadcast.frame().clone()),
+            Err(frame) => frame.clone(),
+        };
         let mut joins = lock(&self.joins);
         match joins.iter_mut().find(|(_, t, _)| *t == tag) {
             // A membership it has left: nothing for it.
@@ -91,12 +98,15 @@ impl Sink for PlainSink {
                 false
             }
             Some((_, _, Some(held))) => {
-                held.push(frame);
+                held.push(frame());
                 true
             }
             Some((_, _, None)) => {
                 drop(joins);
-                self.socket.send_frame(frame).is_ok()
+                match &*encoded {
+                    Ok(broadcast) => self.socket.send_broadcast(broadcast).is_ok(),
+                    Err(frame) => self.socket.send_frame(frame.clone()).is_ok(),
+                }
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::channels::{
     Disconnect, Encoding, Handshake, Hub, Identity, LeaveReason, Member, MemberId, MemberTag,
     Outgoing, Sink,
 };
-use crate::engineio::{Frame, Sid};
+use crate::engineio::{Broadcast, Frame, Sid};
 use crate::payload::Payload;
 use crate::socketio::{
     AckSender, DisconnectReason, Listener, Packet, RecoverFuture, Resumed, Socket, SocketRef,
@@ -30,11 +30,33 @@ pub(crate) struct Frames<'a> {
 impl Encoding for Frames<'_> {
     type Key = Frames<'static>;
     /// The namespace the frames were encoded for, and the frames.
-    type Output = (String, Vec<Frame>);
+    type Output = (String, Encoded);
 
     fn encode(&self, message: &Outgoing) -> Self::Output {
-        (self.nsp.to_owned(), encode(message, self.nsp))
+        let mut frames = encode(message, self.nsp);
+        let encoded = match frames.pop() {
+            Some(frame) if frames.is_empty() => {
+                let key = std::any::TypeId::of::<Self::Key>();
+                match Broadcast::place(key, message.channel(), frame) {
+                    Ok(broadcast) => Encoded::One(broadcast),
+                    Err(frame) => Encoded::Many(vec![frame]),
+                }
+            }
+            Some(frame) => {
+                frames.push(frame);
+                Encoded::Many(frames)
+            }
+            None => Encoded::Many(frames),
+        };
+        (self.nsp.to_owned(), encoded)
     }
+}
+
+/// A channel event's frames: one text frame, placed among the channel's broadcasts, or a
+/// binary event's frames.
+pub(crate) enum Encoded {
+    One(Broadcast),
+    Many(Vec<Frame>),
 }
 
 /// The Socket.IO frames of `message` in namespace `nsp`; with connection state recovery on,
@@ -65,14 +87,17 @@ impl Sink for Socket {
         // Every socket of the channel namespace shares one encoding; a socket of another
         // namespace (there is none in a `Tidings`) would encode its own.
         let shared = message.encoded(&Frames { nsp });
+        let session = self.session();
         let owned;
-        let frames = if shared.0 == nsp {
-            &shared.1
-        } else {
+        let frames = if shared.0 != nsp {
             owned = encode(message, nsp);
             &owned
+        } else {
+            match &shared.1 {
+                Encoded::One(broadcast) => return session.send_broadcast(broadcast).is_ok(),
+                Encoded::Many(frames) => frames,
+            }
         };
-        let session = self.session();
         match frames.as_slice() {
             [frame] => session.send(frame.clone()).is_ok(),
             frames => session.send_all(frames.iter().cloned()).is_ok(),

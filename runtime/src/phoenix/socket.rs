@@ -108,6 +108,15 @@ impl Socket {
         self.session.send(frame)
     }
 
+    /// Queues a broadcast's frame, as [`Session::send_broadcast`](crate::engineio::Session)
+    /// does: in place when the queue ends with the channel's previous broadcast.
+    pub(crate) fn send_broadcast(
+        &self,
+        broadcast: &crate::engineio::Broadcast,
+    ) -> Result<(), SendError> {
+        self.session.send_broadcast(broadcast)
+    }
+
     /// Queues a `phx_reply`: `{"status": status, "response": response}` for the push `msg_ref`.
     ///
     /// # Errors

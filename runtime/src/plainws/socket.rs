@@ -73,6 +73,15 @@ impl PlainSocket {
         self.session.send(frame)
     }
 
+    /// Queues a broadcast's frame, as [`Session::send_broadcast`](crate::engineio::Session)
+    /// does: in place when the queue ends with the channel's previous broadcast.
+    pub(crate) fn send_broadcast(
+        &self,
+        broadcast: &crate::engineio::Broadcast,
+    ) -> Result<(), SendError> {
+        self.session.send_broadcast(broadcast)
+    }
+
     /// Closes it; what was queued before still goes out (unless the client is gone or too
     /// slow), then the close frame.
     pub fn close(&self, reason: CloseReason) {
