@@ -10,7 +10,8 @@
 //! queue's own line, which the broadcast read just before.
 //!
 //! Chunks are found by channel and encoding in a process-wide table of weak references: a
-//! chunk lives while an event or a queue holds one of its frames. Two channels that happen to
+//! chunk lives while an event or a queue holds one of its frames, and its frames go together,
+//! so a queue that lags keeps at most the rest of its chunk (63 frames) alive with it. Two channels that happen to
 //! share a table slot (a hash collision) share chunks, which only makes their runs shorter.
 
 use std::any::TypeId;
