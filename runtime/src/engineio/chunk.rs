@@ -50,12 +50,40 @@ impl Chunk {
 }
 
 /// A broadcast frame at its place in its channel's current chunk; what a broadcast hands to
-/// every member's queue ([`Session::send_broadcast`](super::Session::send_broadcast)).
+/// every member's queue ([`Session::send_placed`](super::Session::send_placed)).
 #[derive(Debug, Clone)]
 pub(crate) struct Broadcast {
     chunk: Arc<Chunk>,
     at: u8,
     frame: Arc<SharedText>,
+}
+
+/// A channel event's frame as a gateway queues it: placed among the channel's broadcasts
+/// when it is a text frame made ready for many WebSockets ([`Frame::shared`]), else the frame
+/// itself (a binary one, say).
+#[derive(Debug, Clone)]
+pub(crate) enum Placed {
+    Broadcast(Broadcast),
+    Frame(Frame),
+}
+
+impl Placed {
+    /// `frame`, a broadcast to `channel` in the encoding named by `encoding`, placed after the
+    /// channel's previous one when it can be ([`Broadcast::new`]).
+    pub(crate) fn new(encoding: TypeId, channel: &str, frame: Frame) -> Placed {
+        match frame {
+            Frame::Shared(shared) => Placed::Broadcast(Broadcast::new(encoding, channel, shared)),
+            other => Placed::Frame(other),
+        }
+    }
+
+    /// The frame, for a queue of its own (frames held for a join's reply).
+    pub(crate) fn frame(&self) -> Frame {
+        match self {
+            Placed::Broadcast(broadcast) => Frame::Shared(broadcast.frame().clone()),
+            Placed::Frame(frame) => frame.clone(),
+        }
+    }
 }
 
 /// One channel's current chunk in the table, and where its next frame goes.
@@ -117,15 +145,6 @@ impl Broadcast {
             // `at` < CHUNK, which fits.
             at: u8::try_from(at).unwrap_or(u8::MAX),
             frame,
-        }
-    }
-
-    /// `frame` placed as [`Broadcast::new`] does when it is a text frame made ready for many
-    /// WebSockets ([`Frame::shared`]); any other frame back.
-    pub(crate) fn place(encoding: TypeId, channel: &str, frame: Frame) -> Result<Broadcast, Frame> {
-        match frame {
-            Frame::Shared(shared) => Ok(Broadcast::new(encoding, channel, shared)),
-            other => Err(other),
         }
     }
 

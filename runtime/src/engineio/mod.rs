@@ -31,7 +31,7 @@ pub use session::{Handshake, SendError, Session, TransportKind};
 pub use sid::{NoRandomness, Sid};
 pub use tcp::on_connect;
 
-pub(crate) use chunk::Broadcast;
+pub(crate) use chunk::Placed;
 pub(crate) use outbox::Limits;
 pub(crate) use packet::encode_websocket;
 pub(crate) use session::{Closing, Reader};

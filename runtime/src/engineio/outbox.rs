@@ -279,44 +279,38 @@ impl Outbox {
         let count = frames.len();
         let frames: smallvec::SmallVec<[Frame; 4]> = frames.collect();
         let bytes = frames.iter().map(Frame::len).sum();
-        let waker = {
-            let mut queue = self.queue();
-            if !queue.fits(count, bytes, self.limits) {
-                return Err(Full);
-            }
+        self.enqueue(count, bytes, |queue| {
             for frame in frames {
                 queue.push_back(frame);
             }
-            queue.waker.take()
-        };
-        wake(waker);
-        Ok(())
+        })
     }
 
     /// Queues a broadcast frame, unless the queue is full.
     pub(crate) fn push_broadcast(&self, broadcast: &Broadcast) -> Result<(), Full> {
         let len = broadcast.frame().text().len();
-        let waker = {
-            let mut queue = self.queue();
-            if !queue.fits(1, len, self.limits) {
-                return Err(Full);
-            }
-            queue.push_broadcast(broadcast, len);
-            queue.waker.take()
-        };
-        wake(waker);
-        Ok(())
+        self.enqueue(1, len, |queue| queue.push_broadcast(broadcast, len))
     }
 
     /// Queues one frame, unless the queue is full.
     pub(crate) fn push(&self, frame: Frame) -> Result<(), Full> {
-        let len = frame.len();
+        self.enqueue(1, frame.len(), |queue| queue.push_back(frame))
+    }
+
+    /// Runs `push` (`count` frames, `bytes` long) under the lock when they fit, then wakes the
+    /// reader.
+    fn enqueue(
+        &self,
+        count: usize,
+        bytes: usize,
+        push: impl FnOnce(&mut Queue),
+    ) -> Result<(), Full> {
         let waker = {
             let mut queue = self.queue();
-            if !queue.fits(1, len, self.limits) {
+            if !queue.fits(count, bytes, self.limits) {
                 return Err(Full);
             }
-            queue.push_back(frame);
+            push(&mut queue);
             queue.waker.take()
         };
         wake(waker);
@@ -458,9 +452,12 @@ mod tests {
     /// A broadcast of `text` to `channel`, placed among that channel's broadcasts.
     fn broadcast(channel: &str, text: &str) -> Broadcast {
         struct Test;
-        let frame = Frame::message(text).shared();
-        Broadcast::place(std::any::TypeId::of::<Test>(), channel, frame)
-            .unwrap_or_else(|_| panic!("a text frame is shared"))
+        match Frame::message(text).shared() {
+            Frame::Shared(shared) => {
+                Broadcast::new(std::any::TypeId::of::<Test>(), channel, shared)
+            }
+            _ => panic!("a text frame is shared"),
+        }
     }
 
     fn shared(broadcast: &Broadcast) -> Frame {

@@ -291,23 +291,16 @@ impl Session {
     /// # Errors
     /// [`SendError`] when the session is closed or its queue is full.
     pub fn send(&self, frame: Frame) -> Result<(), SendError> {
-        if self.is_closed() {
-            return Err(SendError::Closed);
-        }
-        self.outbox
-            .push(frame)
-            .map_err(|outbox::Full| self.refuse())
+        self.enqueue(|outbox| outbox.push(frame))
     }
 
-    /// Queues a broadcast's frame (see `chunk`): as [`Session::send`], but a queue that ends
-    /// with the channel's previous broadcast takes it in place.
-    pub(crate) fn send_broadcast(&self, broadcast: &super::Broadcast) -> Result<(), SendError> {
-        if self.is_closed() {
-            return Err(SendError::Closed);
-        }
-        self.outbox
-            .push_broadcast(broadcast)
-            .map_err(|outbox::Full| self.refuse())
+    /// Queues a channel event's frame: as [`Session::send`], but a broadcast's frame (see
+    /// `chunk`) that follows the channel's previous one in the queue is taken in place.
+    pub(crate) fn send_placed(&self, placed: &super::Placed) -> Result<(), SendError> {
+        self.enqueue(|outbox| match placed {
+            super::Placed::Broadcast(broadcast) => outbox.push_broadcast(broadcast),
+            super::Placed::Frame(frame) => outbox.push(frame.clone()),
+        })
     }
 
     /// Queues several frames that belong together (a binary packet and its attachments): all of
@@ -316,12 +309,18 @@ impl Session {
     /// # Errors
     /// [`SendError`] when the session is closed or its queue has no room for all of them.
     pub fn send_all(&self, frames: impl ExactSizeIterator<Item = Frame>) -> Result<(), SendError> {
+        self.enqueue(|outbox| outbox.push_all(frames))
+    }
+
+    /// Runs `push` on the queue of an open session; a full queue closes the session.
+    fn enqueue(
+        &self,
+        push: impl FnOnce(&Outbox) -> Result<(), outbox::Full>,
+    ) -> Result<(), SendError> {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
-        self.outbox
-            .push_all(frames)
-            .map_err(|outbox::Full| self.refuse())
+        push(&self.outbox).map_err(|outbox::Full| self.refuse())
     }
 
     /// The queue is full: the client is not keeping up, and the session closes.

@@ -26,7 +26,7 @@ use crate::channels::{
     Encoding, EventError, Handshake, Hub, JoinError, LeaveReason, Member, MemberTag, Outgoing,
     Reply, Sink,
 };
-use crate::engineio::{Broadcast, CloseReason, Frame};
+use crate::engineio::{CloseReason, Frame, Placed};
 use crate::payload::Payload;
 use crate::phoenix::{Body, Message, PhoenixHandler, Socket, Vsn, empty_object, frame};
 use crate::refusal::ConnectRefusal;
@@ -126,11 +126,11 @@ macro_rules! broadcast_encoding {
         impl Encoding for $kind {
             type Key = $kind;
             /// Placed among the channel's broadcasts when it is a text frame.
-            type Output = Result<Broadcast, Frame>;
+            type Output = Placed;
 
             fn encode(&self, message: &Outgoing) -> Self::Output {
                 let frame = frame(&phoenix_message(message, None), $vsn, $binary).shared();
-                Broadcast::place(TypeId::of::<$kind>(), message.channel(), frame)
+                Placed::new(TypeId::of::<$kind>(), message.channel(), frame)
             }
         }
     };
@@ -176,18 +176,21 @@ impl Sink for PhoenixSink {
             return true;
         };
         // A push carries the member's join_ref; a broadcast is encoded once for all.
-        let encoded = if message.is_direct() {
-            Err(frame(
+        let (direct, encoded);
+        let placed: &Placed = if message.is_direct() {
+            direct = Placed::Frame(frame(
                 &phoenix_message(message, Some(&join.join_ref)),
                 socket.vsn(),
                 socket.binary_frames(),
-            ))
+            ));
+            &direct
         } else {
-            Ok(match (socket.vsn(), socket.binary_frames()) {
+            encoded = match (socket.vsn(), socket.binary_frames()) {
                 (Vsn::V2, true) => message.encoded(&V2WebSocket),
                 (Vsn::V2, false) => message.encoded(&V2Text),
                 (Vsn::V1, _) => message.encoded(&V1Text),
-            })
+            };
+            &encoded
         };
         if let Some(held) = &mut join.held {
             if held.len() >= MAX_HELD {
@@ -197,24 +200,11 @@ impl Sink for PhoenixSink {
                 socket.close(CloseReason::QueueFull);
                 return false;
             }
-            held.push(match encoded {
-                Err(frame) => frame,
-                Ok(encoded) => match &*encoded {
-                    Ok(broadcast) => Frame::Shared(broadcast.frame().clone()),
-                    Err(frame) => frame.clone(),
-                },
-            });
+            held.push(placed.frame());
             return true;
         }
         drop(joins);
-        match encoded {
-            Err(frame) => socket.send_frame(frame),
-            Ok(encoded) => match &*encoded {
-                Ok(broadcast) => socket.send_broadcast(broadcast),
-                Err(frame) => socket.send_frame(frame.clone()),
-            },
-        }
-        .is_ok()
+        socket.send_placed(placed).is_ok()
     }
 
     fn touch(&self) {

@@ -23,7 +23,7 @@ use super::ConnectHook;
 use crate::channels::{
     Encoding, Handshake, Hub, LeaveReason, Member, MemberTag, Outgoing, Reply, Sink,
 };
-use crate::engineio::{Broadcast, CloseReason, Frame};
+use crate::engineio::{CloseReason, Frame, Placed};
 use crate::payload::Payload;
 use crate::plainws::{ClientMessage, PlainHandler, PlainSocket, ServerMessage};
 use crate::refusal::ConnectRefusal;
@@ -61,7 +61,7 @@ struct Events;
 impl Encoding for Events {
     type Key = Events;
     /// Placed among the channel's broadcasts (a text frame always is).
-    type Output = Result<Broadcast, Frame>;
+    type Output = Placed;
 
     fn encode(&self, message: &Outgoing) -> Self::Output {
         let data = super::json_payload(message.payload()).unwrap_or_else(null);
@@ -73,7 +73,7 @@ impl Encoding for Events {
         }
         .encode();
         let frame = Frame::Text(text.into()).shared();
-        Broadcast::place(TypeId::of::<Events>(), message.channel(), frame)
+        Placed::new(TypeId::of::<Events>(), message.channel(), frame)
     }
 }
 
@@ -83,11 +83,7 @@ fn null() -> Box<RawValue> {
 
 impl Sink for PlainSink {
     fn deliver(&self, message: &Outgoing, tag: MemberTag) -> bool {
-        let encoded = message.encoded(&Events);
-        let frame = || match &*encoded {
-            Ok(broadcast) => Frame::Shared(broadcast.frame().clone()),
-            Err(frame) => frame.clone(),
-        };
+        let placed = message.encoded(&Events);
         let mut joins = lock(&self.joins);
         match joins.iter_mut().find(|(_, t, _)| *t == tag) {
             // A membership it has left: nothing for it.
@@ -98,15 +94,12 @@ impl Sink for PlainSink {
                 false
             }
             Some((_, _, Some(held))) => {
-                held.push(frame());
+                held.push(placed.frame());
                 true
             }
             Some((_, _, None)) => {
                 drop(joins);
-                match &*encoded {
-                    Ok(broadcast) => self.socket.send_broadcast(broadcast).is_ok(),
-                    Err(frame) => self.socket.send_frame(frame.clone()).is_ok(),
-                }
+                self.socket.send_placed(&placed).is_ok()
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::channels::{
     Disconnect, Encoding, Handshake, Hub, Identity, LeaveReason, Member, MemberId, MemberTag,
     Outgoing, Sink,
 };
-use crate::engineio::{Broadcast, Frame, Sid};
+use crate::engineio::{Frame, Placed, Sid};
 use crate::payload::Payload;
 use crate::socketio::{
     AckSender, DisconnectReason, Listener, Packet, RecoverFuture, Resumed, Socket, SocketRef,
@@ -37,25 +37,21 @@ impl Encoding for Frames<'_> {
         let encoded = match frames.pop() {
             Some(frame) if frames.is_empty() => {
                 let key = std::any::TypeId::of::<Self::Key>();
-                match Broadcast::place(key, message.channel(), frame) {
-                    Ok(broadcast) => Encoded::One(broadcast),
-                    Err(frame) => Encoded::Many(vec![frame]),
-                }
+                Encoded::One(Placed::new(key, message.channel(), frame))
             }
-            Some(frame) => {
-                frames.push(frame);
+            last => {
+                frames.extend(last);
                 Encoded::Many(frames)
             }
-            None => Encoded::Many(frames),
         };
         (self.nsp.to_owned(), encoded)
     }
 }
 
-/// A channel event's frames: one text frame, placed among the channel's broadcasts, or a
-/// binary event's frames.
+/// A channel event's frames: one frame, placed among the channel's broadcasts, or a binary
+/// event's frames.
 pub(crate) enum Encoded {
-    One(Broadcast),
+    One(Placed),
     Many(Vec<Frame>),
 }
 
@@ -94,7 +90,7 @@ impl Sink for Socket {
             &owned
         } else {
             match &shared.1 {
-                Encoded::One(broadcast) => return session.send_broadcast(broadcast).is_ok(),
+                Encoded::One(placed) => return session.send_placed(placed).is_ok(),
                 Encoded::Many(frames) => frames,
             }
         };
