@@ -39,10 +39,12 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use memchr::memmem::Finder;
 use tidings_bench::{Flags, PresenceRun, RunResult, cpu_secs, fail, percentile};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::resp::Redis;
+
 use super::{Conn, Emitter, Protocol, READ_BUFFER, contains, ns_since, number_after, settled_rss};
 
 /// How long one member may take to connect, handshake and get its subscribe ack (long: the
@@ -472,7 +474,7 @@ impl Counter {
         }
         let conn = self.conns[node].as_mut()?;
         match conn.get(&self.path).await {
-            Ok((200, body)) => number_after(&body, b"\"count\":"),
+            Ok((200, body)) => number_after(&body, &Finder::new(b"\"count\":")),
             _ => {
                 self.conns[node] = None;
                 None
