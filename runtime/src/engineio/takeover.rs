@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -193,19 +194,23 @@ pub(crate) struct Owned {
 impl Owned {
     /// Reads what the client sent into the inbox, until the socket has nothing more or the
     /// inbox is full.
+    ///
+    /// The inbox is looked at only when something was read: a connection woken to write finds
+    /// the socket empty, and its inbox (an allocation of its own) stays out of the cache.
     fn read(&mut self, cx: &mut Context<'_>) {
-        let mut buf = [0u8; READ_CHUNK];
-        while self.reading {
-            if self.inbox.len() >= INBOX_MAX {
-                self.paused = true;
-                return;
-            }
-            match self.poll_read(cx, &mut buf) {
+        // Not zeroed: a read only hands out what the socket filled.
+        let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        while self.reading && !self.paused {
+            let mut read = Bytes::new();
+            match self.poll_read(cx, &mut buf, |bytes| read = Bytes::copy_from_slice(bytes)) {
                 Poll::Ready(Ok(0)) => {
                     self.reading = false;
                     self.inbox.finish(None, Some(cx));
                 }
-                Poll::Ready(Ok(n)) => self.inbox.push(Bytes::copy_from_slice(&buf[..n]), Some(cx)),
+                Poll::Ready(Ok(_)) => {
+                    self.inbox.push(read, Some(cx));
+                    self.paused = self.inbox.len() >= INBOX_MAX;
+                }
                 Poll::Ready(Err(err)) => {
                     tracing::debug!(%err, "websocket read failed");
                     self.reading = false;
@@ -216,11 +221,22 @@ impl Owned {
         }
     }
 
-    /// One read from the socket.
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut buf = ReadBuf::new(buf);
+    /// One read from the socket into `buf`; what it read goes to `take` (when not empty).
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [MaybeUninit<u8>],
+        take: impl FnOnce(&[u8]),
+    ) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::uninit(buf);
         match tokio::io::AsyncRead::poll_read(Pin::new(&mut self.io), cx, &mut buf) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+            Poll::Ready(Ok(())) => {
+                let read = buf.filled();
+                if !read.is_empty() {
+                    take(read);
+                }
+                Poll::Ready(Ok(read.len()))
+            }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending => Poll::Pending,
         }
@@ -229,9 +245,9 @@ impl Owned {
     /// The body has ended: the client's side is read to its end (or for a grace period),
     /// what it sends dropped.
     fn poll_closing(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut buf = [0u8; READ_CHUNK];
+        let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
         loop {
-            match self.poll_read(cx, &mut buf) {
+            match self.poll_read(cx, &mut buf, |_| {}) {
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(_)) => {}
                 Poll::Pending => break,
@@ -249,10 +265,7 @@ impl Future for Owned {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if let Some(ending) = &this.ending
-            && ending.poll_ended_with(cx, &mut this.ending_waker)
-        {
-            // Ended from outside (its session closed and the client does not read).
+        if (this.ending_waker.is_none() || !this.out.is_empty()) && this.ended(cx) {
             return Poll::Ready(());
         }
         if this.closing.is_some() {
@@ -288,6 +301,7 @@ impl Future for Owned {
                     tracing::debug!(%err, "websocket write failed");
                     return Poll::Ready(());
                 }
+                Poll::Pending if this.ended(cx) => return Poll::Ready(()),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -295,6 +309,17 @@ impl Future for Owned {
 }
 
 impl Owned {
+    /// Whether the connection was ended from outside: its session closed and the client does
+    /// not read, so a write stays blocked (see `tcp`). Registers the task to be woken when it
+    /// is, at its first poll; after that the flag is read only while a write is blocked (at the
+    /// start of a poll and when a write blocks), the one state its end is for. A connection
+    /// woken to write then leaves the flag's line alone.
+    fn ended(&mut self, cx: &mut Context<'_>) -> bool {
+        self.ending
+            .as_ref()
+            .is_some_and(|ending| ending.poll_ended_with(cx, &mut self.ending_waker))
+    }
+
     /// Takes what the body has to write, up to [`WRITE_MAX`] bytes.
     fn fill(&mut self, cx: &mut Context<'_>) {
         while !self.body_done && self.queued < WRITE_MAX {
