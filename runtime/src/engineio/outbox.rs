@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use super::chunk::{Broadcast, CHUNK, Chunk};
-use super::packet::Frame;
+use super::packet::{Frame, SharedText};
 use crate::sync::lock;
 
 /// One queue, kept inside its session, on a cache line of its own.
@@ -95,21 +95,58 @@ impl Run {
         usize::from(self.to - self.from)
     }
 
-    /// Takes the first frame; `None` once the run is empty.
-    fn pop_front(&mut self) -> Option<Frame> {
-        while self.from < self.to {
-            let at = usize::from(self.from);
-            self.from += 1;
+    fn is_empty(&self) -> bool {
+        self.from == self.to
+    }
+
+    /// Takes the first frame, lent from the chunk; `None` once the run is empty. An emptied
+    /// run stays (its chunk holds what was lent) until [`Queue::tidy`].
+    fn take_front(&mut self) -> Option<&Arc<SharedText>> {
+        let Run {
+            chunk,
+            from,
+            to,
+            bytes,
+        } = self;
+        let chunk: &Arc<Chunk> = chunk;
+        while *from < *to {
+            let at = usize::from(*from);
+            *from += 1;
             // Placed before the broadcast was handed to any queue: always there.
-            if let Some(shared) = self.chunk.get(at) {
-                let frame = Frame::Shared(shared.clone());
-                self.bytes = self
-                    .bytes
-                    .saturating_sub(u32::try_from(frame.len()).unwrap_or(u32::MAX));
-                return Some(frame);
+            if let Some(shared) = chunk.get(at) {
+                let len = u32::try_from(shared.text().len()).unwrap_or(u32::MAX);
+                *bytes = bytes.saturating_sub(len);
+                return Some(shared);
             }
         }
         None
+    }
+}
+
+/// A frame as the reader takes it: a broadcast's frame lent out of its chunk while the queue
+/// is locked (whoever keeps it clones it; writing it out needs only its bytes), or a frame
+/// handed over.
+#[derive(Debug)]
+pub(crate) enum Taken<'a> {
+    Lent(&'a Arc<SharedText>),
+    Frame(Frame),
+}
+
+impl Taken<'_> {
+    /// As [`Frame::len`].
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Taken::Lent(shared) => shared.text().len(),
+            Taken::Frame(frame) => frame.len(),
+        }
+    }
+
+    /// The frame, to keep.
+    pub(crate) fn into_frame(self) -> Frame {
+        match self {
+            Taken::Lent(shared) => Frame::Shared(Arc::clone(shared)),
+            Taken::Frame(frame) => frame,
+        }
     }
 }
 
@@ -139,54 +176,57 @@ impl Rest {
         self.entries.push_back(entry);
     }
 
-    fn pop_front(&mut self) -> Option<Frame> {
-        loop {
-            let frame = match self.entries.front_mut()? {
-                Entry::Frame(_) => match self.entries.pop_front() {
-                    Some(Entry::Frame(frame)) => Some(frame),
-                    _ => None,
-                },
-                Entry::Run(run) => {
-                    let frame = run.pop_front();
-                    if run.from == run.to {
-                        self.entries.pop_front();
-                    }
-                    frame
-                }
-            };
-            if let Some(frame) = frame {
-                self.frames -= 1;
-                self.bytes -= frame.len();
-                return Some(frame);
-            }
+    fn pop_front(&mut self) -> Option<Taken<'_>> {
+        // Runs emptied by earlier calls go first (the frames they lent are given back by now).
+        while matches!(self.entries.front(), Some(Entry::Run(run)) if run.is_empty()) {
+            self.entries.pop_front();
         }
+        let taken = if matches!(self.entries.front()?, Entry::Frame(_)) {
+            match self.entries.pop_front() {
+                Some(Entry::Frame(frame)) => Taken::Frame(frame),
+                _ => return None,
+            }
+        } else {
+            match self.entries.front_mut() {
+                Some(Entry::Run(run)) => Taken::Lent(run.take_front()?),
+                _ => return None,
+            }
+        };
+        self.frames -= 1;
+        self.bytes -= taken.len();
+        Some(taken)
     }
 }
 
 impl Queue {
-    fn pop_front(&mut self) -> Option<Frame> {
-        if let Some(rest) = self.rest.as_mut() {
-            let frame = rest.pop_front();
-            if rest.entries.is_empty() {
-                // An emptied queue gives its memory back at once: an idle connection keeps none.
-                self.rest = None;
-            }
-            if frame.is_some() {
-                return frame;
-            }
+    /// Takes the oldest frame. What it empties stays until [`Queue::tidy`], which every
+    /// reading call runs before it lets go of the lock.
+    fn pop_front(&mut self) -> Option<Taken<'_>> {
+        if let Some(rest) = self.rest.as_deref_mut()
+            && rest.frames > 0
+        {
+            return rest.pop_front();
         }
-        let last = self.last.as_mut()?;
-        let frame = last.pop_front();
-        if last.from == last.to {
+        self.last.as_mut()?.take_front().map(Taken::Lent)
+    }
+
+    /// Lets go of what the frames taken have emptied: an emptied queue gives its memory back
+    /// at once, so an idle connection keeps none.
+    fn tidy(&mut self) {
+        if self.rest.as_ref().is_some_and(|rest| rest.frames == 0) {
+            self.rest = None;
+        }
+        if self.last.as_ref().is_some_and(Run::is_empty) {
             self.last = None;
         }
-        frame
     }
 
     /// The box of older frames, with the newest run moved into it.
     fn settle_last(&mut self) -> &mut Rest {
         let rest = self.rest.get_or_insert_with(Box::default);
-        if let Some(run) = self.last.take() {
+        if let Some(run) = self.last.take()
+            && !run.is_empty()
+        {
             rest.push_back(Entry::Run(run));
         }
         rest
@@ -329,14 +369,18 @@ fn wake(waker: Option<Waker>) {
 impl Outbox {
     /// The next frame, if one is queued.
     pub(crate) fn try_recv(&self) -> Option<Frame> {
-        self.queue().pop_front()
+        let mut queue = self.queue();
+        let frame = queue.pop_front().map(Taken::into_frame);
+        queue.tidy();
+        frame
     }
 
     /// The next frame, or `Pending` with the task registered to be woken by the next push.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Frame> {
         let replaced = {
             let mut queue = self.queue();
-            if let Some(frame) = queue.pop_front() {
+            if let Some(frame) = queue.pop_front().map(Taken::into_frame) {
+                queue.tidy();
                 return Poll::Ready(frame);
             }
             queue.register(cx.waker())
@@ -346,22 +390,27 @@ impl Outbox {
     }
 
     /// Hands queued frames to `each` (with how many are queued, itself included), oldest first
-    /// and under one lock, until the queue is empty or `each` returns `false`. `Ready(true)`
-    /// when frames are left, `Ready(false)` when all were taken, `Pending` (the task registered
-    /// for the next push) when none was queued.
+    /// and under one lock, until the queue is empty or `each` returns `false`; a broadcast's
+    /// frame is lent (see [`Taken`]). `Ready(true)` when frames are left, `Ready(false)` when
+    /// all were taken, `Pending` (the task registered for the next push) when none was queued.
     pub(crate) fn poll_drain(
         &self,
         cx: &mut Context<'_>,
-        mut each: impl FnMut(Frame, usize) -> bool,
+        mut each: impl FnMut(Taken<'_>, usize) -> bool,
     ) -> Poll<bool> {
         let replaced = {
             let mut queue = self.queue();
             if !queue.is_empty() {
-                while let Some(frame) = queue.pop_front() {
-                    if !each(frame, queue.len() + 1) {
+                loop {
+                    let queued = queue.len();
+                    let Some(taken) = queue.pop_front() else {
+                        break;
+                    };
+                    if !each(taken, queued) {
                         break;
                     }
                 }
+                queue.tidy();
                 return Poll::Ready(!queue.is_empty());
             }
             queue.register(cx.waker())
@@ -427,14 +476,14 @@ mod tests {
         }
         let mut seen = Vec::new();
         let left = outbox.poll_drain(&mut cx, |frame, queued| {
-            seen.push((frame, queued));
+            seen.push((frame.into_frame(), queued));
             seen.len() < 2
         });
         assert_eq!(left, Poll::Ready(true));
         assert_eq!(seen, vec![(frame(1), 3), (frame(2), 2)]);
         seen.clear();
         let left = outbox.poll_drain(&mut cx, |frame, queued| {
-            seen.push((frame, queued));
+            seen.push((frame.into_frame(), queued));
             true
         });
         assert_eq!(left, Poll::Ready(false));
@@ -488,6 +537,72 @@ mod tests {
         assert_eq!(outbox.try_recv(), None);
         assert!(outbox.queue().is_empty());
         assert_eq!(outbox.queue().bytes(), 0);
+    }
+
+    #[test]
+    fn a_drain_lends_broadcast_frames_and_lets_go_of_emptied_runs() {
+        let outbox = Outbox::new(frames(1000));
+        let own = Frame::Binary(vec![7].into());
+        // Two runs (the chunk's end splits them), an own frame, then a run again.
+        let sent: Vec<Broadcast> = (0..CHUNK + 2)
+            .map(|n| broadcast("outbox-test/lend", &n.to_string()))
+            .collect();
+        for b in &sent[..CHUNK + 1] {
+            assert_eq!(outbox.push_broadcast(b), Ok(()));
+        }
+        assert_eq!(outbox.push(own.clone()), Ok(()));
+        assert_eq!(outbox.push_broadcast(&sent[CHUNK + 1]), Ok(()));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut seen = Vec::new();
+        let left = outbox.poll_drain(&mut cx, |next, _| {
+            let lent = matches!(next, Taken::Lent(_));
+            seen.push((lent, next.into_frame()));
+            true
+        });
+        assert_eq!(left, Poll::Ready(false));
+        let mut expected: Vec<(bool, Frame)> = sent[..CHUNK + 1]
+            .iter()
+            .map(|b| (true, shared(b)))
+            .collect();
+        expected.push((false, own));
+        expected.push((true, shared(&sent[CHUNK + 1])));
+        assert_eq!(
+            seen, expected,
+            "broadcasts lent, own frames handed over, in order"
+        );
+        let queue = outbox.queue();
+        assert!(queue.rest.is_none() && queue.last.is_none(), "nothing kept");
+        assert_eq!((queue.len(), queue.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_run_emptied_by_a_drain_that_stopped_early_goes_on() {
+        let outbox = Outbox::new(frames(1000));
+        let sent: Vec<Broadcast> = (0..4)
+            .map(|n| broadcast("outbox-test/early", &n.to_string()))
+            .collect();
+        for b in &sent[..2] {
+            assert_eq!(outbox.push_broadcast(b), Ok(()));
+        }
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut seen = Vec::new();
+        // Stops at the run's last frame: the emptied run must not stay as an entry.
+        let left = outbox.poll_drain(&mut cx, |next, _| {
+            seen.push(next.into_frame());
+            seen.len() < 2
+        });
+        assert_eq!(left, Poll::Ready(false));
+        assert!(outbox.queue().last.is_none());
+        for b in &sent[2..] {
+            assert_eq!(outbox.push_broadcast(b), Ok(()));
+        }
+        while let Some(frame) = outbox.try_recv() {
+            seen.push(frame);
+        }
+        assert_eq!(seen, sent.iter().map(shared).collect::<Vec<_>>());
+        assert!(outbox.queue().is_empty());
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl Reader {
     pub(crate) fn poll_drain(
         &mut self,
         cx: &mut Context<'_>,
-        each: impl FnMut(Frame, usize) -> bool,
+        each: impl FnMut(outbox::Taken<'_>, usize) -> bool,
     ) -> Poll<bool> {
         self.0.outbox.poll_drain(cx, each)
     }

@@ -3,6 +3,7 @@
 //! the close frame that says why a connection ends.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use actix_http::ws::{self, CloseCode, Codec, Item, Message, ProtocolError};
@@ -13,6 +14,7 @@ use futures_util::Stream as _;
 use tokio_util::codec::Decoder as _;
 
 use super::error::CloseReason;
+use super::outbox::Taken;
 use super::packet::{Frame, encode_websocket};
 
 /// One whole message from the client.
@@ -251,24 +253,32 @@ impl Output {
         super::pacer::start_here();
         let (out, ready) = (&mut self.out, &mut self.ready);
         let mut taken = 0;
-        let drained = queue.poll_drain(cx, |frame, queued| {
-            match frame {
-                Frame::Shared(shared) if out.is_empty() && ready.is_none() => {
+        let drained = queue.poll_drain(cx, |next, queued| {
+            match next {
+                // Alone so far: kept whole, to be handed over as it is.
+                Taken::Lent(shared) if out.is_empty() && ready.is_none() => {
+                    *ready = Some(Arc::clone(shared));
+                }
+                Taken::Frame(Frame::Shared(shared)) if out.is_empty() && ready.is_none() => {
                     *ready = Some(shared);
                 }
-                frame => {
+                next => {
                     if out.is_empty() {
                         // Room for this batch at once, not a growth step per frame.
                         let each = ready
                             .as_ref()
                             .map_or(0, |first| first.websocket().len())
-                            .max(frame.len() + 14);
+                            .max(next.len() + 14);
                         out.reserve((each * (queued + 1)).min(WRITE_CHUNK));
                     }
                     if let Some(first) = ready.take() {
                         out.extend_from_slice(first.websocket());
                     }
-                    write_frame(out, frame);
+                    match next {
+                        // Copied out of the chunk: no count taken on the frame.
+                        Taken::Lent(shared) => out.extend_from_slice(shared.websocket()),
+                        Taken::Frame(frame) => write_frame(out, frame),
+                    }
                 }
             }
             taken += 1;
