@@ -1013,9 +1013,17 @@ async fn settled_rss(pid: u32) -> u64 {
 }
 
 async fn run(settings: Settings) -> RunResult {
+    // Room for every latency up front: growing the vector during the measured phase copied it
+    // (tens of megabytes) on the load generator's core.
+    let room = usize::try_from(settings.emits.saturating_mul(settings.conns))
+        .unwrap_or(0)
+        .min(1 << 26);
     let shared = Rc::new(Shared {
         t0: Instant::now(),
-        latencies_ns: Default::default(),
+        latencies_ns: [
+            RefCell::new(Vec::with_capacity(room)),
+            RefCell::new(Vec::with_capacity(if settings.addr2.is_some() { room } else { 0 })),
+        ],
         received: Cell::new(0),
         last_receive_ns: Cell::new(0),
         node_received: Default::default(),
