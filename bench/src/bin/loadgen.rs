@@ -1022,7 +1022,11 @@ async fn run(settings: Settings) -> RunResult {
         t0: Instant::now(),
         latencies_ns: [
             RefCell::new(Vec::with_capacity(room)),
-            RefCell::new(Vec::with_capacity(if settings.addr2.is_some() { room } else { 0 })),
+            RefCell::new(Vec::with_capacity(if settings.addr2.is_some() {
+                room
+            } else {
+                0
+            })),
         ],
         received: Cell::new(0),
         last_receive_ns: Cell::new(0),

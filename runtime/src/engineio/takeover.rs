@@ -272,8 +272,14 @@ impl Future for Owned {
             return this.poll_closing(cx);
         }
         this.read(cx);
+        // Whether the body answered `Pending` in this poll: it is then registered to wake the
+        // task, and polling it again after a write would only find the same nothing (a pass
+        // over its input and its queue per write).
+        let mut waiting = false;
         loop {
-            this.fill(cx);
+            if !waiting {
+                waiting = this.fill(cx);
+            }
             if this.out.is_empty() {
                 if this.body_done {
                     // Everything is written: say so, and let the client close its side.
@@ -286,6 +292,7 @@ impl Future for Owned {
                     this.paused = false;
                     this.read(cx);
                     if !this.inbox.is_empty() {
+                        waiting = false;
                         continue;
                     }
                 }
@@ -320,8 +327,9 @@ impl Owned {
             .is_some_and(|ending| ending.poll_ended_with(cx, &mut self.ending_waker))
     }
 
-    /// Takes what the body has to write, up to [`WRITE_MAX`] bytes.
-    fn fill(&mut self, cx: &mut Context<'_>) {
+    /// Takes what the body has to write, up to [`WRITE_MAX`] bytes; `true` when the body
+    /// answered `Pending` (it has nothing more until it wakes the task).
+    fn fill(&mut self, cx: &mut Context<'_>) -> bool {
         while !self.body_done && self.queued < WRITE_MAX {
             match Pin::new(&mut self.body).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
@@ -335,9 +343,10 @@ impl Owned {
                     self.body_done = true;
                 }
                 Poll::Ready(None) => self.body_done = true,
-                Poll::Pending => return,
+                Poll::Pending => return true,
             }
         }
+        false
     }
 
     /// Writes what is queued, in one call, as far as the socket takes it.

@@ -87,6 +87,10 @@ impl MessageReader {
     /// The next complete message in the bytes read so far, continuations put together.
     fn decode(&mut self, output: &mut Output) -> Result<Option<Incoming>, CloseReason> {
         loop {
+            if self.input.is_empty() {
+                // The usual case (a writer's poll): no call into the codec.
+                return Ok(None);
+            }
             let frame = match self.codec.decode(&mut self.input) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Ok(None),
