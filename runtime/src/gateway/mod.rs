@@ -2,6 +2,7 @@
 //! join / leave / event / disconnect calls on the [`crate::channels::Hub`] and encoding the
 //! hub's outgoing events once for all its connections.
 
+mod joins;
 pub(crate) mod phoenix;
 pub(crate) mod plain;
 pub(crate) mod socketio;

@@ -15,22 +15,21 @@
 //! current one are stale and ignored.
 
 use std::any::TypeId;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use serde_json::value::RawValue;
-use smallvec::SmallVec;
 
 use super::ConnectHook;
+use super::joins::Joins;
 use crate::channels::{
-    Encoding, EventError, Handshake, Hub, JoinError, LeaveReason, Member, MemberTag, Outgoing,
-    Reply, Sink,
+    Encoded, Encoding, EventError, Handshake, Hub, JoinError, LeaveReason, Member, MemberTag,
+    Outgoing, Reply, Sink,
 };
 use crate::engineio::{CloseReason, Frame, Placed};
 use crate::payload::Payload;
 use crate::phoenix::{Body, Message, PhoenixHandler, Socket, Vsn, empty_object, frame};
 use crate::refusal::ConnectRefusal;
-use crate::sync::lock;
 
 /// The channel layer behind the Phoenix endpoint.
 pub(crate) struct PhoenixGateway {
@@ -62,7 +61,7 @@ impl PhoenixHandler for PhoenixGateway {
             let (id, identity) = super::identify(hook, &handshake, socket.id()).await?;
             let sink = Arc::new(PhoenixSink {
                 socket,
-                joins: Mutex::default(),
+                joins: Joins::default(),
                 next_tag: AtomicU64::new(1),
             });
             let member = Member::new(&hub, id, handshake, identity, sink.clone());
@@ -112,8 +111,30 @@ const MAX_HELD: usize = 4096;
 struct PhoenixSink {
     socket: Arc<Socket>,
     /// Most sockets join few topics.
-    joins: Mutex<SmallVec<[Join; 2]>>,
+    joins: Joins<Join>,
     next_tag: AtomicU64,
+}
+
+impl super::joins::Join for Join {
+    fn settled(&self) -> Option<MemberTag> {
+        (self.held.is_none() && !self.superseded).then_some(self.tag)
+    }
+}
+
+/// What a delivery does once the join list's lock is let go.
+enum Step<'a> {
+    Done,
+    Close,
+    Send(Encoded<'a, Placed>),
+}
+
+/// A broadcast's frame for `socket`'s kind of client, encoded once per event and kind.
+fn broadcast<'a>(socket: &Socket, message: &'a Outgoing) -> Encoded<'a, Placed> {
+    match (socket.vsn(), socket.binary_frames()) {
+        (Vsn::V2, true) => message.encoded(&V2WebSocket),
+        (Vsn::V2, false) => message.encoded(&V2Text),
+        (Vsn::V1, _) => message.encoded(&V1Text),
+    }
 }
 
 /// Broadcast encodings, one per kind of client, each made once per event.
@@ -170,45 +191,48 @@ fn reason(reason: &str) -> Box<RawValue> {
 impl Sink for PhoenixSink {
     fn deliver(&self, message: &Outgoing, tag: MemberTag) -> bool {
         let socket = &self.socket;
-        let mut joins = lock(&self.joins);
-        let Some(join) = joins.iter_mut().find(|join| join.tag == tag) else {
-            // A membership the client has left or replaced: nothing for it.
-            return true;
-        };
-        // A push carries the member's join_ref; a broadcast is encoded once for all.
-        let (direct, encoded);
-        let placed: &Placed = if message.is_direct() {
-            direct = Placed::Frame(frame(
-                &phoenix_message(message, Some(&join.join_ref)),
-                socket.vsn(),
-                socket.binary_frames(),
-            ));
-            &direct
-        } else {
-            encoded = match (socket.vsn(), socket.binary_frames()) {
-                (Vsn::V2, true) => message.encoded(&V2WebSocket),
-                (Vsn::V2, false) => message.encoded(&V2Text),
-                (Vsn::V1, _) => message.encoded(&V1Text),
-            };
-            &encoded
-        };
-        if let Some(held) = &mut join.held {
-            if held.len() >= MAX_HELD {
-                // The join's hooks take long while its channel is busy: as with any queue
-                // the client cannot drain, the connection is cut.
-                drop(joins);
-                socket.close(CloseReason::QueueFull);
-                return false;
-            }
-            held.push(placed.frame());
-            return true;
+        if !message.is_direct() && self.joins.is_settled(tag) {
+            // The usual case, a broadcast to the socket's one join, answered long ago: no lock.
+            return socket.send_placed(&broadcast(socket, message)).is_ok();
         }
-        drop(joins);
-        socket.send_placed(placed).is_ok()
+        let step = self.joins.edit(|joins| {
+            let Some(join) = joins.iter_mut().find(|join| join.tag == tag) else {
+                // A membership the client has left or replaced: nothing for it.
+                return Step::Done;
+            };
+            // A push carries the member's join_ref; a broadcast is encoded once for all.
+            let placed = if message.is_direct() {
+                Encoded::Owned(Placed::Frame(frame(
+                    &phoenix_message(message, Some(&join.join_ref)),
+                    socket.vsn(),
+                    socket.binary_frames(),
+                )))
+            } else {
+                broadcast(socket, message)
+            };
+            match &mut join.held {
+                // The join's hooks take long while its channel is busy: as with any queue the
+                // client cannot drain, the connection is cut.
+                Some(held) if held.len() >= MAX_HELD => Step::Close,
+                Some(held) => {
+                    held.push(placed.frame());
+                    Step::Done
+                }
+                None => Step::Send(placed),
+            }
+        });
+        match step {
+            Step::Done => true,
+            Step::Close => {
+                socket.close(CloseReason::QueueFull);
+                false
+            }
+            Step::Send(placed) => socket.send_placed(&placed).is_ok(),
+        }
     }
 
     fn touch(&self) {
-        std::hint::black_box(self.joins.is_poisoned());
+        std::hint::black_box(self.joins.touch());
         std::hint::black_box(self.socket.session().touch());
     }
 }
@@ -216,22 +240,26 @@ impl Sink for PhoenixSink {
 impl PhoenixSink {
     /// The current join of `topic`, if any: its join_ref and tag.
     fn current(&self, topic: &str) -> Option<(Box<str>, MemberTag)> {
-        lock(&self.joins)
-            .iter()
-            .find(|join| *join.topic == *topic && !join.superseded)
-            .map(|join| (join.join_ref.clone(), join.tag))
+        self.joins.read(|joins| {
+            joins
+                .iter()
+                .find(|join| *join.topic == *topic && !join.superseded)
+                .map(|join| (join.join_ref.clone(), join.tag))
+        })
     }
 
     /// Whether the join with `tag` is still there.
     fn has(&self, tag: MemberTag) -> bool {
-        lock(&self.joins).iter().any(|join| join.tag == tag)
+        self.joins
+            .read(|joins| joins.iter().any(|join| join.tag == tag))
     }
 
     /// Forgets the join with `tag`; true when it was there.
     fn forget(&self, tag: MemberTag) -> bool {
-        let mut joins = lock(&self.joins);
-        let at = joins.iter().position(|join| join.tag == tag);
-        at.map(|at| joins.remove(at)).is_some()
+        self.joins.edit(|joins| {
+            let at = joins.iter().position(|join| join.tag == tag);
+            at.map(|at| joins.remove(at)).is_some()
+        })
     }
 
     /// `phx_close` or `phx_error` for a join: `[jr, jr, topic, event, payload]`.
@@ -267,8 +295,7 @@ impl Link {
         let tag = sink.next_tag.fetch_add(1, Ordering::Relaxed);
         // A second join of the topic: the first one closes, then this one joins anew. A first
         // join still waiting for its verdict gets its reply first, then closes (see below).
-        let (replaced, pending) = {
-            let mut joins = lock(&sink.joins);
+        let (replaced, pending) = sink.joins.edit(|joins| {
             let at = joins
                 .iter()
                 .position(|join| *join.topic == *topic && !join.superseded);
@@ -290,7 +317,7 @@ impl Link {
                 superseded: false,
             });
             (replaced, pending)
-        };
+        });
         if let Some(old) = &replaced {
             sink.end(&old.join_ref, &topic, "phx_close", empty_object());
         }
@@ -306,21 +333,22 @@ impl Link {
             let msg_ref = msg_ref.as_deref();
             match verdict {
                 Ok(response) => {
-                    let mut joins = lock(&sink.joins);
-                    let at = joins.iter().position(|join| join.tag == tag);
-                    let held = at.and_then(|at| joins[at].held.take());
-                    let response = response.unwrap_or_else(empty_object);
-                    let _ = socket.reply(Some(&join_ref), msg_ref, &topic, "ok", &response);
-                    for frame in held.into_iter().flatten() {
-                        if socket.send_frame(frame).is_err() {
-                            break;
+                    // The reply and the frames held for it leave under the lock, before any
+                    // broadcast that finds the join settled.
+                    let superseded = sink.joins.edit(|joins| {
+                        let at = joins.iter().position(|join| join.tag == tag);
+                        let held = at.and_then(|at| joins[at].held.take());
+                        let response = response.unwrap_or_else(empty_object);
+                        let _ = socket.reply(Some(&join_ref), msg_ref, &topic, "ok", &response);
+                        for frame in held.into_iter().flatten() {
+                            if socket.send_frame(frame).is_err() {
+                                break;
+                            }
                         }
-                    }
-                    if let Some(at) = at
-                        && joins[at].superseded
-                    {
-                        joins.remove(at);
-                        drop(joins);
+                        let superseded = at.filter(|&at| joins[at].superseded);
+                        superseded.map(|at| joins.remove(at)).is_some()
+                    });
+                    if superseded {
                         sink.end(&join_ref, &topic, "phx_close", empty_object());
                     }
                 }

@@ -13,13 +13,13 @@
 //! Phoenix, a join's reply goes out before any other frame of that join.
 
 use std::any::TypeId;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use serde_json::value::RawValue;
-use smallvec::SmallVec;
 
 use super::ConnectHook;
+use super::joins::Joins;
 use crate::channels::{
     Encoding, Handshake, Hub, LeaveReason, Member, MemberTag, Outgoing, Reply, Sink,
 };
@@ -27,7 +27,6 @@ use crate::engineio::{CloseReason, Frame, Placed};
 use crate::payload::Payload;
 use crate::plainws::{ClientMessage, PlainHandler, PlainSocket, ServerMessage};
 use crate::refusal::ConnectRefusal;
-use crate::sync::lock;
 
 /// The channel layer behind the plain WebSocket endpoint.
 pub(crate) struct PlainGateway {
@@ -48,8 +47,14 @@ type Join = (Box<str>, MemberTag, Option<Vec<Frame>>);
 /// A socket as the channel layer's sink: its memberships.
 struct PlainSink {
     socket: Arc<PlainSocket>,
-    joins: Mutex<SmallVec<[Join; 2]>>,
+    joins: Joins<Join>,
     next_tag: AtomicU64,
+}
+
+impl super::joins::Join for Join {
+    fn settled(&self) -> Option<MemberTag> {
+        self.2.is_none().then_some(self.1)
+    }
 }
 
 /// How many frames of one join may wait for its reply, as many as a connection's queue.
@@ -77,6 +82,13 @@ impl Encoding for Events {
     }
 }
 
+/// What a delivery does once the join list's lock is let go.
+enum Step {
+    Done,
+    Close,
+    Send,
+}
+
 fn null() -> Box<RawValue> {
     RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!("null is JSON"))
 }
@@ -84,28 +96,34 @@ fn null() -> Box<RawValue> {
 impl Sink for PlainSink {
     fn deliver(&self, message: &Outgoing, tag: MemberTag) -> bool {
         let placed = message.encoded(&Events);
-        let mut joins = lock(&self.joins);
-        match joins.iter_mut().find(|(_, t, _)| *t == tag) {
-            // A membership it has left: nothing for it.
-            None => true,
-            Some((_, _, Some(held))) if held.len() >= MAX_HELD => {
-                drop(joins);
+        if self.joins.is_settled(tag) {
+            // The usual case, its one join answered long ago: no lock.
+            return self.socket.send_placed(&placed).is_ok();
+        }
+        let step = self.joins.edit(|joins| {
+            match joins.iter_mut().find(|(_, t, _)| *t == tag) {
+                // A membership it has left: nothing for it.
+                None => Step::Done,
+                Some((_, _, Some(held))) if held.len() >= MAX_HELD => Step::Close,
+                Some((_, _, Some(held))) => {
+                    held.push(placed.frame());
+                    Step::Done
+                }
+                Some((_, _, None)) => Step::Send,
+            }
+        });
+        match step {
+            Step::Done => true,
+            Step::Close => {
                 self.socket.close(CloseReason::QueueFull);
                 false
             }
-            Some((_, _, Some(held))) => {
-                held.push(placed.frame());
-                true
-            }
-            Some((_, _, None)) => {
-                drop(joins);
-                self.socket.send_placed(&placed).is_ok()
-            }
+            Step::Send => self.socket.send_placed(&placed).is_ok(),
         }
     }
 
     fn touch(&self) {
-        std::hint::black_box(self.joins.is_poisoned());
+        std::hint::black_box(self.joins.touch());
         std::hint::black_box(self.socket.session().touch());
     }
 }
@@ -157,7 +175,7 @@ impl PlainHandler for PlainGateway {
             let (id, identity) = super::identify(hook, &handshake, socket.id()).await?;
             let sink = Arc::new(PlainSink {
                 socket: socket.clone(),
-                joins: Mutex::default(),
+                joins: Joins::default(),
                 next_tag: AtomicU64::new(1),
             });
             let member = Member::new(&hub, id, handshake, identity, sink.clone());
@@ -213,33 +231,43 @@ impl Link {
     ) -> Result<(), crate::channels::Overloaded> {
         let sink = self.sink.clone();
         let tag = sink.next_tag.fetch_add(1, Ordering::Relaxed);
-        lock(&sink.joins).push((channel.as_str().into(), tag, Some(Vec::new())));
+        sink.joins
+            .edit(|joins| joins.push((channel.as_str().into(), tag, Some(Vec::new()))));
         let name = channel.clone();
         self.member.join(channel, payload, tag, move |verdict| {
             let socket = &sink.socket;
-            let mut joins = lock(&sink.joins);
-            let at = joins.iter().position(|(_, t, _)| *t == tag);
-            match verdict {
-                Ok(response) => {
-                    let held = at.and_then(|at| joins[at].2.take());
-                    let _ = socket.send(&ServerMessage::Reply {
-                        msg_ref: msg_ref.as_deref(),
-                        channel: bound.then_some(name.as_str()),
-                        status: "ok",
-                        response: response.as_deref(),
-                        reason: None,
-                    });
-                    for frame in held.into_iter().flatten() {
-                        if socket.send_frame(frame).is_err() {
-                            break;
+            // The reply and the frames held for it leave under the lock, before any broadcast
+            // that finds the join settled.
+            let refused = sink.joins.edit(|joins| {
+                let at = joins.iter().position(|(_, t, _)| *t == tag);
+                match verdict {
+                    Ok(response) => {
+                        let held = at.and_then(|at| joins[at].2.take());
+                        let _ = socket.send(&ServerMessage::Reply {
+                            msg_ref: msg_ref.as_deref(),
+                            channel: bound.then_some(name.as_str()),
+                            status: "ok",
+                            response: response.as_deref(),
+                            reason: None,
+                        });
+                        for frame in held.into_iter().flatten() {
+                            if socket.send_frame(frame).is_err() {
+                                break;
+                            }
                         }
+                        None
+                    }
+                    Err(err) => {
+                        if let Some(at) = at {
+                            joins.remove(at);
+                        }
+                        Some(err)
                     }
                 }
-                Err(err) => {
-                    if let Some(at) = at {
-                        joins.remove(at);
-                    }
-                    drop(joins);
+            });
+            match refused {
+                None => {}
+                Some(err) => {
                     if bound {
                         let _ = socket.send(&ServerMessage::Error {
                             reason: err.reason(),
@@ -260,7 +288,9 @@ impl Link {
         msg_ref: Option<Box<RawValue>>,
     ) -> Result<(), crate::channels::Overloaded> {
         // Whatever is still on the way for the channel is dropped from now on.
-        lock(&self.sink.joins).retain(|(name, _, _)| **name != *channel);
+        self.sink
+            .joins
+            .edit(|joins| joins.retain(|(name, _, _)| **name != *channel));
         let sink = self.sink.clone();
         self.member.leave(channel, move |_| {
             sink.reply(msg_ref.as_deref(), "ok", None, None);
