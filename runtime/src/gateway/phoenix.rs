@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::value::RawValue;
 
 use super::ConnectHook;
-use super::joins::Joins;
+use super::joins::{Delivery, Joins};
 use crate::channels::{
     Encoded, Encoding, EventError, Handshake, Hub, JoinError, LeaveReason, Member, MemberTag,
     Outgoing, Reply, Sink,
@@ -103,10 +103,6 @@ struct Join {
     superseded: bool,
 }
 
-/// How many frames of one join may wait for its reply (the `joined` hook's pushes and the
-/// channel's broadcasts while `pass` and `joined` run), as many as a connection's queue.
-const MAX_HELD: usize = 4096;
-
 /// A socket as the channel layer's sink: its joins, by topic.
 struct PhoenixSink {
     socket: Arc<Socket>,
@@ -116,16 +112,17 @@ struct PhoenixSink {
 }
 
 impl super::joins::Join for Join {
+    fn tag(&self) -> MemberTag {
+        self.tag
+    }
+
+    fn held(&mut self) -> Option<&mut Vec<Frame>> {
+        self.held.as_mut()
+    }
+
     fn settled(&self) -> Option<MemberTag> {
         (self.held.is_none() && !self.superseded).then_some(self.tag)
     }
-}
-
-/// What a delivery does once the join list's lock is let go.
-enum Step<'a> {
-    Done,
-    Close,
-    Send(Encoded<'a, Placed>),
 }
 
 /// A broadcast's frame for `socket`'s kind of client, encoded once per event and kind.
@@ -195,13 +192,9 @@ impl Sink for PhoenixSink {
             // The usual case, a broadcast to the socket's one join, answered long ago: no lock.
             return socket.send_placed(&broadcast(socket, message)).is_ok();
         }
-        let step = self.joins.edit(|joins| {
-            let Some(join) = joins.iter_mut().find(|join| join.tag == tag) else {
-                // A membership the client has left or replaced: nothing for it.
-                return Step::Done;
-            };
-            // A push carries the member's join_ref; a broadcast is encoded once for all.
-            let placed = if message.is_direct() {
+        // A push carries the member's join_ref; a broadcast is encoded once for all.
+        let make = |join: &Join| {
+            if message.is_direct() {
                 Encoded::Owned(Placed::Frame(frame(
                     &phoenix_message(message, Some(&join.join_ref)),
                     socket.vsn(),
@@ -209,25 +202,16 @@ impl Sink for PhoenixSink {
                 )))
             } else {
                 broadcast(socket, message)
-            };
-            match &mut join.held {
-                // The join's hooks take long while its channel is busy: as with any queue the
-                // client cannot drain, the connection is cut.
-                Some(held) if held.len() >= MAX_HELD => Step::Close,
-                Some(held) => {
-                    held.push(placed.frame());
-                    Step::Done
-                }
-                None => Step::Send(placed),
             }
-        });
-        match step {
-            Step::Done => true,
-            Step::Close => {
+        };
+        match self.joins.deliver(tag, make, |placed| placed.frame()) {
+            Delivery::Done => true,
+            // The join's hooks take long while its channel is busy.
+            Delivery::Full => {
                 socket.close(CloseReason::QueueFull);
                 false
             }
-            Step::Send(placed) => socket.send_placed(&placed).is_ok(),
+            Delivery::Send(placed) => socket.send_placed(&placed).is_ok(),
         }
     }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::value::RawValue;
 
 use super::ConnectHook;
-use super::joins::Joins;
+use super::joins::{Delivery, Joins};
 use crate::channels::{
     Encoding, Handshake, Hub, LeaveReason, Member, MemberTag, Outgoing, Reply, Sink,
 };
@@ -52,13 +52,18 @@ struct PlainSink {
 }
 
 impl super::joins::Join for Join {
+    fn tag(&self) -> MemberTag {
+        self.1
+    }
+
+    fn held(&mut self) -> Option<&mut Vec<Frame>> {
+        self.2.as_mut()
+    }
+
     fn settled(&self) -> Option<MemberTag> {
         self.2.is_none().then_some(self.1)
     }
 }
-
-/// How many frames of one join may wait for its reply, as many as a connection's queue.
-const MAX_HELD: usize = 4096;
 
 /// `{"type":"event",...}`, made once per event for every plain WebSocket member.
 struct Events;
@@ -82,13 +87,6 @@ impl Encoding for Events {
     }
 }
 
-/// What a delivery does once the join list's lock is let go.
-enum Step {
-    Done,
-    Close,
-    Send,
-}
-
 fn null() -> Box<RawValue> {
     RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!("null is JSON"))
 }
@@ -100,25 +98,13 @@ impl Sink for PlainSink {
             // The usual case, its one join answered long ago: no lock.
             return self.socket.send_placed(&placed).is_ok();
         }
-        let step = self.joins.edit(|joins| {
-            match joins.iter_mut().find(|(_, t, _)| *t == tag) {
-                // A membership it has left: nothing for it.
-                None => Step::Done,
-                Some((_, _, Some(held))) if held.len() >= MAX_HELD => Step::Close,
-                Some((_, _, Some(held))) => {
-                    held.push(placed.frame());
-                    Step::Done
-                }
-                Some((_, _, None)) => Step::Send,
-            }
-        });
-        match step {
-            Step::Done => true,
-            Step::Close => {
+        match self.joins.deliver(tag, |_| (), |()| placed.frame()) {
+            Delivery::Done => true,
+            Delivery::Full => {
                 self.socket.close(CloseReason::QueueFull);
                 false
             }
-            Step::Send => self.socket.send_placed(&placed).is_ok(),
+            Delivery::Send(()) => self.socket.send_placed(&placed).is_ok(),
         }
     }
 
