@@ -21,7 +21,7 @@ use super::error::{EmitError, EventError, JoinError};
 use super::fanout::{ClusterEvents, Fanout, LocalDelivery};
 use super::history::{ClusterSession, Handover, History, HistoryLimits, Kept, SessionChannel};
 use super::member::{Member, MemberId, MemberTag};
-use super::outgoing::Outgoing;
+use super::outgoing::{Outgoing, Sink};
 use super::presence::{
     self, ChannelPresence, NodeRecords, PresenceChange, PresenceDiff, PresenceError, Presences,
 };
@@ -61,8 +61,20 @@ const SHARDS: usize = 16;
 /// ([`Sink::touch`](super::outgoing::Sink::touch)).
 const TOUCH_AHEAD: usize = 32;
 
-/// A channel's members on this node, with the tag each membership was given.
-type Members = HashMap<MemberId, (Arc<Member>, MemberTag)>;
+/// A channel's members on this node, by id.
+type Members = HashMap<MemberId, Membership>;
+
+/// One member of a channel on this node.
+#[derive(Clone)]
+struct Membership {
+    member: Arc<Member>,
+    /// The member's sink, kept here as well: a broadcast goes from the channel's members
+    /// straight to their queues, without reading each member on the way (one cache miss
+    /// fewer per delivery).
+    sink: Arc<dyn Sink>,
+    /// What the gateway gave the membership when the join succeeded.
+    tag: MemberTag,
+}
 
 /// The channel layer: the registry, the subscriptions and the application data.
 pub struct Hub {
@@ -259,7 +271,14 @@ impl Hub {
         {
             let mut shard = write(self.shard(channel));
             let members = shard.entry(channel.to_owned()).or_default();
-            members.insert(member.id(), (member.clone(), tag));
+            members.insert(
+                member.id(),
+                Membership {
+                    member: member.clone(),
+                    sink: member.sink.clone(),
+                    tag,
+                },
+            );
             // Presence first: a fan-out asks for the other nodes' presence once it has
             // subscribed to the channel.
             if entry.presence {
@@ -871,8 +890,8 @@ impl Hub {
                 .get_mut(channel)
                 .and_then(|p| p.untrack(member.id()));
             if let Some(members) = shard.get_mut(channel) {
-                if let Some((_, held)) = members.remove(&member.id()) {
-                    tag = held;
+                if let Some(membership) = members.remove(&member.id()) {
+                    tag = membership.tag;
                 }
                 if members.is_empty() {
                     shard.remove(channel);
@@ -1053,24 +1072,25 @@ impl Hub {
             return 0;
         };
         let mut members = members
-            .values()
-            .filter(|(member, _)| Some(member.id()) != except);
+            .iter()
+            .filter(|(id, _)| Some(**id) != except)
+            .map(|(_, membership)| membership);
         let mut delivered = 0;
         // Each queue is pushed to under its own lock, an atomic instruction that waits for
         // every load before it: member by member, the cache misses of a large channel would
         // come one after another. Reading a group's lines first lets them overlap.
         loop {
-            let chunk: smallvec::SmallVec<[&(Arc<Member>, MemberTag); TOUCH_AHEAD]> =
+            let chunk: smallvec::SmallVec<[&Membership; TOUCH_AHEAD]> =
                 members.by_ref().take(TOUCH_AHEAD).collect();
             if chunk.is_empty() {
                 return delivered;
             }
-            for (member, _) in &chunk {
-                member.sink.touch();
+            for membership in &chunk {
+                membership.sink.touch();
             }
             delivered += chunk
                 .iter()
-                .filter(|(member, tag)| member.sink.deliver(message, *tag))
+                .filter(|membership| membership.sink.deliver(message, membership.tag))
                 .count();
         }
     }
@@ -1098,9 +1118,9 @@ impl Hub {
             .get(message.channel())
             .map(|members| {
                 members
-                    .values()
-                    .filter(|(member, _)| Some(member.id()) != except)
-                    .cloned()
+                    .iter()
+                    .filter(|(id, _)| Some(**id) != except)
+                    .map(|(_, membership)| (membership.member.clone(), membership.tag))
                     .collect()
             })
             .unwrap_or_default();
@@ -1187,7 +1207,7 @@ impl Hub {
         let tag = read(self.shard(message.channel()))
             .get(message.channel())
             .and_then(|members| members.get(&member.id()))
-            .map(|(_, tag)| *tag);
+            .map(|membership| membership.tag);
         let Some(tag) = tag else {
             return false;
         };

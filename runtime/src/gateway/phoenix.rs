@@ -26,7 +26,7 @@ use crate::channels::{
     Encoded, Encoding, EventError, Handshake, Hub, JoinError, LeaveReason, Member, MemberTag,
     Outgoing, Reply, Sink,
 };
-use crate::engineio::{CloseReason, Frame, Placed};
+use crate::engineio::{CloseReason, Frame, Placed, Session};
 use crate::payload::Payload;
 use crate::phoenix::{Body, Message, PhoenixHandler, Socket, Vsn, empty_object, frame};
 use crate::refusal::ConnectRefusal;
@@ -60,6 +60,8 @@ impl PhoenixHandler for PhoenixGateway {
             let handshake = Handshake::new(socket.request().clone(), auth);
             let (id, identity) = super::identify(hook, &handshake, socket.id()).await?;
             let sink = Arc::new(PhoenixSink {
+                session: socket.session().clone(),
+                kind: (socket.vsn(), socket.binary_frames()),
                 socket,
                 joins: Joins::default(),
                 next_tag: AtomicU64::new(1),
@@ -106,6 +108,10 @@ struct Join {
 /// A socket as the channel layer's sink: its joins, by topic.
 struct PhoenixSink {
     socket: Arc<Socket>,
+    /// The socket's session and kind of client, kept here too: a broadcast is encoded and
+    /// queued without reading the socket first (one cache miss fewer per delivery).
+    session: Arc<Session>,
+    kind: (Vsn, bool),
     /// Most sockets join few topics.
     joins: Joins<Join>,
     next_tag: AtomicU64,
@@ -126,8 +132,8 @@ impl super::joins::Join for Join {
 }
 
 /// A broadcast's frame for `socket`'s kind of client, encoded once per event and kind.
-fn broadcast<'a>(socket: &Socket, message: &'a Outgoing) -> Encoded<'a, Placed> {
-    match (socket.vsn(), socket.binary_frames()) {
+fn broadcast(kind: (Vsn, bool), message: &Outgoing) -> Encoded<'_, Placed> {
+    match kind {
         (Vsn::V2, true) => message.encoded(&V2WebSocket),
         (Vsn::V2, false) => message.encoded(&V2Text),
         (Vsn::V1, _) => message.encoded(&V1Text),
@@ -190,7 +196,10 @@ impl Sink for PhoenixSink {
         let socket = &self.socket;
         if !message.is_direct() && self.joins.is_settled(tag) {
             // The usual case, a broadcast to the socket's one join, answered long ago: no lock.
-            return socket.send_placed(&broadcast(socket, message)).is_ok();
+            return self
+                .session
+                .send_placed(&broadcast(self.kind, message))
+                .is_ok();
         }
         // A push carries the member's join_ref; a broadcast is encoded once for all.
         let make = |join: &Join| {
@@ -201,7 +210,7 @@ impl Sink for PhoenixSink {
                     socket.binary_frames(),
                 )))
             } else {
-                broadcast(socket, message)
+                broadcast(self.kind, message)
             }
         };
         match self.joins.deliver(tag, make, |placed| placed.frame()) {
@@ -211,13 +220,13 @@ impl Sink for PhoenixSink {
                 socket.close(CloseReason::QueueFull);
                 false
             }
-            Delivery::Send(placed) => socket.send_placed(&placed).is_ok(),
+            Delivery::Send(placed) => self.session.send_placed(&placed).is_ok(),
         }
     }
 
     fn touch(&self) {
         std::hint::black_box(self.joins.touch());
-        std::hint::black_box(self.socket.session().touch());
+        std::hint::black_box(self.session.touch());
     }
 }
 

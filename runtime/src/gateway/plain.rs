@@ -23,7 +23,7 @@ use super::joins::{Delivery, Joins};
 use crate::channels::{
     Encoding, Handshake, Hub, LeaveReason, Member, MemberTag, Outgoing, Reply, Sink,
 };
-use crate::engineio::{CloseReason, Frame, Placed};
+use crate::engineio::{CloseReason, Frame, Placed, Session};
 use crate::payload::Payload;
 use crate::plainws::{ClientMessage, PlainHandler, PlainSocket, ServerMessage};
 use crate::refusal::ConnectRefusal;
@@ -47,6 +47,9 @@ type Join = (Box<str>, MemberTag, Option<Vec<Frame>>);
 /// A socket as the channel layer's sink: its memberships.
 struct PlainSink {
     socket: Arc<PlainSocket>,
+    /// The socket's session, kept here too: a broadcast queues into it without reading the
+    /// socket first (one cache miss fewer per delivery).
+    session: Arc<Session>,
     joins: Joins<Join>,
     next_tag: AtomicU64,
 }
@@ -96,7 +99,7 @@ impl Sink for PlainSink {
         let placed = message.encoded(&Events);
         if self.joins.is_settled(tag) {
             // The usual case, its one join answered long ago: no lock.
-            return self.socket.send_placed(&placed).is_ok();
+            return self.session.send_placed(&placed).is_ok();
         }
         match self.joins.deliver(tag, |_| (), |()| placed.frame()) {
             Delivery::Done => true,
@@ -104,13 +107,13 @@ impl Sink for PlainSink {
                 self.socket.close(CloseReason::QueueFull);
                 false
             }
-            Delivery::Send(()) => self.socket.send_placed(&placed).is_ok(),
+            Delivery::Send(()) => self.session.send_placed(&placed).is_ok(),
         }
     }
 
     fn touch(&self) {
         std::hint::black_box(self.joins.touch());
-        std::hint::black_box(self.socket.session().touch());
+        std::hint::black_box(self.session.touch());
     }
 }
 
@@ -161,6 +164,7 @@ impl PlainHandler for PlainGateway {
             let (id, identity) = super::identify(hook, &handshake, socket.id()).await?;
             let sink = Arc::new(PlainSink {
                 socket: socket.clone(),
+                session: socket.session().clone(),
                 joins: Joins::default(),
                 next_tag: AtomicU64::new(1),
             });

@@ -108,12 +108,6 @@ impl Socket {
         self.session.send(frame)
     }
 
-    /// Queues a channel event's frame, as [`Session::send_placed`](crate::engineio::Session)
-    /// does: a broadcast's in place when the queue ends with the channel's previous one.
-    pub(crate) fn send_placed(&self, placed: &crate::engineio::Placed) -> Result<(), SendError> {
-        self.session.send_placed(placed)
-    }
-
     /// Queues a `phx_reply`: `{"status": status, "response": response}` for the push `msg_ref`.
     ///
     /// # Errors

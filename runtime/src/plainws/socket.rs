@@ -73,12 +73,6 @@ impl PlainSocket {
         self.session.send(frame)
     }
 
-    /// Queues a channel event's frame, as [`Session::send_placed`](crate::engineio::Session)
-    /// does: a broadcast's in place when the queue ends with the channel's previous one.
-    pub(crate) fn send_placed(&self, placed: &crate::engineio::Placed) -> Result<(), SendError> {
-        self.session.send_placed(placed)
-    }
-
     /// Closes it; what was queued before still goes out (unless the client is gone or too
     /// slow), then the close frame.
     pub fn close(&self, reason: CloseReason) {
