@@ -107,6 +107,39 @@ impl Run {
         self.from == self.to
     }
 
+    /// Hands the run's frames to `each` (with `queued`, counted down), until the run is empty
+    /// or `each` returns `false`; how many it took, and whether the run is empty.
+    #[inline]
+    fn take_while(
+        &mut self,
+        mut queued: usize,
+        each: &mut impl FnMut(Taken<'_>, usize) -> bool,
+    ) -> (usize, bool) {
+        let Run {
+            chunk,
+            from,
+            to,
+            bytes,
+        } = self;
+        let first = *from;
+        while *from < *to {
+            let at = usize::from(*from);
+            *from += 1;
+            // Placed before the broadcast was handed to any queue: always there.
+            let Some(shared) = chunk.get(at) else {
+                continue;
+            };
+            let len = u32::try_from(shared.text().len()).unwrap_or(u32::MAX);
+            *bytes = bytes.saturating_sub(len);
+            let go_on = each(Taken::Lent(shared), queued);
+            queued = queued.saturating_sub(1);
+            if !go_on {
+                break;
+            }
+        }
+        (usize::from(*from - first), *from == *to)
+    }
+
     /// Takes the first frame, lent from the chunk; `None` once the run is empty. An emptied
     /// run stays (its chunk holds what was lent) until [`Queue::tidy`].
     fn take_front(&mut self) -> Option<&Arc<SharedText>> {
@@ -216,6 +249,45 @@ impl Queue {
             return rest.pop_front();
         }
         self.last.as_mut()?.take_front().map(Taken::Lent)
+    }
+
+    /// Hands frames to `each` (with how many are queued, itself included), oldest first,
+    /// until the queue is empty or `each` returns `false`. Runs are read place by place in a
+    /// loop of their own: nothing is handed back and forth per frame but the frame.
+    fn take_while(&mut self, mut each: impl FnMut(Taken<'_>, usize) -> bool) {
+        let mut queued = self.len();
+        if let Some(rest) = self.rest.as_deref_mut() {
+            while let Some(entry) = rest.entries.front_mut() {
+                match entry {
+                    Entry::Run(run) => {
+                        let before = run.bytes;
+                        let (taken, done) = run.take_while(queued, &mut each);
+                        queued = queued.saturating_sub(taken);
+                        rest.frames -= taken;
+                        rest.bytes -= (before - run.bytes) as usize;
+                        if !done {
+                            return;
+                        }
+                        rest.entries.pop_front();
+                    }
+                    Entry::Frame(_) => {
+                        let Some(Entry::Frame(frame)) = rest.entries.pop_front() else {
+                            return;
+                        };
+                        rest.frames -= 1;
+                        rest.bytes -= frame.len();
+                        let go_on = each(Taken::Frame(frame), queued);
+                        queued = queued.saturating_sub(1);
+                        if !go_on {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(run) = &mut self.last {
+            run.take_while(queued, &mut each);
+        }
     }
 
     /// Lets go of what the frames taken have emptied: an emptied queue gives its memory back
@@ -404,20 +476,12 @@ impl Outbox {
     pub(crate) fn poll_drain(
         &self,
         cx: &mut Context<'_>,
-        mut each: impl FnMut(Taken<'_>, usize) -> bool,
+        each: impl FnMut(Taken<'_>, usize) -> bool,
     ) -> Poll<bool> {
         let replaced = {
             let mut queue = self.queue();
             if !queue.is_empty() {
-                loop {
-                    let queued = queue.len();
-                    let Some(taken) = queue.pop_front() else {
-                        break;
-                    };
-                    if !each(taken, queued) {
-                        break;
-                    }
-                }
+                queue.take_while(each);
                 queue.tidy();
                 return Poll::Ready(!queue.is_empty());
             }
