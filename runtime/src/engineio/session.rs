@@ -78,18 +78,25 @@ impl Closing {
 ///
 /// A long-lived connection keeps one, so it is one allocation: the queue is inside, and the
 /// session's yes/no states share one atomic byte and one [`Notify`] for whoever waits on them.
+///
+/// Laid out by hand (`repr(C)`), for the broadcast and the writer: the queue and the state
+/// byte (which a push reads, to refuse a closed session) share the first cache line, so a
+/// delivery reads one line of the session; the close waker, which the writer registers before
+/// each wait, starts the second, with the id and the handshake. Everything else, which
+/// neither touches, comes after.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub struct Session {
-    sid: Sid,
+    outbox: Outbox,
     /// The bits below.
     state: AtomicU8,
+    /// Wakes the WebSocket connection (polled by actix's dispatcher, not a task) on close.
+    pub(crate) close_waker: AtomicWaker,
+    sid: Sid,
     handshake: Arc<Handshake>,
-    outbox: Outbox,
     /// Wakes tasks waiting on `state`: the close, the close delivered, an upgrade starting,
     /// the queue's reader letting go.
     changed: Notify,
-    /// Wakes the WebSocket connection (polled by actix's dispatcher, not a task) on close.
-    pub(crate) close_waker: AtomicWaker,
     reason: OnceLock<CloseReason>,
     /// The TCP connection of its WebSocket, when the server keeps handles on connections
     /// (`engineio::on_connect`): shut down shortly after the close if it is still open.
@@ -159,12 +166,12 @@ impl Session {
             TransportKind::Polling => 0,
         };
         Ok(Session {
-            sid: Sid::random()?,
-            state: AtomicU8::new(state),
-            handshake,
             outbox: Outbox::new(queue),
-            changed: Notify::new(),
+            state: AtomicU8::new(state),
             close_waker: AtomicWaker::new(),
+            sid: Sid::random()?,
+            handshake,
+            changed: Notify::new(),
             reason: OnceLock::new(),
             tcp: OnceLock::new(),
             closing,
@@ -417,6 +424,20 @@ impl Session {
     /// Resolves when the session closes.
     pub async fn closed(&self) {
         self.until(CLOSED).await;
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    use super::*;
+
+    #[test]
+    fn a_delivery_reads_one_line_and_a_writer_two() {
+        assert_eq!(std::mem::offset_of!(Session, outbox), 0);
+        assert!(std::mem::size_of::<Outbox>() < 64);
+        assert!(std::mem::offset_of!(Session, state) < 64);
+        let waker = std::mem::offset_of!(Session, close_waker);
+        assert!(waker >= 64 && waker + std::mem::size_of::<AtomicWaker>() <= 128);
     }
 }
 
