@@ -115,7 +115,7 @@ impl Run {
     }
 
     /// Hands the run's frames to `each` (with `queued`, counted down), until the run is empty
-    /// or `each` returns `false`; how many it took, and whether the run is empty.
+    /// or `each` returns `false`; how many it took, and whether `each` asked for more.
     #[inline]
     fn take_while(
         &mut self,
@@ -141,10 +141,10 @@ impl Run {
             let go_on = each(Taken::Lent(shared), queued);
             queued = queued.saturating_sub(1);
             if !go_on {
-                break;
+                return (usize::from(*from - first), false);
             }
         }
-        (usize::from(*from - first), *from == *to)
+        (usize::from(*from - first), true)
     }
 
     /// Takes the first frame, lent from the chunk; `None` once the run is empty. An emptied
@@ -268,14 +268,16 @@ impl Queue {
                 match entry {
                     Entry::Run(run) => {
                         let before = run.bytes;
-                        let (taken, done) = run.take_while(queued, &mut each);
+                        let (taken, go_on) = run.take_while(queued, &mut each);
                         queued = queued.saturating_sub(taken);
                         rest.frames -= taken;
                         rest.bytes -= (before - run.bytes) as usize;
-                        if !done {
+                        if run.is_empty() {
+                            rest.entries.pop_front();
+                        }
+                        if !go_on {
                             return;
                         }
-                        rest.entries.pop_front();
                     }
                     Entry::Frame(_) => {
                         let Some(Entry::Frame(frame)) = rest.entries.pop_front() else {
@@ -654,6 +656,69 @@ mod tests {
         let queue = outbox.queue();
         assert!(queue.rest.is_none() && queue.last.is_none(), "nothing kept");
         assert_eq!((queue.len(), queue.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn drains_that_stop_anywhere_keep_the_order_and_the_counts() {
+        // 1 to 7 frames per drain: between them, every stride stops inside runs, at their
+        // ends (64 and 66 frames in), on the own frame and around it.
+        for per in 1..=7 {
+            drain_in_pieces(per);
+        }
+    }
+
+    fn drain_in_pieces(per: usize) {
+        let outbox = Outbox::new(frames(1000));
+        let own = Frame::Binary(vec![9].into());
+        let channel = format!("outbox-test/pieces-{per}");
+        // A run behind the box (the chunk's end splits it), an own frame, a run in place.
+        let sent: Vec<Broadcast> = (0..CHUNK + 6)
+            .map(|n| broadcast(&channel, &n.to_string()))
+            .collect();
+        for b in &sent[..CHUNK + 2] {
+            assert_eq!(outbox.push_broadcast(b), Ok(()));
+        }
+        assert_eq!(outbox.push(own.clone()), Ok(()));
+        for b in &sent[CHUNK + 2..] {
+            assert_eq!(outbox.push_broadcast(b), Ok(()));
+        }
+        let mut expected: Vec<Frame> = sent[..CHUNK + 2].iter().map(shared).collect();
+        expected.push(own);
+        expected.extend(sent[CHUNK + 2..].iter().map(shared));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut seen = Vec::new();
+        loop {
+            let before = seen.len();
+            let left = outbox.poll_drain(&mut cx, |next, queued| {
+                // How many are queued, this one included, counts down frame by frame.
+                assert_eq!(queued, expected.len() - seen.len());
+                seen.push(next.into_frame());
+                seen.len() - before < per
+            });
+            assert_eq!(
+                seen.len() - before,
+                per.min(expected.len() - before),
+                "{per} per drain: stopped when asked"
+            );
+            let rest: usize = expected[seen.len()..].iter().map(Frame::len).sum();
+            let queue = outbox.queue();
+            assert_eq!(
+                (queue.len(), queue.bytes()),
+                (expected.len() - seen.len(), rest),
+                "{per} per drain: counts after {} frames",
+                seen.len()
+            );
+            drop(queue);
+            match left {
+                Poll::Ready(true) => {}
+                Poll::Ready(false) => break,
+                Poll::Pending => panic!("frames were queued"),
+            }
+        }
+        assert_eq!(seen, expected, "{per} per drain");
+        let queue = outbox.queue();
+        assert!(queue.rest.is_none() && queue.last.is_none(), "nothing kept");
     }
 
     #[test]
