@@ -116,6 +116,9 @@ impl Run {
 
     /// Hands the run's frames to `each` (with `queued`, counted down), until the run is empty
     /// or `each` returns `false`; how many it took, and whether `each` asked for more.
+    ///
+    /// The same walk as [`Run::take_front`]'s, written out: the drain's loop, built on
+    /// `take_front`, measured 8 % more CPU per delivery in fan-out 1k (alternating runs).
     #[inline]
     fn take_while(
         &mut self,
