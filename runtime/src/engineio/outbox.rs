@@ -283,12 +283,10 @@ impl Queue {
                         }
                     }
                     Entry::Frame(_) => {
-                        let Some(Entry::Frame(frame)) = rest.entries.pop_front() else {
+                        let Some(taken) = rest.pop_front() else {
                             return;
                         };
-                        rest.frames -= 1;
-                        rest.bytes -= frame.len();
-                        let go_on = each(Taken::Frame(frame), queued);
+                        let go_on = each(taken, queued);
                         queued = queued.saturating_sub(1);
                         if !go_on {
                             return;

@@ -204,10 +204,11 @@ impl Sink for PhoenixSink {
         // A push carries the member's join_ref; a broadcast is encoded once for all.
         let make = |join: &Join| {
             if message.is_direct() {
+                let (vsn, binary) = self.kind;
                 Encoded::Owned(Placed::Frame(frame(
                     &phoenix_message(message, Some(&join.join_ref)),
-                    socket.vsn(),
-                    socket.binary_frames(),
+                    vsn,
+                    binary,
                 )))
             } else {
                 broadcast(self.kind, message)

@@ -255,18 +255,15 @@ impl Link {
                     }
                 }
             });
-            match refused {
-                None => {}
-                Some(err) => {
-                    if bound {
-                        let _ = socket.send(&ServerMessage::Error {
-                            reason: err.reason(),
-                            message: &format!("cannot join {name}"),
-                        });
-                        socket.close(CloseReason::Refused(err.reason().to_owned()));
-                    } else {
-                        sink.reply(msg_ref.as_deref(), "error", None, Some(err.reason()));
-                    }
+            if let Some(err) = refused {
+                if bound {
+                    let _ = socket.send(&ServerMessage::Error {
+                        reason: err.reason(),
+                        message: &format!("cannot join {name}"),
+                    });
+                    socket.close(CloseReason::Refused(err.reason().to_owned()));
+                } else {
+                    sink.reply(msg_ref.as_deref(), "error", None, Some(err.reason()));
                 }
             }
         })
