@@ -7,15 +7,10 @@
 //! one after another (each request waiting for its answer) every connection writes each
 //! frame alone: one system call and one TCP segment per delivery, which on loopback costs the
 //! server's core several microseconds each. Woken [`BATCH`] at a time by one task that then
-//! steps back behind them and behind the runtime's look at its sockets, the writers share the
-//! thread with the request that brings the next emit: its frame joins the queues of the
-//! connections not yet written, and they write both in one call. Nothing waits on a timer: a
-//! lone frame's writer is woken at the pacer's next turn, right after the task that queued it
-//! yields.
-//!
-//! A writer woken in the pacer's turn ([`take_turn`]) may write there and then instead of
-//! waiting for its own task's turn: an upgraded connection of `tidings::HttpServer` does (see
-//! `takeover`), and saves the round through the runtime's queue and actix's futures.
+//! steps back behind them, the writers share the thread with the request that brings the next
+//! emit: its frame joins the queues of the connections not yet written, and they write both
+//! in one call. Nothing waits on a timer: a lone frame's writer is woken at the pacer's next
+//! turn, right after the task that queued it yields.
 //!
 //! The pacer is per thread, a task among the writers' own: actix-http polls every WebSocket
 //! writer in its thread's `LocalSet`, and the first writer to wait for frames on a thread
@@ -23,8 +18,10 @@
 //! before the writers' next one. Frames queued on a thread without a pacer (no WebSocket
 //! writer there yet, a thread with no runtime) wake their writer at once.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 /// How many writers one turn of the pacer wakes before it yields.
@@ -42,14 +39,6 @@ struct Pacer {
 
 thread_local! {
     static PACER: RefCell<Pacer> = RefCell::new(Pacer::default());
-    /// Set while the pacer wakes one writer: that writer may write there and then.
-    static TURN: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Whether the waker being woken is woken by this thread's pacer, in its turn; says so once
-/// per wake, so that whatever that writer wakes in turn goes the usual way.
-pub(crate) fn take_turn() -> bool {
-    TURN.try_with(|turn| turn.replace(false)).unwrap_or(false)
 }
 
 /// Wakes `waker` (a connection's writer, which has frames to write) through this thread's
@@ -84,43 +73,37 @@ pub(crate) fn start_here() {
         .flatten()
         .is_some();
     if start {
-        tokio::task::spawn_local(pace(PacerTask));
+        tokio::task::spawn_local(PacerTask);
     }
 }
 
-/// The task that wakes a thread's pending writers, [`BATCH`] per turn. Between two turns it
-/// steps back behind the writers just woken and behind the runtime's look at its sockets (a
-/// writer woken by the pacer may also write in the pacer's own turn, see [`take_turn`]).
-async fn pace(_stop: PacerTask) {
-    loop {
-        std::future::poll_fn(turn).await;
-        tokio::task::yield_now().await;
-    }
-}
-
-/// One turn of the pacer: wakes up to [`BATCH`] writers; `Ready` when more are waiting.
-fn turn(cx: &mut Context<'_>) -> Poll<()> {
-    let (batch, more) = PACER.with(|pacer| {
-        let mut pacer = pacer.borrow_mut();
-        let take = pacer.pending.len().min(BATCH);
-        let batch: smallvec::SmallVec<[Waker; BATCH]> = pacer.pending.drain(..take).collect();
-        let more = !pacer.pending.is_empty();
-        if !more {
-            pacer.idle = Some(cx.waker().clone());
-        }
-        (batch, more)
-    });
-    for waker in batch {
-        TURN.set(true);
-        waker.wake();
-    }
-    TURN.set(false);
-    if more { Poll::Ready(()) } else { Poll::Pending }
-}
-
-/// The pacer task's life (from its spawning, polled or not): when it ends, so does the
-/// thread's pacer.
+/// The task that wakes a thread's pending writers, [`BATCH`] per turn.
 struct PacerTask;
+
+impl Future for PacerTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let (batch, more) = PACER.with(|pacer| {
+            let mut pacer = pacer.borrow_mut();
+            let take = pacer.pending.len().min(BATCH);
+            let batch: smallvec::SmallVec<[Waker; BATCH]> = pacer.pending.drain(..take).collect();
+            let more = !pacer.pending.is_empty();
+            if !more {
+                pacer.idle = Some(cx.waker().clone());
+            }
+            (batch, more)
+        });
+        for waker in batch {
+            waker.wake();
+        }
+        if more {
+            // Behind the writers just woken, and whatever the runtime found ready meanwhile.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}
 
 impl Drop for PacerTask {
     /// The runtime is going away: whoever is still waiting is woken now, and a later runtime
@@ -143,8 +126,6 @@ impl Drop for PacerTask {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::future::Future;
-    use std::pin::Pin;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
@@ -219,7 +200,7 @@ mod tests {
                     // In the order they were queued: the woken ones are a prefix.
                     assert!(woken.windows(2).all(|w| w[0] || !w[1]), "{woken:?}");
                     seen.push(woken.iter().filter(|w| **w).count());
-                    assert!(seen.len() < 10_000, "the pacer stalled");
+                    assert!(seen.len() < 100, "the pacer stalled");
                 }
                 seen
             });

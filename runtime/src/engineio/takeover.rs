@@ -144,7 +144,7 @@ where
         inbox.push(read_buf.freeze(), None);
     }
     let head = head.freeze();
-    let core = Core {
+    Ok(Some(Owned {
         io,
         body,
         inbox,
@@ -156,10 +156,7 @@ where
         reading: true,
         paused: false,
         closing: None,
-        finished: false,
-    };
-    let task = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-    Ok(Some(Owned::new(core, task)))
+    }))
 }
 
 /// The socket of `framed`, what was read from it and not decoded, and what was encoded and not
@@ -170,189 +167,8 @@ fn socket_of(framed: Framed<TcpStream, Codec>) -> (TcpStream, BytesMut, BytesMut
     (parts.io, parts.read_buf, parts.write_buf)
 }
 
-/// An upgraded connection, as its task holds it.
-///
-/// Its state is shared with the thread it runs on: when this thread's pacer wakes the
-/// connection to write frames just queued (see [`pacer`](super::pacer)), the connection
-/// writes them there and then, in the pacer's turn, instead of going through its task (the
-/// runtime's queue, actix's service and dispatcher futures, a read attempt on the socket):
-/// the same writes in the same order, with a few cold cache lines less each. Everything under
-/// the connection is polled with a waker of its own ([`Writer`]) that makes this possible.
-pub(crate) struct Owned {
-    conn: Rc<Conn>,
-}
-
-/// What an upgraded connection's task and its thread's pacer share.
-struct Conn {
-    core: RefCell<Core>,
-    /// The waker the body, the socket and the inbox are polled with: a [`Writer`].
-    waker: RefCell<Waker>,
-    /// The task's waker that `waker` forwards to.
-    task: RefCell<Waker>,
-    /// Where the connection is in its thread's [`CONNS`].
-    slot: usize,
-}
-
-/// The waker of an upgraded connection: in the pacer's turn on the connection's thread it
-/// writes what is queued there and then (see [`Owned`]); anywhere else it wakes the task.
-struct Writer {
-    task: Waker,
-    /// The thread whose [`CONNS`] has the connection: the address of that thread's registry.
-    home: usize,
-    slot: usize,
-}
-
-impl std::task::Wake for Writer {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if !flush_here(self.home, self.slot) {
-            self.task.wake_by_ref();
-        }
-    }
-}
-
-/// The upgraded connections of a thread, for their writers to find (see [`Writer`]).
-#[derive(Default)]
-struct Slots {
-    conns: Vec<std::rc::Weak<Conn>>,
-    free: Vec<usize>,
-}
-
-thread_local! {
-    static CONNS: RefCell<Slots> = RefCell::new(Slots::default());
-}
-
-/// This thread's [`CONNS`], as a [`Writer`] names it.
-fn home(slots: &RefCell<Slots>) -> usize {
-    std::ptr::from_ref(slots).addr()
-}
-
-/// Writes what is queued for the connection in `slot` of `home`'s registry, when this is the
-/// pacer's turn on that thread and the connection is not being polled already; `false` when
-/// its task has to do it.
-fn flush_here(home_of: usize, slot: usize) -> bool {
-    if !super::pacer::take_turn() {
-        return false;
-    }
-    let conn = CONNS.try_with(|slots| {
-        if home(slots) != home_of {
-            return None;
-        }
-        slots.try_borrow().ok()?.conns.get(slot)?.upgrade()
-    });
-    match conn {
-        Ok(Some(conn)) => conn.flush(),
-        _ => false,
-    }
-}
-
-impl Owned {
-    fn new(core: Core, task: Waker) -> Self {
-        let conn = CONNS.with(|slots| {
-            let home = home(slots);
-            let mut slots = slots.borrow_mut();
-            let slot = slots.free.pop().unwrap_or(slots.conns.len());
-            let waker = Waker::from(Arc::new(Writer {
-                task: task.clone(),
-                home,
-                slot,
-            }));
-            let conn = Rc::new(Conn {
-                core: RefCell::new(core),
-                waker: RefCell::new(waker),
-                task: RefCell::new(task),
-                slot,
-            });
-            match slots.conns.get_mut(slot) {
-                Some(entry) => *entry = Rc::downgrade(&conn),
-                None => slots.conns.push(Rc::downgrade(&conn)),
-            }
-            conn
-        });
-        Owned { conn }
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let slot = self.conn.slot;
-        let _ = CONNS.try_with(|slots| {
-            if let Ok(mut slots) = slots.try_borrow_mut()
-                && let Some(entry) = slots.conns.get_mut(slot)
-            {
-                *entry = std::rc::Weak::new();
-                slots.free.push(slot);
-            }
-        });
-    }
-}
-
-impl Future for Owned {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let conn = &*self.conn;
-        if !conn.task.borrow().will_wake(cx.waker()) {
-            // Polled by another task than before: the writer wakes that one from now on.
-            let home = CONNS.with(home);
-            *conn.waker.borrow_mut() = Waker::from(Arc::new(Writer {
-                task: cx.waker().clone(),
-                home,
-                slot: conn.slot,
-            }));
-            *conn.task.borrow_mut() = cx.waker().clone();
-        }
-        let (Ok(waker), Ok(mut core)) = (conn.waker.try_borrow(), conn.core.try_borrow_mut())
-        else {
-            // Not reachable (nothing polls a connection from inside its own poll); if it were,
-            // the task would come back.
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        };
-        if core.finished {
-            return Poll::Ready(());
-        }
-        let done = core.poll(&mut Context::from_waker(&waker), true).is_ready();
-        core.finished = done;
-        if done { Poll::Ready(()) } else { Poll::Pending }
-    }
-}
-
-impl Conn {
-    /// Writes what is queued, in the pacer's turn; `false` when the task has to (the
-    /// connection is being polled, or has finished).
-    fn flush(&self) -> bool {
-        let (Ok(waker), Ok(mut core)) = (self.waker.try_borrow(), self.core.try_borrow_mut())
-        else {
-            return false;
-        };
-        if core.finished {
-            return false;
-        }
-        let mut cx = Context::from_waker(&waker);
-        // The pacer's budget of socket operations is not this connection's.
-        let done = {
-            let mut poll = std::pin::pin!(tokio::task::coop::unconstrained(poll_fn(|cx| {
-                core.poll(cx, false)
-            })));
-            poll.as_mut().poll(&mut cx).is_ready()
-        };
-        if done {
-            // The task ends the connection.
-            core.finished = true;
-            if let Ok(task) = self.task.try_borrow() {
-                task.wake_by_ref();
-            }
-        }
-        true
-    }
-}
-
 /// An upgraded connection: the socket, the body writing to it, the payload reading from it.
-struct Core {
+pub(crate) struct Owned {
     io: TcpStream,
     body: BoxBody,
     inbox: Inbox,
@@ -373,11 +189,9 @@ struct Core {
     /// The body has ended and the write side is shut: the client's last bytes are read and
     /// dropped until it closes its side, or this fires.
     closing: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The connection is over (its task returns).
-    finished: bool,
 }
 
-impl Core {
+impl Owned {
     /// Reads what the client sent into the inbox, until the socket has nothing more or the
     /// inbox is full.
     ///
@@ -446,20 +260,18 @@ impl Core {
     }
 }
 
-impl Core {
-    /// Reads what the client sent (when `read`: the pacer's turn leaves that to the socket's
-    /// own wake-up), takes what the body has and writes it; `Ready` when the connection is over.
-    fn poll(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<()> {
-        let this = self;
+impl Future for Owned {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
         if (this.ending_waker.is_none() || !this.out.is_empty()) && this.ended(cx) {
             return Poll::Ready(());
         }
         if this.closing.is_some() {
             return this.poll_closing(cx);
         }
-        if read {
-            this.read(cx);
-        }
+        this.read(cx);
         // Whether the body answered `Pending` in this poll: it is then registered to wake the
         // task, and polling it again after a write would only find the same nothing (a pass
         // over its input and its queue per write).
@@ -501,7 +313,9 @@ impl Core {
             }
         }
     }
+}
 
+impl Owned {
     /// Whether the connection was ended from outside: its session closed and the client does
     /// not read, so a write stays blocked (see `tcp`). Registers the task to be woken when it
     /// is, at its first poll; after that the flag is read only while a write is blocked (at the
@@ -642,189 +456,5 @@ impl Stream for Inbox {
                 Poll::Pending
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::cell::Cell;
-    use std::sync::Mutex;
-    use tokio::io::AsyncReadExt as _;
-
-    /// What a [`Feed`] holds: chunks not yet taken, the waker of the last poll that found
-    /// none, whether the body has ended.
-    type FeedState = (VecDeque<Bytes>, Option<Waker>, bool);
-
-    /// A body fed from outside, waking its reader through the pacer as an outbox does.
-    #[derive(Clone, Default)]
-    struct Feed(Arc<Mutex<FeedState>>);
-
-    impl Feed {
-        fn push(&self, chunk: &'static [u8]) {
-            let waker = {
-                let mut state = self.0.lock().expect("the feed");
-                state.0.push_back(Bytes::from_static(chunk));
-                state.1.take()
-            };
-            if let Some(waker) = waker {
-                super::super::pacer::wake(waker);
-            }
-        }
-
-        fn end(&self) {
-            let waker = {
-                let mut state = self.0.lock().expect("the feed");
-                state.2 = true;
-                state.1.take()
-            };
-            if let Some(waker) = waker {
-                super::super::pacer::wake(waker);
-            }
-        }
-    }
-
-    impl Stream for Feed {
-        type Item = Result<Bytes, io::Error>;
-
-        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            let mut state = self.0.lock().expect("the feed");
-            if let Some(chunk) = state.0.pop_front() {
-                return Poll::Ready(Some(Ok(chunk)));
-            }
-            if state.2 {
-                return Poll::Ready(None);
-            }
-            state.1 = Some(cx.waker().clone());
-            Poll::Pending
-        }
-    }
-
-    /// A connection over a real socket whose body is `feed`; the client's end of the socket.
-    async fn connection(feed: Feed) -> (Core, TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a listener");
-        let client = TcpStream::connect(listener.local_addr().expect("an address"))
-            .await
-            .expect("a connection");
-        let (server, _) = listener.accept().await.expect("the connection");
-        let core = Core {
-            io: server,
-            body: BoxBody::new(actix_http::body::BodyStream::new(feed)),
-            inbox: Inbox::default(),
-            ending: None,
-            ending_waker: None,
-            out: SmallVec::new(),
-            queued: 0,
-            body_done: false,
-            reading: true,
-            paused: false,
-            closing: None,
-            finished: false,
-        };
-        (core, client)
-    }
-
-    /// Runs the connection in a task of its own; the number of times that task polled it.
-    fn spawn_counted(core: Core) -> (tokio::task::JoinHandle<()>, Rc<Cell<usize>>) {
-        let polls = Rc::new(Cell::new(0));
-        let counted = polls.clone();
-        let task = tokio::task::spawn_local(async move {
-            let task = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-            let mut owned = Owned::new(core, task);
-            poll_fn(|cx| {
-                counted.set(counted.get() + 1);
-                Pin::new(&mut owned).poll(cx)
-            })
-            .await;
-        });
-        (task, polls)
-    }
-
-    /// Lets the other tasks of the `LocalSet` run a few turns.
-    async fn settle() {
-        for _ in 0..8 {
-            tokio::task::yield_now().await;
-        }
-    }
-
-    async fn read_exactly(client: &mut TcpStream, len: usize) -> Vec<u8> {
-        let mut buf = vec![0; len];
-        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut buf))
-            .await
-            .expect("the bytes in time")
-            .expect("the bytes");
-        buf
-    }
-
-    fn worker() -> (tokio::runtime::Runtime, tokio::task::LocalSet) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        (runtime, tokio::task::LocalSet::new())
-    }
-
-    #[test]
-    fn frames_woken_by_the_pacer_are_written_in_its_turn_without_the_task() {
-        let (runtime, local) = worker();
-        local.block_on(&runtime, async {
-            super::super::pacer::start_here();
-            let feed = Feed::default();
-            let (core, mut client) = connection(feed.clone()).await;
-            let (task, polls) = spawn_counted(core);
-            settle().await;
-            let before = polls.get();
-            assert!(before >= 1, "the connection waits for its body");
-
-            feed.push(b"hello ");
-            feed.push(b"world");
-            assert_eq!(read_exactly(&mut client, 11).await, b"hello world");
-            feed.push(b"!");
-            assert_eq!(read_exactly(&mut client, 1).await, b"!");
-            assert_eq!(
-                polls.get(),
-                before,
-                "written in the pacer's turn, not the task's"
-            );
-
-            // The body ends in the pacer's turn: the write side is shut there, and the task
-            // ends the connection once the client has closed its side.
-            feed.end();
-            let mut rest = Vec::new();
-            tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest))
-                .await
-                .expect("the end in time")
-                .expect("the end");
-            assert!(rest.is_empty(), "{rest:?}");
-            drop(client);
-            tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .expect("the connection ends")
-                .expect("the task");
-            assert!(polls.get() > before);
-        });
-    }
-
-    #[test]
-    fn without_a_pacer_the_task_writes() {
-        let (runtime, local) = worker();
-        local.block_on(&runtime, async {
-            let feed = Feed::default();
-            let (core, mut client) = connection(feed.clone()).await;
-            let (task, polls) = spawn_counted(core);
-            settle().await;
-            let before = polls.get();
-            feed.push(b"hello");
-            assert_eq!(read_exactly(&mut client, 5).await, b"hello");
-            assert!(polls.get() > before, "the task was woken to write");
-            feed.end();
-            drop(client);
-            tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .expect("the connection ends")
-                .expect("the task");
-        });
     }
 }
