@@ -162,3 +162,90 @@ fn plain_requests_keep_their_connection() {
         assert_eq!(&body, b"hello");
     }
 }
+
+/// An upgraded connection still counts against the worker's `max_connections` for as long as
+/// it is open (its task is its own, but the worker waits for it).
+#[test]
+fn an_upgraded_connection_counts_until_it_ends() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = tidings::HttpServer::new(|| {
+                actix_web::App::new()
+                    .route("/echo", web::get().to(raw_echo))
+                    .route("/hello", web::get().to(|| async { "hello" }))
+            })
+            .workers(1)
+            .max_connections(2)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(("127.0.0.1", 0))?;
+            let port = server.addrs()[0].port();
+            let server = server.run();
+            let _ = tx.send((port, server.handle()));
+            server.await
+        })
+    });
+    let (port, handle) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the server starts");
+    let open = |path: &str| {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("the server listens");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("a timeout can be set");
+        let mut reader = BufReader::new(stream);
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        reader
+            .get_mut()
+            .write_all(request.as_bytes())
+            .expect("written");
+        reader
+    };
+    let mut first = open("/echo");
+    assert!(read_head(&mut first).0.starts_with("HTTP/1.1 101"));
+    let mut second = open("/echo");
+    assert!(read_head(&mut second).0.starts_with("HTTP/1.1 101"));
+
+    // Both upgraded connections are open: a third waits to be accepted.
+    let mut third = TcpStream::connect(("127.0.0.1", port)).expect("queued by the kernel");
+    third
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("written");
+    third
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("a timeout can be set");
+    let mut byte = [0u8; 1];
+    let waited = third.read(&mut byte);
+    assert!(
+        waited.as_ref().is_err_and(|err| matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "answered while two upgraded connections were open: {waited:?}"
+    );
+
+    // One of them ends: the third is accepted and answered.
+    first
+        .get_mut()
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shut down");
+    let mut rest = Vec::new();
+    first.read_to_end(&mut rest).expect("the server closes");
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a timeout can be set");
+    let mut third = BufReader::new(third);
+    let (status, _) = read_head(&mut third);
+    assert!(status.starts_with("HTTP/1.1 200"), "status {status:?}");
+
+    drop(second);
+    actix_web::rt::System::new().block_on(handle.stop(false));
+    thread
+        .join()
+        .expect("the server thread")
+        .expect("the server");
+}

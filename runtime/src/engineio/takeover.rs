@@ -66,11 +66,26 @@ where
 }
 
 /// An upgrade request's connection: the handshake (the request, actix-http's codec and
-/// buffers, the application's future) in a box of its own, then only the connection, so that
-/// nothing of the handshake stays for the connection's life.
+/// buffers, the application's future) in a box of its own, then the connection, in a task of
+/// its own on the same thread.
+///
+/// Why a task: actix-server polls a connection through its service's future, actix-http's
+/// dispatcher and this one; every wake of a WebSocket that writes a frame would go through
+/// them, a few cache lines each that a broadcast to thousands of connections finds cold. This
+/// future only waits for the connection's task to end (so that the worker still counts the
+/// connection, and its shutdown still ends it: dropped, this future aborts the task).
 pub(crate) enum TakeOver<F> {
     Handshake(Pin<Box<F>>),
-    Owned(Owned),
+    Running(Running),
+}
+
+/// The task of an upgraded connection, aborted when dropped.
+pub(crate) struct Running(tokio::task::JoinHandle<()>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl<F> Future for TakeOver<F>
@@ -84,12 +99,21 @@ where
         loop {
             match this {
                 TakeOver::Handshake(handshake) => match handshake.as_mut().poll(cx) {
-                    Poll::Ready(Ok(Some(owned))) => *this = TakeOver::Owned(owned),
+                    Poll::Ready(Ok(Some(owned))) => {
+                        *this = TakeOver::Running(Running(tokio::task::spawn_local(owned)));
+                    }
                     Poll::Ready(Ok(None)) => return Poll::Ready(Ok(())),
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
                     Poll::Pending => return Poll::Pending,
                 },
-                TakeOver::Owned(owned) => return Pin::new(owned).poll(cx).map(Ok),
+                TakeOver::Running(running) => {
+                    return Pin::new(&mut running.0).poll(cx).map(|ended| {
+                        if let Err(err) = ended {
+                            tracing::debug!(%err, "websocket connection task failed");
+                        }
+                        Ok(())
+                    });
+                }
             }
         }
     }
