@@ -801,6 +801,9 @@ const scenarios = {
     assert.deepStrictEqual(await nextEvent(a, "room/a/tick"), [{ n: 1 }], "the payload alone");
     assert.equal(a.socket._lastOffset, undefined, "no offset recorded");
     const dropped = await dropAndWait(a, "engine-close");
+    // The client sees its disconnect before the server has read the close: wait for the
+    // server too (a fresh session is in no channel, so the count stays at 0 once reached).
+    await waitForStats({ members: { "room/a": 0 } }, "the server saw A go");
     await emit("room/a", "tick", { n: 2 }, 0);
     await dropped.back();
     assertFresh(a, dropped, "without recovery");
