@@ -135,6 +135,8 @@ impl<P: Protocol> MessageBody for Connection<P> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
+        // As Engine.IO's: the session's queue line, read ahead of the client's input.
+        std::hint::black_box(this.protocol.session().touch());
         if let Some(chunk) = this.output.next_chunk() {
             return Poll::Ready(Some(Ok(chunk)));
         }

@@ -245,6 +245,9 @@ impl<H: EngineHandler> MessageBody for Connection<H> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
+        // The session's first line (its queue), read now: a wake to write reaches it only after
+        // the client's input, and at thousands of connections both are misses that can overlap.
+        std::hint::black_box(this.entry.session.touch());
         if let Some(chunk) = this.output.next_chunk() {
             return Poll::Ready(Some(Ok(chunk)));
         }
