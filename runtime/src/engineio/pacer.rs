@@ -12,11 +12,12 @@
 //! in one call. Nothing waits on a timer: a lone frame's writer is woken at the pacer's next
 //! turn, right after the task that queued it yields.
 //!
-//! The pacer is per thread, a task among the writers' own: actix-http polls every WebSocket
-//! writer in its thread's `LocalSet`, and the first writer to wait for frames on a thread
-//! starts the thread's pacer there ([`start_here`]); a runtime task would take all its turns
-//! before the writers' next one. Frames queued on a thread without a pacer (no WebSocket
-//! writer there yet, a thread with no runtime) wake their writer at once.
+//! The pacer is per thread, a task among the writers' own: every WebSocket writer runs in its
+//! worker thread's `LocalSet` (in actix-http's dispatcher, or on `tidings::HttpServer` in a
+//! task of its own), and the first writer to wait for frames on a thread starts the thread's
+//! pacer there ([`start_here`]); a runtime task would take all its turns before the writers'
+//! next one. Frames queued on a thread without a pacer (no WebSocket writer there yet, a thread
+//! with no runtime) wake their writer at once.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

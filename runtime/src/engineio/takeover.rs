@@ -108,8 +108,9 @@ where
                 },
                 TakeOver::Running(running) => {
                     return Pin::new(&mut running.0).poll(cx).map(|ended| {
+                        // Not cancelled (only dropping this future aborts the task): a panic.
                         if let Err(err) = ended {
-                            tracing::debug!(%err, "websocket connection task failed");
+                            tracing::error!(%err, "websocket connection task failed");
                         }
                         Ok(())
                     });
