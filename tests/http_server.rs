@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use support::{HttpServerKind, InProcess};
+use support::{HttpServerKind, InProcess, Workers};
 
 /// Answers `101` and sends back, as they come, the bytes the client sends after the upgrade.
 async fn raw_echo(req: HttpRequest, payload: web::Payload) -> HttpResponse {
@@ -90,6 +90,18 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> (String, Vec<(String, String)
     (status.trim_end().to_owned(), headers)
 }
 
+/// Shuts the client's side of an upgraded connection (its echo body ends with its payload),
+/// then reads until the server closes; what came meanwhile.
+fn end_from_the_client(reader: &mut BufReader<TcpStream>) -> Vec<u8> {
+    reader
+        .get_mut()
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shut down");
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).expect("the server closes");
+    rest
+}
+
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
@@ -115,12 +127,7 @@ fn an_applications_own_websocket_handler_owns_the_connection() {
     assert_eq!(echoed, b"early then late");
     // The client ends its side: the handler's payload ends, so does its body, and the server
     // closes the connection.
-    reader
-        .get_mut()
-        .shutdown(std::net::Shutdown::Write)
-        .expect("shut down");
-    let mut rest = Vec::new();
-    reader.read_to_end(&mut rest).expect("the server closes");
+    let rest = end_from_the_client(&mut reader);
     assert!(rest.is_empty(), "nothing more: {rest:?}");
     assert!(server.is_running());
 }
@@ -167,59 +174,34 @@ fn plain_requests_keep_their_connection() {
 /// it is open (its task is its own, but the worker waits for it).
 #[test]
 fn an_upgraded_connection_counts_until_it_ends() {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = tidings::HttpServer::new(|| {
-                actix_web::App::new()
-                    .route("/echo", web::get().to(raw_echo))
-                    .route("/hello", web::get().to(|| async { "hello" }))
-            })
-            .workers(1)
-            .max_connections(2)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .bind(("127.0.0.1", 0))?;
-            let port = server.addrs()[0].port();
-            let server = server.run();
-            let _ = tx.send((port, server.handle()));
-            server.await
-        })
-    });
-    let (port, handle) = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the server starts");
-    let open = |path: &str| {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("the server listens");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("a timeout can be set");
-        let mut reader = BufReader::new(stream);
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        );
-        reader
-            .get_mut()
-            .write_all(request.as_bytes())
-            .expect("written");
-        reader
+    let tidings = tidings::Tidings::builder()
+        .build()
+        .expect("no channel cannot conflict");
+    let workers = Workers {
+        count: 1,
+        max_connections: 2,
     };
-    let mut first = open("/echo");
-    assert!(read_head(&mut first).0.starts_with("HTTP/1.1 101"));
-    let mut second = open("/echo");
-    assert!(read_head(&mut second).0.starts_with("HTTP/1.1 101"));
+    let server = InProcess::start_with(HttpServerKind::Tidings, workers, tidings, |cfg| {
+        cfg.route("/echo", web::get().to(raw_echo))
+            .route("/hello", web::get().to(|| async { "hello" }));
+    });
+    let (mut first, status, _) = upgrade(&server, "/echo", b"");
+    assert!(status.starts_with("HTTP/1.1 101"), "status {status:?}");
+    let (_second, status, _) = upgrade(&server, "/echo", b"");
+    assert!(status.starts_with("HTTP/1.1 101"), "status {status:?}");
 
     // Both upgraded connections are open: a third waits to be accepted.
-    let mut third = TcpStream::connect(("127.0.0.1", port)).expect("queued by the kernel");
+    let mut third = connect(&server);
     third
+        .get_mut()
         .write_all(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .expect("written");
     third
+        .get_mut()
         .set_read_timeout(Some(Duration::from_millis(500)))
         .expect("a timeout can be set");
     let mut byte = [0u8; 1];
-    let waited = third.read(&mut byte);
+    let waited = third.get_mut().read(&mut byte);
     assert!(
         waited.as_ref().is_err_and(|err| matches!(
             err.kind(),
@@ -229,23 +211,11 @@ fn an_upgraded_connection_counts_until_it_ends() {
     );
 
     // One of them ends: the third is accepted and answered.
-    first
-        .get_mut()
-        .shutdown(std::net::Shutdown::Write)
-        .expect("shut down");
-    let mut rest = Vec::new();
-    first.read_to_end(&mut rest).expect("the server closes");
+    end_from_the_client(&mut first);
     third
+        .get_mut()
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("a timeout can be set");
-    let mut third = BufReader::new(third);
     let (status, _) = read_head(&mut third);
     assert!(status.starts_with("HTTP/1.1 200"), "status {status:?}");
-
-    drop(second);
-    actix_web::rt::System::new().block_on(handle.stop(false));
-    thread
-        .join()
-        .expect("the server thread")
-        .expect("the server");
 }

@@ -211,6 +211,23 @@ pub struct InProcess {
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
+/// How many workers an in-process test server runs, and how many connections each holds at
+/// once.
+#[derive(Debug, Clone, Copy)]
+pub struct Workers {
+    pub count: usize,
+    pub max_connections: usize,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers {
+            count: 2,
+            max_connections: 25_000,
+        }
+    }
+}
+
 /// Which HTTP server an in-process test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpServerKind {
@@ -242,6 +259,19 @@ impl InProcess {
     where
         F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
     {
+        InProcess::start_with(kind, Workers::default(), tidings, routes)
+    }
+
+    /// [`InProcess::start_on`] with `workers` instead of two workers of 25,000 connections.
+    pub fn start_with<F>(
+        kind: HttpServerKind,
+        workers: Workers,
+        tidings: tidings::Tidings,
+        routes: F,
+    ) -> InProcess
+    where
+        F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+    {
         use actix_web::{App, web};
         let app_tidings = tidings.clone();
         let (tx, rx) = mpsc::channel();
@@ -256,7 +286,8 @@ impl InProcess {
                 let (addrs, server) = match kind {
                     HttpServerKind::Actix => {
                         let server = actix_web::HttpServer::new(app)
-                            .workers(2)
+                            .workers(workers.count)
+                            .max_connections(workers.max_connections)
                             .on_connect(tidings::on_connect)
                             .disable_signals()
                             .shutdown_timeout(1)
@@ -265,7 +296,8 @@ impl InProcess {
                     }
                     HttpServerKind::Tidings => {
                         let server = tidings::HttpServer::new(app)
-                            .workers(2)
+                            .workers(workers.count)
+                            .max_connections(workers.max_connections)
                             .disable_signals()
                             .shutdown_timeout(1)
                             .bind(("127.0.0.1", 0))?;
