@@ -202,6 +202,71 @@ fn write_close(out: &mut BytesMut, reason: &CloseReason, code: CloseCode) {
 mod tests {
     use super::*;
 
+    /// A broadcast frame alone in the queue is handed over as it is; frames queued together
+    /// leave in one chunk, in order, whatever their kind.
+    #[tokio::test]
+    async fn queued_frames_leave_together_in_order_and_a_lone_one_as_it_is() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let session = super::super::Session::detached(16);
+                let mut reader = session
+                    .try_reader()
+                    .unwrap_or_else(|| panic!("the queue's reader"));
+                let waker = futures_util::task::noop_waker();
+                let mut cx = Context::from_waker(&waker);
+                let mut output = Output::default();
+                let encoding = std::any::TypeId::of::<Output>();
+                let broadcast = |text: &str| {
+                    let placed = super::super::Placed::new(
+                        encoding,
+                        "tests/output",
+                        Frame::message(text).shared(),
+                    );
+                    assert!(session.send_placed(&placed).is_ok());
+                    match placed {
+                        super::super::Placed::Broadcast(broadcast) => broadcast,
+                        super::super::Placed::Frame(_) => panic!("a text frame is placed"),
+                    }
+                };
+
+                let lone = broadcast("one");
+                output.drain(&mut reader, &mut cx);
+                let chunk = output.next_chunk().unwrap_or_else(|| panic!("a chunk"));
+                assert_eq!(
+                    chunk.as_ptr(),
+                    lone.frame().websocket().as_ptr(),
+                    "not copied"
+                );
+                assert!(output.next_chunk().is_none());
+
+                let (two, three) = (broadcast("two"), broadcast("three"));
+                assert!(session.send(Frame::message("four")).is_ok());
+                let five = broadcast("five");
+                output.drain(&mut reader, &mut cx);
+                let mut expected = BytesMut::new();
+                for shared in [two.frame(), three.frame()] {
+                    expected.extend_from_slice(shared.websocket());
+                }
+                write_frame(&mut expected, Frame::message("four"));
+                expected.extend_from_slice(five.frame().websocket());
+                assert_eq!(output.next_chunk(), Some(expected.freeze()));
+                assert!(output.is_empty());
+
+                // A lone frame not yet handed over goes first when more follow.
+                let six = broadcast("six");
+                output.drain(&mut reader, &mut cx);
+                let seven = broadcast("seven");
+                output.drain(&mut reader, &mut cx);
+                let mut expected = BytesMut::new();
+                for shared in [six.frame(), seven.frame()] {
+                    expected.extend_from_slice(shared.websocket());
+                }
+                assert_eq!(output.next_chunk(), Some(expected.freeze()));
+            })
+            .await;
+    }
+
     #[test]
     fn a_long_close_reason_is_cut_to_fit_a_control_frame() {
         let mut out = BytesMut::new();
@@ -225,6 +290,28 @@ fn write_frame(out: &mut BytesMut, frame: Frame) {
         Frame::Text(text) => encode_websocket(out, Message::Text(text)),
         Frame::Binary(bytes) => encode_websocket(out, Message::Binary(bytes)),
         Frame::Shared(shared) => out.extend_from_slice(shared.websocket()),
+    }
+}
+
+/// Readies `out` for a frame of about `each` bytes with `queued` frames to come, itself
+/// included: room for the batch at once (not a growth step per frame), the frame kept whole
+/// so far put first.
+#[inline]
+fn make_room(
+    out: &mut BytesMut,
+    ready: &mut Option<Arc<super::packet::SharedText>>,
+    each: usize,
+    queued: usize,
+) {
+    if out.is_empty() {
+        let each = ready
+            .as_ref()
+            .map_or(0, |first| first.websocket().len())
+            .max(each);
+        out.reserve((each * (queued + 1)).min(WRITE_CHUNK));
+    }
+    if let Some(first) = ready.take() {
+        out.extend_from_slice(first.websocket());
     }
 }
 
@@ -258,31 +345,20 @@ impl Output {
         let (out, ready) = (&mut self.out, &mut self.ready);
         let mut taken = 0;
         let drained = queue.poll_drain(cx, |next, queued| {
+            // The only frame to write: kept whole, to be handed over as it is.
+            let alone = queued == 1 && out.is_empty() && ready.is_none();
             match next {
-                // Alone so far: kept whole, to be handed over as it is.
-                Taken::Lent(shared) if out.is_empty() && ready.is_none() => {
-                    *ready = Some(Arc::clone(shared));
+                Taken::Lent(shared) if alone => *ready = Some(Arc::clone(shared)),
+                // Copied out of the chunk: no count taken on the frame.
+                Taken::Lent(shared) => {
+                    let bytes = shared.websocket();
+                    make_room(out, ready, bytes.len(), queued);
+                    out.extend_from_slice(bytes);
                 }
-                Taken::Frame(Frame::Shared(shared)) if out.is_empty() && ready.is_none() => {
-                    *ready = Some(shared);
-                }
-                next => {
-                    if out.is_empty() {
-                        // Room for this batch at once, not a growth step per frame.
-                        let each = ready
-                            .as_ref()
-                            .map_or(0, |first| first.websocket().len())
-                            .max(next.len() + 14);
-                        out.reserve((each * (queued + 1)).min(WRITE_CHUNK));
-                    }
-                    if let Some(first) = ready.take() {
-                        out.extend_from_slice(first.websocket());
-                    }
-                    match next {
-                        // Copied out of the chunk: no count taken on the frame.
-                        Taken::Lent(shared) => out.extend_from_slice(shared.websocket()),
-                        Taken::Frame(frame) => write_frame(out, frame),
-                    }
+                Taken::Frame(Frame::Shared(shared)) if alone => *ready = Some(shared),
+                Taken::Frame(frame) => {
+                    make_room(out, ready, frame.len() + 14, queued);
+                    write_frame(out, frame);
                 }
             }
             taken += 1;
