@@ -379,12 +379,16 @@ impl Owned {
 
     /// Writes what is queued, in one call, as far as the socket takes it.
     fn write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-        let count = self.out.len().min(WRITE_SLICES);
-        for (slice, chunk) in slices.iter_mut().zip(&self.out) {
-            *slice = IoSlice::new(chunk);
-        }
-        let mut written = match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+        // Only as many slices as there are chunks are filled in (usually one).
+        let slices: SmallVec<[IoSlice<'_>; WRITE_SLICES]> = self
+            .out
+            .iter()
+            .take(WRITE_SLICES)
+            .map(|chunk| IoSlice::new(chunk))
+            .collect();
+        let wrote = Pin::new(&mut self.io).poll_write_vectored(cx, &slices);
+        drop(slices);
+        let mut written = match wrote {
             Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Poll::Ready(Ok(n)) => n,
             Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
