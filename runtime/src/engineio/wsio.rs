@@ -3,7 +3,6 @@
 //! the close frame that says why a connection ends.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use actix_http::ws::{self, CloseCode, Codec, Item, Message, ProtocolError};
@@ -297,21 +296,13 @@ fn write_frame(out: &mut BytesMut, frame: Frame) {
 /// included: room for the batch at once (not a growth step per frame), the frame kept whole
 /// so far put first.
 #[inline]
-fn make_room(
-    out: &mut BytesMut,
-    ready: &mut Option<Arc<super::packet::SharedText>>,
-    each: usize,
-    queued: usize,
-) {
+fn make_room(out: &mut BytesMut, ready: &mut Option<Bytes>, each: usize, queued: usize) {
     if out.is_empty() {
-        let each = ready
-            .as_ref()
-            .map_or(0, |first| first.websocket().len())
-            .max(each);
+        let each = ready.as_ref().map_or(0, Bytes::len).max(each);
         out.reserve((each * (queued + 1)).min(WRITE_CHUNK));
     }
     if let Some(first) = ready.take() {
-        out.extend_from_slice(first.websocket());
+        out.extend_from_slice(&first);
     }
 }
 
@@ -326,14 +317,14 @@ const WRITE_CHUNK: usize = 16 * 1024;
 #[derive(Debug, Default)]
 pub(crate) struct Output {
     out: BytesMut,
-    ready: Option<std::sync::Arc<super::packet::SharedText>>,
+    ready: Option<Bytes>,
 }
 
 impl Output {
     /// The buffer to encode frames into directly (a shared frame waiting is put first).
     pub(crate) fn buffer(&mut self) -> &mut BytesMut {
         if let Some(first) = self.ready.take() {
-            self.out.extend_from_slice(first.websocket());
+            self.out.extend_from_slice(&first);
         }
         &mut self.out
     }
@@ -348,14 +339,16 @@ impl Output {
             // The only frame to write: kept whole, to be handed over as it is.
             let alone = queued == 1 && out.is_empty() && ready.is_none();
             match next {
-                Taken::Lent(shared) if alone => *ready = Some(Arc::clone(shared)),
+                Taken::Lent(shared) if alone => *ready = Some(shared.websocket().clone()),
                 // Copied out of the chunk: no count taken on the frame.
                 Taken::Lent(shared) => {
                     let bytes = shared.websocket();
                     make_room(out, ready, bytes.len(), queued);
                     out.extend_from_slice(bytes);
                 }
-                Taken::Frame(Frame::Shared(shared)) if alone => *ready = Some(shared),
+                Taken::Frame(Frame::Shared(shared)) if alone => {
+                    *ready = Some(shared.websocket().clone());
+                }
                 Taken::Frame(frame) => {
                     make_room(out, ready, frame.len() + 14, queued);
                     write_frame(out, frame);
@@ -378,7 +371,7 @@ impl Output {
     /// What is ready for the dispatcher, if anything.
     pub(crate) fn next_chunk(&mut self) -> Option<Bytes> {
         if self.out.is_empty() {
-            self.ready.take().map(|shared| shared.websocket().clone())
+            self.ready.take()
         } else {
             Some(self.out.split().freeze())
         }
