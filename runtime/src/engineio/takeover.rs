@@ -28,7 +28,7 @@ use actix_web::rt::net::TcpStream;
 use bytes::{Buf as _, Bytes, BytesMut};
 use futures_util::Stream;
 use smallvec::SmallVec;
-use tokio::io::{AsyncWrite as _, ReadBuf};
+use tokio::io::{AsyncWrite as _, Interest, ReadBuf};
 
 use super::tcp::{Ending, TcpHandle};
 
@@ -179,6 +179,7 @@ where
         out: SmallVec::from_buf([head]),
         body_done: false,
         reading: true,
+        read_armed: false,
         paused: false,
         closing: None,
     }))
@@ -209,6 +210,9 @@ pub(crate) struct Owned {
     body_done: bool,
     /// The client's side is open.
     reading: bool,
+    /// The last read ended with the task registered for the socket's next read readiness (see
+    /// [`Owned::read`]).
+    read_armed: bool,
     /// Reading stopped because the body had not taken what was read.
     paused: bool,
     /// The body has ended and the write side is shut: the client's last bytes are read and
@@ -222,7 +226,19 @@ impl Owned {
     ///
     /// The inbox is looked at only when something was read: a connection woken to write finds
     /// the socket empty, and its inbox (an allocation of its own) stays out of the cache.
+    ///
+    /// Nor does such a wake register the task for the socket again. The runtime marks the
+    /// socket readable before it takes the registered waker to wake it, and only this read
+    /// clears the mark, always followed by a new registration; so while the mark is clear,
+    /// the registration from the last read still stands. Checking the mark is one load, where
+    /// a read that finds nothing takes the registration's lock to store the waker again.
     fn read(&mut self, cx: &mut Context<'_>) {
+        if self.read_armed {
+            if self.io.try_io(Interest::READABLE, || Ok(())).is_err() {
+                return;
+            }
+            self.read_armed = false;
+        }
         // Not zeroed: a read only hands out what the socket filled.
         let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
         while self.reading && !self.paused {
@@ -241,7 +257,12 @@ impl Owned {
                     self.reading = false;
                     self.inbox.finish(Some(err), Some(cx));
                 }
-                Poll::Pending => return,
+                Poll::Pending => {
+                    // Registered, unless the task's budget ran out: the read then stopped
+                    // before the socket and registered nothing (the task is woken to go on).
+                    self.read_armed = tokio::task::coop::has_budget_remaining();
+                    return;
+                }
             }
         }
     }
