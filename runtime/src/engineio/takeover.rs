@@ -516,3 +516,114 @@ impl Stream for Inbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// A body that writes back what the client sent.
+    struct Echo(Inbox);
+
+    impl MessageBody for Echo {
+        type Error = PayloadError;
+
+        fn size(&self) -> BodySize {
+            BodySize::Stream
+        }
+
+        fn poll_next(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+            Pin::new(&mut self.get_mut().0).poll_next(cx)
+        }
+    }
+
+    /// Serves one connection whose first poll starts with `spent` units of the task's budget
+    /// already used, the client's first bytes waiting; then checks that what the client sends
+    /// next is read too.
+    async fn budget_round(spent: usize) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        let addr = listener.local_addr().unwrap_or_else(|err| panic!("{err}"));
+        let mut client = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        let (server, _) = listener
+            .accept()
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        client
+            .write_all(b"x")
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        server
+            .readable()
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        let inbox = Inbox::default();
+        let mut owned = Owned {
+            io: server,
+            body: BoxBody::new(Echo(inbox.clone())),
+            inbox,
+            ending: None,
+            ending_waker: None,
+            out: SmallVec::new(),
+            queued: 0,
+            body_done: false,
+            reading: true,
+            read_armed: false,
+            paused: false,
+            closing: None,
+        };
+        // Ready items, each of which takes one unit of budget to receive.
+        let (tx, mut spend) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..spent {
+            let _ = tx.send(());
+        }
+        let mut first = true;
+        let task = tokio::task::spawn_local(poll_fn(move |cx| {
+            if std::mem::take(&mut first) {
+                while spend.poll_recv(cx).is_ready() {}
+            }
+            Pin::new(&mut owned).poll(cx)
+        }));
+        for sent in [b"x", b"y"] {
+            if sent == b"y" {
+                client
+                    .write_all(sent)
+                    .await
+                    .unwrap_or_else(|err| panic!("{err}"));
+            }
+            let mut echoed = [0];
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut echoed))
+                .await
+                .unwrap_or_else(|_| panic!("{spent} units spent: {sent:?} was never read"))
+                .unwrap_or_else(|err| panic!("{err}"));
+            assert_eq!(&echoed, sent);
+        }
+        task.abort();
+    }
+
+    /// A read that the task's budget stops between clearing the socket's readiness and
+    /// registering for the next registers nothing: it must not be taken for registered (see
+    /// [`Owned::read`]), or the client's next bytes are never read. Where the budget runs out
+    /// depends on its size, so every amount spent up to more than a whole budget is tried.
+    #[test]
+    fn a_read_stopped_by_the_task_budget_is_not_taken_as_registered() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|err| panic!("{err}"));
+        tokio::task::LocalSet::new().block_on(&runtime, async {
+            for spent in 0..=160 {
+                budget_round(spent).await;
+            }
+        });
+    }
+}
