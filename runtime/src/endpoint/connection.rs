@@ -14,7 +14,7 @@ use actix_web::web;
 use bytes::Bytes;
 
 use crate::engineio::wsio::{self, Incoming, MessageReader, Output};
-use crate::engineio::{CloseReason, Reader, Session};
+use crate::engineio::{CloseReason, CloseWatch, Reader, Session};
 
 /// What one protocol does with a connection's frames.
 pub(crate) trait Protocol: Unpin + 'static {
@@ -59,6 +59,7 @@ pub(crate) fn connection<P: Protocol>(
         output: Output::default(),
         queue,
         done: false,
+        close_watch: CloseWatch::default(),
     }
 }
 
@@ -72,6 +73,8 @@ pub(crate) struct Connection<P: Protocol> {
     queue: Option<Reader>,
     /// The close frame is written; the body ends.
     done: bool,
+    /// What this body registered with the session's close (a ping request takes it too).
+    close_watch: CloseWatch,
 }
 
 impl<P: Protocol> Connection<P> {
@@ -113,6 +116,8 @@ impl<P: Protocol> Connection<P> {
             self.done = true;
         } else {
             if self.protocol.take_ping() {
+                // The request woke this body through the close's registration.
+                self.close_watch.taken();
                 crate::engineio::encode_websocket(
                     self.output.buffer(),
                     Message::Ping(Bytes::new()),
@@ -147,7 +152,9 @@ impl<P: Protocol> MessageBody for Connection<P> {
         this.write(cx);
         if this.output.is_empty() && !this.done {
             // About to wait (a poll that finds frames is followed by another at once).
-            if this.protocol.session().watch_close(cx.waker()) || this.protocol.ping_due() {
+            if this.close_watch.watch(this.protocol.session(), cx.waker())
+                || this.protocol.ping_due()
+            {
                 this.write(cx);
             }
         }

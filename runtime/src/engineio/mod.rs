@@ -34,4 +34,4 @@ pub use tcp::on_connect;
 pub(crate) use chunk::Placed;
 pub(crate) use outbox::Limits;
 pub(crate) use packet::encode_websocket;
-pub(crate) use session::{Closing, Reader};
+pub(crate) use session::{CloseWatch, Closing, Reader};

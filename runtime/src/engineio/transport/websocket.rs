@@ -21,7 +21,7 @@ use bytestring::ByteString;
 use crate::engineio::error::{CloseReason, RequestError};
 use crate::engineio::packet::{Packet, encode_websocket};
 use crate::engineio::server::{Engine, EngineHandler, Entry};
-use crate::engineio::session::{Reader, TransportKind};
+use crate::engineio::session::{CloseWatch, Reader, TransportKind};
 use crate::engineio::tcp;
 use crate::engineio::wsio::{self, Incoming, MessageReader, Output};
 
@@ -67,6 +67,7 @@ pub(crate) fn open<H: EngineHandler>(
         output,
         phase,
         tcp,
+        close_watch: CloseWatch::default(),
     };
     Ok(response.message_body(BoxBody::new(connection)).map_or_else(
         |_| HttpResponse::InternalServerError().finish(),
@@ -128,6 +129,8 @@ struct Connection<H: EngineHandler> {
     /// ([`tcp::on_connect`]); the session gets it once it is on this WebSocket (a new session
     /// gets it at once).
     tcp: Option<std::sync::Weak<tcp::Ending>>,
+    /// What this body registered with the session's close.
+    close_watch: CloseWatch,
 }
 
 impl<H: EngineHandler> Connection<H> {
@@ -258,7 +261,7 @@ impl<H: EngineHandler> MessageBody for Connection<H> {
         this.write(cx);
         if this.output.is_empty() && !matches!(this.phase, Phase::Done) {
             // About to wait (a poll that finds frames is followed by another at once).
-            if this.entry.session.watch_close(cx.waker()) {
+            if this.close_watch.watch(&this.entry.session, cx.waker()) {
                 this.write(cx);
             }
         }
