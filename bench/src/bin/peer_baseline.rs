@@ -86,15 +86,21 @@ impl Conn {
         let mut queue = self.queue.borrow_mut();
         while !queue.is_empty() {
             let skip = self.written.get();
-            let slices: Vec<std::io::IoSlice<'_>> = queue
-                .iter()
-                .take(WRITE_BATCH)
-                .enumerate()
-                .map(|(i, frame)| {
-                    std::io::IoSlice::new(if i == 0 { &frame[skip..] } else { frame })
-                })
-                .collect();
-            match self.stream.try_write_vectored(&slices) {
+            let wrote = if let (1, Some(frame)) = (queue.len(), queue.front()) {
+                // One frame: a plain `send` (a vectored write costs the kernel more per call).
+                self.stream.try_write(&frame[skip..])
+            } else {
+                let slices: Vec<std::io::IoSlice<'_>> = queue
+                    .iter()
+                    .take(WRITE_BATCH)
+                    .enumerate()
+                    .map(|(i, frame)| {
+                        std::io::IoSlice::new(if i == 0 { &frame[skip..] } else { frame })
+                    })
+                    .collect();
+                self.stream.try_write_vectored(&slices)
+            };
+            match wrote {
                 Ok(mut n) => {
                     n += skip;
                     while let Some(front) = queue.front() {

@@ -399,16 +399,23 @@ impl Owned {
     }
 
     /// Writes what is queued, in one call, as far as the socket takes it.
+    ///
+    /// A lone chunk (the usual case: a drain copies several frames into one) goes with a plain
+    /// `send`; the kernel's vectored write takes another path (through the file layer) that
+    /// costs it more per call, about 8 % of a paced broadcast's kernel time on loopback.
     fn write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Only as many slices as there are chunks are filled in (usually one).
-        let slices: SmallVec<[IoSlice<'_>; WRITE_SLICES]> = self
-            .out
-            .iter()
-            .take(WRITE_SLICES)
-            .map(|chunk| IoSlice::new(chunk))
-            .collect();
-        let wrote = Pin::new(&mut self.io).poll_write_vectored(cx, &slices);
-        drop(slices);
+        let wrote = if let [chunk] = self.out.as_slice() {
+            Pin::new(&mut self.io).poll_write(cx, chunk)
+        } else {
+            // Only as many slices as there are chunks are filled in.
+            let slices: SmallVec<[IoSlice<'_>; WRITE_SLICES]> = self
+                .out
+                .iter()
+                .take(WRITE_SLICES)
+                .map(|chunk| IoSlice::new(chunk))
+                .collect();
+            Pin::new(&mut self.io).poll_write_vectored(cx, &slices)
+        };
         let mut written = match wrote {
             Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Poll::Ready(Ok(n)) => n,
