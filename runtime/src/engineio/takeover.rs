@@ -8,7 +8,7 @@
 //! written as it is. Any handler that answers `101` with a streaming body and reads the request
 //! payload works this way, tidings' own WebSockets and others alike.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
@@ -134,7 +134,9 @@ where
 {
     let ending = req.conn_data::<TcpHandle>().map(|handle| handle.0.clone());
     let inbox = Inbox::default();
-    let payload: actix_http::BoxedPayloadStream = Box::pin(inbox.clone());
+    let stream = inbox.stream();
+    let stream_at = stream.address();
+    let payload: actix_http::BoxedPayloadStream = stream;
     let (req, _) = req.replace_payload(Payload::Stream { payload });
     let response: Response<BoxBody> = match app.call(req).await {
         Ok(response) => response.into().map_into_boxed_body(),
@@ -168,21 +170,10 @@ where
         // What the client sent right after its request.
         inbox.push(read_buf.freeze(), None);
     }
-    let head = head.freeze();
-    Ok(Some(Owned {
-        io,
-        body,
-        inbox,
-        ending,
-        ending_waker: None,
-        queued: head.len(),
-        out: SmallVec::from_buf([head]),
-        body_done: false,
-        reading: true,
-        read_armed: false,
-        paused: false,
-        closing: None,
-    }))
+    let mut owned = Owned::new(io, body, inbox, stream_at, ending);
+    owned.queued = head.len();
+    owned.out = SmallVec::from_buf([head.freeze()]);
+    Ok(Some(owned))
 }
 
 /// The socket of `framed`, what was read from it and not decoded, and what was encoded and not
@@ -198,6 +189,12 @@ pub(crate) struct Owned {
     io: TcpStream,
     body: BoxBody,
     inbox: Inbox,
+    /// The address of the inbox's stream (see [`InboxStream::address`]).
+    stream_at: usize,
+    /// Known since the inbox was last looked at: it is empty and open, and its stream is
+    /// alive, as long as this many streams have been dropped on this thread. Lets a poll that
+    /// read nothing answer the stream's poll without its two allocations (see [`Quiet`]).
+    quiet: Option<u64>,
     ending: Option<Arc<Ending>>,
     /// The waker `ending` has (see [`Ending::poll_ended_with`]).
     ending_waker: Option<Waker>,
@@ -221,6 +218,33 @@ pub(crate) struct Owned {
 }
 
 impl Owned {
+    /// A connection writing `body` to `io`, what is read from `io` going into `inbox`, whose
+    /// stream lives at `stream_at`.
+    fn new(
+        io: TcpStream,
+        body: BoxBody,
+        inbox: Inbox,
+        stream_at: usize,
+        ending: Option<Arc<Ending>>,
+    ) -> Self {
+        Owned {
+            io,
+            body,
+            inbox,
+            stream_at,
+            quiet: None,
+            ending,
+            ending_waker: None,
+            queued: 0,
+            out: SmallVec::new(),
+            body_done: false,
+            reading: true,
+            read_armed: false,
+            paused: false,
+            closing: None,
+        }
+    }
+
     /// Reads what the client sent into the inbox, until the socket has nothing more or the
     /// inbox is full.
     ///
@@ -246,15 +270,18 @@ impl Owned {
             match self.poll_read(cx, &mut buf, |bytes| read = Bytes::copy_from_slice(bytes)) {
                 Poll::Ready(Ok(0)) => {
                     self.reading = false;
+                    self.quiet = None;
                     self.inbox.finish(None, Some(cx));
                 }
                 Poll::Ready(Ok(_)) => {
+                    self.quiet = None;
                     self.inbox.push(read, Some(cx));
                     self.paused = self.inbox.len() >= INBOX_MAX;
                 }
                 Poll::Ready(Err(err)) => {
                     tracing::debug!(%err, "websocket read failed");
                     self.reading = false;
+                    self.quiet = None;
                     self.inbox.finish(Some(err), Some(cx));
                 }
                 Poll::Pending => {
@@ -311,9 +338,6 @@ impl Future for Owned {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        // The body polls the inbox on every poll; its line, read now, arrives while the socket's
-        // readiness is looked at.
-        this.inbox.touch();
         if (this.ending_waker.is_none() || !this.out.is_empty()) && this.ended(cx) {
             return Poll::Ready(());
         }
@@ -379,6 +403,19 @@ impl Owned {
     /// Takes what the body has to write, up to [`WRITE_MAX`] bytes; `true` when the body
     /// answered `Pending` (it has nothing more until it wakes the task).
     fn fill(&mut self, cx: &mut Context<'_>) -> bool {
+        let quiet = (self.quiet == Some(DROPPED.get())).then(|| Quiet::enter(self.stream_at, cx));
+        let waiting = self.poll_body(cx);
+        drop(quiet);
+        // Counted after the body's poll: a stream it dropped is seen by this check.
+        let dropped = DROPPED.get();
+        if waiting && self.quiet != Some(dropped) {
+            self.quiet = self.inbox.is_quiet().then_some(dropped);
+        }
+        waiting
+    }
+
+    /// [`Owned::fill`], without what it knows about the inbox.
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> bool {
         while !self.body_done && self.queued < WRITE_MAX {
             match Pin::new(&mut self.body).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
@@ -439,9 +476,16 @@ impl Owned {
 }
 
 /// The request payload of an upgraded connection: what was read from the socket and not yet
-/// taken.
+/// taken. The connection holds this end; the application reads the other, [`InboxStream`].
 #[derive(Clone, Default)]
-struct Inbox(Rc<RefCell<InboxState>>);
+struct Inbox(Rc<InboxShared>);
+
+#[derive(Default)]
+struct InboxShared {
+    state: RefCell<InboxState>,
+    /// The stream has been dropped.
+    stream_gone: Cell<bool>,
+}
 
 #[derive(Default)]
 struct InboxState {
@@ -453,23 +497,30 @@ struct InboxState {
 }
 
 impl Inbox {
-    /// Reads the inbox's first line, and nothing else.
-    fn touch(&self) {
-        std::hint::black_box(Rc::strong_count(&self.0));
+    /// The inbox's stream, in the box the request's payload is.
+    fn stream(&self) -> Pin<Box<InboxStream>> {
+        Box::pin(InboxStream(self.clone()))
     }
 
     fn len(&self) -> usize {
-        self.0.borrow().len
+        self.0.state.borrow().len
     }
 
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Nothing waits in the inbox, the client's side is open and the stream is alive: until
+    /// something is added or a stream is dropped, polling the stream finds nothing.
+    fn is_quiet(&self) -> bool {
+        let state = self.0.state.borrow();
+        state.len == 0 && state.end.is_none() && !self.0.stream_gone.get()
+    }
+
     /// Adds bytes read. The reader is woken unless it runs in `current`'s task (which polls it
     /// next anyway).
     fn push(&self, bytes: Bytes, current: Option<&Context<'_>>) {
-        let mut state = self.0.borrow_mut();
+        let mut state = self.0.state.borrow_mut();
         state.len += bytes.len();
         state.chunks.push_back(bytes);
         state.wake(current);
@@ -477,7 +528,7 @@ impl Inbox {
 
     /// The client's side has ended.
     fn finish(&self, err: Option<io::Error>, current: Option<&Context<'_>>) {
-        let mut state = self.0.borrow_mut();
+        let mut state = self.0.state.borrow_mut();
         state.end = Some(err);
         state.wake(current);
     }
@@ -495,11 +546,79 @@ impl InboxState {
     }
 }
 
-impl Stream for Inbox {
+thread_local! {
+    /// While a connection polls its body knowing its inbox quiet: the address of the inbox's
+    /// stream and the connection's waker (see [`Quiet`]); zeros otherwise.
+    static QUIET: Cell<(usize, WakerId)> = const { Cell::new((0, (0, 0))) };
+    /// How many inbox streams have been dropped on this thread.
+    static DROPPED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Who a waker wakes, as [`Waker::will_wake`] compares it: its data and its vtable.
+type WakerId = (usize, usize);
+
+fn waker_id(waker: &Waker) -> WakerId {
+    (
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    )
+}
+
+/// A connection's poll of its body while its inbox is known quiet.
+///
+/// A connection woken to write finds the socket empty, and its body then polls the request
+/// payload only to find nothing: two allocations of their own (the payload's box and the
+/// inbox), cold when a broadcast wakes thousands of connections one after another. While this
+/// lasts, the inbox's stream, polled from the connection's own task, answers `Pending` without
+/// looking at either. That is the answer it would give: the connection saw the inbox empty and
+/// open, and added nothing since; it polls the body after anything it adds. The stream is
+/// known by its box's address and the task by its waker; and no stream has been dropped since,
+/// so no other stream has taken that address.
+struct Quiet;
+
+impl Quiet {
+    fn enter(stream_at: usize, cx: &Context<'_>) -> Quiet {
+        QUIET.set((stream_at, waker_id(cx.waker())));
+        Quiet
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        QUIET.set((0, (0, 0)));
+    }
+}
+
+/// The application's end of an [`Inbox`]: the request's payload.
+struct InboxStream(Inbox);
+
+impl InboxStream {
+    /// Where the stream lives (it is pinned in its box).
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+}
+
+impl Drop for InboxStream {
+    /// Another stream may take this one's address: no quiet poll, now or later, takes it for
+    /// this one (the connection checks its inbox again once a stream has been dropped).
+    fn drop(&mut self) {
+        self.0.0.stream_gone.set(true);
+        DROPPED.set(DROPPED.get().wrapping_add(1));
+        QUIET.set((0, (0, 0)));
+    }
+}
+
+impl Stream for InboxStream {
     type Item = Result<Bytes, PayloadError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut state = self.0.borrow_mut();
+        if QUIET.get() == (self.address(), waker_id(cx.waker())) {
+            #[cfg(test)]
+            tests::QUIET_POLLS.set(tests::QUIET_POLLS.get() + 1);
+            return Poll::Pending;
+        }
+        let mut state = self.0.0.state.borrow_mut();
         if let Some(bytes) = state.chunks.pop_front() {
             state.len -= bytes.len();
             if state.chunks.is_empty() {
@@ -529,50 +648,81 @@ mod tests {
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
     use super::*;
 
-    /// Serves one connection whose first poll starts with `spent` units of the task's budget
-    /// already used, the client's first bytes waiting; then checks that what the client sends
-    /// next is read too.
-    async fn budget_round(spent: usize) {
+    thread_local! {
+        /// How many polls of an inbox stream were answered from [`QUIET`] on this thread.
+        pub(super) static QUIET_POLLS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// A client and the server's end of its connection.
+    async fn connected() -> (tokio::net::TcpStream, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|err| panic!("{err}"));
         let addr = listener.local_addr().unwrap_or_else(|err| panic!("{err}"));
-        let mut client = tokio::net::TcpStream::connect(addr)
+        let client = tokio::net::TcpStream::connect(addr)
             .await
             .unwrap_or_else(|err| panic!("{err}"));
         let (server, _) = listener
             .accept()
             .await
             .unwrap_or_else(|err| panic!("{err}"));
+        (client, server)
+    }
+
+    /// A connection on `server` whose body `body` makes from its inbox's stream.
+    fn owned<B>(server: TcpStream, body: impl FnOnce(Pin<Box<InboxStream>>) -> B) -> Owned
+    where
+        B: MessageBody + 'static,
+    {
+        let inbox = Inbox::default();
+        let stream = inbox.stream();
+        let stream_at = stream.address();
+        Owned::new(server, BoxBody::new(body(stream)), inbox, stream_at, None)
+    }
+
+    /// Reads `expected` from the client, failing after a few seconds.
+    async fn expect(client: &mut tokio::net::TcpStream, expected: &[u8], what: &str) {
+        let mut got = vec![0; expected.len()];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: {expected:?} never arrived"))
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(got, expected, "{what}");
+    }
+
+    async fn send(client: &mut tokio::net::TcpStream, bytes: &[u8]) {
         client
-            .write_all(b"x")
+            .write_all(bytes)
             .await
             .unwrap_or_else(|err| panic!("{err}"));
+    }
+
+    fn local_runtime(test: impl Future<Output = ()>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|err| panic!("{err}"));
+        tokio::task::LocalSet::new().block_on(&runtime, test);
+    }
+
+    /// Serves one connection whose first poll starts with `spent` units of the task's budget
+    /// already used, the client's first bytes waiting; then checks that what the client sends
+    /// next is read too.
+    async fn budget_round(spent: usize) {
+        let (mut client, server) = connected().await;
+        send(&mut client, b"x").await;
         server
             .readable()
             .await
             .unwrap_or_else(|err| panic!("{err}"));
-        let inbox = Inbox::default();
-        let mut owned = Owned {
-            io: server,
-            // Writes back what the client sent.
-            body: BoxBody::new(actix_web::body::BodyStream::new(inbox.clone())),
-            inbox,
-            ending: None,
-            ending_waker: None,
-            out: SmallVec::new(),
-            queued: 0,
-            body_done: false,
-            reading: true,
-            read_armed: false,
-            paused: false,
-            closing: None,
-        };
+        // Writes back what the client sent.
+        let mut owned = owned(server, actix_web::body::BodyStream::new);
         // Ready items, each of which takes one unit of budget to receive.
-        let (tx, mut spend) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut spend) = unbounded_channel();
         for _ in 0..spent {
             let _ = tx.send(());
         }
@@ -583,20 +733,10 @@ mod tests {
             }
             Pin::new(&mut owned).poll(cx)
         }));
-        for sent in [b"x", b"y"] {
-            if sent == b"y" {
-                client
-                    .write_all(sent)
-                    .await
-                    .unwrap_or_else(|err| panic!("{err}"));
-            }
-            let mut echoed = [0];
-            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut echoed))
-                .await
-                .unwrap_or_else(|_| panic!("{spent} units spent: {sent:?} was never read"))
-                .unwrap_or_else(|err| panic!("{err}"));
-            assert_eq!(&echoed, sent);
-        }
+        let what = format!("{spent} units spent");
+        expect(&mut client, b"x", &what).await;
+        send(&mut client, b"y").await;
+        expect(&mut client, b"y", &what).await;
         task.abort();
     }
 
@@ -606,13 +746,129 @@ mod tests {
     /// depends on its size, so every amount spent up to more than a whole budget is tried.
     #[test]
     fn a_read_stopped_by_the_task_budget_is_not_taken_as_registered() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|err| panic!("{err}"));
-        tokio::task::LocalSet::new().block_on(&runtime, async {
+        local_runtime(async {
             for spent in 0..=160 {
                 budget_round(spent).await;
+            }
+        });
+    }
+
+    /// A body that echoes its payload and writes what `pushes` brings (a server's own messages).
+    fn echo_and_push(
+        mut payload: Pin<Box<InboxStream>>,
+        mut pushes: UnboundedReceiver<Bytes>,
+    ) -> impl MessageBody + 'static {
+        actix_web::body::BodyStream::new(futures_util::stream::poll_fn(move |cx| {
+            if let Poll::Ready(Some(pushed)) = pushes.poll_recv(cx) {
+                return Poll::Ready(Some(Ok(pushed)));
+            }
+            payload.as_mut().poll_next(cx)
+        }))
+    }
+
+    /// A connection woken to write, with nothing read, answers its body's poll of the payload
+    /// from what it knows ([`Quiet`]); what the client sends after that is still read and
+    /// reaches the body at once, however the two alternate.
+    #[test]
+    fn a_quiet_inbox_is_answered_without_looking_and_input_still_arrives() {
+        local_runtime(async {
+            let (mut client, server) = connected().await;
+            let (push, pushes) = unbounded_channel();
+            let owned = owned(server, |payload| echo_and_push(payload, pushes));
+            let task = tokio::task::spawn_local(owned);
+            QUIET_POLLS.set(0);
+            for round in 0..40 {
+                let what = format!("round {round}");
+                let _ = push.send(Bytes::from_static(b"s"));
+                expect(&mut client, b"s", &what).await;
+                if round % 3 != 0 {
+                    let _ = push.send(Bytes::from_static(b"t"));
+                    expect(&mut client, b"t", &what).await;
+                }
+                send(&mut client, b"c").await;
+                expect(&mut client, b"c", &what).await;
+            }
+            // The pushes found the inbox quiet (not merely never looked at it).
+            assert!(QUIET_POLLS.get() >= 40, "{} quiet polls", QUIET_POLLS.get());
+            task.abort();
+        });
+    }
+
+    /// A body that, told to, drops its payload and reads another inbox (that of `spare`) whose
+    /// stream has taken the dropped one's address: at once, or (`later`) when told again.
+    struct Swapping {
+        payload: Option<Pin<Box<InboxStream>>>,
+        dropped_at: Option<usize>,
+        spare: Option<Inbox>,
+        swap: UnboundedReceiver<()>,
+        later: bool,
+    }
+
+    impl Stream for Swapping {
+        type Item = Result<Bytes, PayloadError>;
+
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            let this = self.get_mut();
+            while this.swap.poll_recv(cx).is_ready() {
+                if let Some(payload) = this.payload.take() {
+                    this.dropped_at = Some(payload.address());
+                    drop(payload);
+                    if this.later {
+                        continue;
+                    }
+                }
+                if let Some(spare) = this.spare.take() {
+                    let payload = spare.stream();
+                    assert_eq!(
+                        Some(payload.address()),
+                        this.dropped_at,
+                        "the allocator gave the new stream another address: this shows nothing"
+                    );
+                    this.payload = Some(payload);
+                }
+            }
+            match &mut this.payload {
+                Some(payload) => payload.as_mut().poll_next(cx),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    /// A stream dropped while its connection knows its inbox quiet, and another at the same
+    /// address polled in that same poll or a later one: the other is looked at (its bytes are
+    /// written), not answered from the dropped one's quiet.
+    #[test]
+    fn a_stream_at_a_dropped_streams_address_is_not_taken_for_it() {
+        local_runtime(async {
+            for later in [false, true] {
+                let (mut client, server) = connected().await;
+                let spare = Inbox::default();
+                spare.push(Bytes::from_static(b"z"), None);
+                let (swap, swaps) = unbounded_channel();
+                let owned = owned(server, |payload| {
+                    actix_web::body::BodyStream::new(Swapping {
+                        payload: Some(payload),
+                        dropped_at: None,
+                        spare: Some(spare),
+                        swap: swaps,
+                        later,
+                    })
+                });
+                let task = tokio::task::spawn_local(owned);
+                // The inbox is seen quiet once the client's byte has been echoed.
+                send(&mut client, b"c").await;
+                expect(&mut client, b"c", "echo").await;
+                let before = QUIET_POLLS.get();
+                let _ = swap.send(());
+                if later {
+                    // The connection polls its body once with the stream gone.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let _ = swap.send(());
+                }
+                let what = format!("the new stream's bytes (later: {later})");
+                expect(&mut client, b"z", &what).await;
+                assert_eq!(QUIET_POLLS.get(), before, "{what}: answered from quiet");
+                task.abort();
             }
         });
     }
