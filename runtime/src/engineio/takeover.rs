@@ -794,14 +794,48 @@ mod tests {
         });
     }
 
-    /// A body that, told to, drops its payload and reads another inbox (that of `spare`) whose
-    /// stream has taken the dropped one's address: at once, or (`later`) when told again.
+    /// Drops `payload` and makes streams of `spare` until the allocator hands one the dropped
+    /// one's address (it may first hand out blocks freed before); the others go to `kept`,
+    /// alive, so that no drop of theirs is seen.
+    fn replace(
+        payload: Pin<Box<InboxStream>>,
+        spare: &Inbox,
+        kept: &mut Vec<Pin<Box<InboxStream>>>,
+    ) -> Pin<Box<InboxStream>> {
+        const TRIES: usize = 256;
+        kept.reserve(TRIES);
+        let at = payload.address();
+        drop(payload);
+        for _ in 0..TRIES {
+            let stream = spare.stream();
+            if stream.address() == at {
+                return stream;
+            }
+            kept.push(stream);
+        }
+        panic!("no new stream got the dropped one's address: this test shows nothing");
+    }
+
+    /// Where a [`Swapping`] body's payload is replaced.
+    #[derive(Clone, Copy, Debug)]
+    enum Swap {
+        /// In the connection's poll, which then polls the new stream.
+        InPoll,
+        /// In another task, which hands the new stream back for a later poll.
+        Elsewhere,
+    }
+
+    /// A body that echoes its payload and, told to, reads another inbox (that of `spare`)
+    /// whose stream has taken the first stream's address.
     struct Swapping {
         payload: Option<Pin<Box<InboxStream>>>,
-        dropped_at: Option<usize>,
+        kept: Vec<Pin<Box<InboxStream>>>,
         spare: Option<Inbox>,
-        swap: UnboundedReceiver<()>,
-        later: bool,
+        swap: Swap,
+        told: UnboundedReceiver<()>,
+        /// `Elsewhere`: the other task's end, and the new stream coming back from it.
+        away: tokio::sync::mpsc::UnboundedSender<Pin<Box<InboxStream>>>,
+        back: UnboundedReceiver<Pin<Box<InboxStream>>>,
     }
 
     impl Stream for Swapping {
@@ -809,23 +843,20 @@ mod tests {
 
         fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
             let this = self.get_mut();
-            while this.swap.poll_recv(cx).is_ready() {
-                if let Some(payload) = this.payload.take() {
-                    this.dropped_at = Some(payload.address());
-                    drop(payload);
-                    if this.later {
-                        continue;
+            if this.told.poll_recv(cx).is_ready()
+                && let Some(payload) = this.payload.take()
+            {
+                match (this.swap, this.spare.take()) {
+                    (Swap::InPoll, Some(spare)) => {
+                        this.payload = Some(replace(payload, &spare, &mut this.kept));
+                    }
+                    _ => {
+                        let _ = this.away.send(payload);
                     }
                 }
-                if let Some(spare) = this.spare.take() {
-                    let payload = spare.stream();
-                    assert_eq!(
-                        Some(payload.address()),
-                        this.dropped_at,
-                        "the allocator gave the new stream another address: this shows nothing"
-                    );
-                    this.payload = Some(payload);
-                }
+            }
+            if let Poll::Ready(Some(payload)) = this.back.poll_recv(cx) {
+                this.payload = Some(payload);
             }
             match &mut this.payload {
                 Some(payload) => payload.as_mut().poll_next(cx),
@@ -835,23 +866,37 @@ mod tests {
     }
 
     /// A stream dropped while its connection knows its inbox quiet, and another at the same
-    /// address polled in that same poll or a later one: the other is looked at (its bytes are
-    /// written), not answered from the dropped one's quiet.
+    /// address polled by the connection, in the poll of the drop or after a drop elsewhere:
+    /// the other is looked at (its bytes are written), not answered from the dropped one's
+    /// quiet.
     #[test]
     fn a_stream_at_a_dropped_streams_address_is_not_taken_for_it() {
         local_runtime(async {
-            for later in [false, true] {
+            for swap in [Swap::InPoll, Swap::Elsewhere] {
                 let (mut client, server) = connected().await;
                 let spare = Inbox::default();
                 spare.push(Bytes::from_static(b"z"), None);
-                let (swap, swaps) = unbounded_channel();
+                let (tell, told) = unbounded_channel();
+                let (away, mut arrived) = unbounded_channel::<Pin<Box<InboxStream>>>();
+                let (give_back, back) = unbounded_channel();
+                let elsewhere = spare.clone();
+                let other = tokio::task::spawn_local(async move {
+                    let mut kept = Vec::new();
+                    if let Some(payload) = arrived.recv().await {
+                        let _ = give_back.send(replace(payload, &elsewhere, &mut kept));
+                    }
+                    // Alive, with what it kept, until the test aborts it.
+                    std::future::pending::<()>().await;
+                });
                 let owned = owned(server, |payload| {
                     actix_web::body::BodyStream::new(Swapping {
                         payload: Some(payload),
-                        dropped_at: None,
+                        kept: Vec::new(),
                         spare: Some(spare),
-                        swap: swaps,
-                        later,
+                        swap,
+                        told,
+                        away,
+                        back,
                     })
                 });
                 let task = tokio::task::spawn_local(owned);
@@ -859,16 +904,12 @@ mod tests {
                 send(&mut client, b"c").await;
                 expect(&mut client, b"c", "echo").await;
                 let before = QUIET_POLLS.get();
-                let _ = swap.send(());
-                if later {
-                    // The connection polls its body once with the stream gone.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    let _ = swap.send(());
-                }
-                let what = format!("the new stream's bytes (later: {later})");
+                let _ = tell.send(());
+                let what = format!("the new stream's bytes ({swap:?})");
                 expect(&mut client, b"z", &what).await;
                 assert_eq!(QUIET_POLLS.get(), before, "{what}: answered from quiet");
                 task.abort();
+                other.abort();
             }
         });
     }
