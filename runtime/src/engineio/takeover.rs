@@ -170,10 +170,14 @@ where
         // What the client sent right after its request.
         inbox.push(read_buf.freeze(), None);
     }
-    let mut owned = Owned::new(io, body, inbox, stream_at, ending);
-    owned.queued = head.len();
-    owned.out = SmallVec::from_buf([head.freeze()]);
-    Ok(Some(owned))
+    Ok(Some(Owned::new(
+        io,
+        body,
+        inbox,
+        stream_at,
+        ending,
+        head.freeze(),
+    )))
 }
 
 /// The socket of `framed`, what was read from it and not decoded, and what was encoded and not
@@ -218,15 +222,22 @@ pub(crate) struct Owned {
 }
 
 impl Owned {
-    /// A connection writing `body` to `io`, what is read from `io` going into `inbox`, whose
-    /// stream lives at `stream_at`.
+    /// A connection writing `head` (encoded, not yet written; may be empty), then `body`, to
+    /// `io`, what is read from `io` going into `inbox`, whose stream lives at `stream_at`.
     fn new(
         io: TcpStream,
         body: BoxBody,
         inbox: Inbox,
         stream_at: usize,
         ending: Option<Arc<Ending>>,
+        head: Bytes,
     ) -> Self {
+        let queued = head.len();
+        let out = if head.is_empty() {
+            SmallVec::new()
+        } else {
+            SmallVec::from_buf([head])
+        };
         Owned {
             io,
             body,
@@ -235,8 +246,8 @@ impl Owned {
             quiet: None,
             ending,
             ending_waker: None,
-            queued: 0,
-            out: SmallVec::new(),
+            queued,
+            out,
             body_done: false,
             reading: true,
             read_armed: false,
@@ -681,7 +692,14 @@ mod tests {
         let inbox = Inbox::default();
         let stream = inbox.stream();
         let stream_at = stream.address();
-        Owned::new(server, BoxBody::new(body(stream)), inbox, stream_at, None)
+        Owned::new(
+            server,
+            BoxBody::new(body(stream)),
+            inbox,
+            stream_at,
+            None,
+            Bytes::new(),
+        )
     }
 
     /// Reads `expected` from the client, failing after a few seconds.
