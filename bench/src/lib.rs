@@ -180,6 +180,13 @@ pub struct RunResult {
     pub p99_us: f64,
     /// The maximum.
     pub max_us: f64,
+    /// Emits sent before the measured ones (`--warmup`), paced like them; their deliveries
+    /// count in `expected`, `received` and `loss`, their latency only in the two below.
+    pub warmup_emits: u64,
+    /// Latency of the warm-up emits' deliveries, median, in microseconds.
+    pub warmup_p50_us: f64,
+    /// The 99th percentile.
+    pub warmup_p99_us: f64,
     /// Server CPU seconds (user + system) over the measured phase: the connects for
     /// `connect`, the emits and deliveries otherwise.
     pub server_cpu_secs: f64,

@@ -42,6 +42,16 @@
 //! `--hold-ms N` pauses between the connects and the emits, and again before closing the
 //! connections (time to switch a profiler on and off).
 //!
+//! `--settle-ms N` pauses between the connects and the emits only, and `--warmup N` sends N
+//! emits (paced like the rest) before the `--emits` measured ones: their deliveries count
+//! towards loss, their latency is reported apart (`warmup_p99_us`). The pair makes every
+//! server's connections start the measured emits in the same TCP state. After a pause longer
+//! than the retransmission timeout the receiving kernel acknowledges the next 16 segments of
+//! each connection at once (its quick-ACK phase) and then goes back to delaying ACKs; on
+//! loopback those immediate ACKs are processed on the server's core. Without the pause,
+//! whether a connection is still in that phase when the emits begin depends on how its setup
+//! went, so it differs between servers and runs.
+//!
 //! Besides rates and latency, each run reports the TCP data segments the server sent per
 //! delivery (`ss`, see [`tidings_bench::data_segments_out`]) and how busy this program's core
 //! was (its CPU time over the measured phase's wall time: above 85 % the rates are lower
@@ -82,6 +92,10 @@ struct Shared {
     t0: Instant,
     /// Per node (0: `--port`, 1: `--port2`).
     latencies_ns: [RefCell<Vec<u64>>; 2],
+    /// Emits numbered below this are the warm-up (`--warmup`): their latencies go to
+    /// `warmup_latencies_ns`, not `latencies_ns`.
+    warmup: u64,
+    warmup_latencies_ns: RefCell<Vec<u64>>,
     received: Cell<u64>,
     last_receive_ns: Cell<u64>,
     /// Per node: deliveries received and the time of the last one.
@@ -117,12 +131,15 @@ impl Shared {
         self.last_receive_ns.set(now);
         self.node_received[node].set(self.node_received[node].get() + 1);
         self.node_last_receive_ns[node].set(now);
+        let seq = number_after(text, &SEQUENCE);
         if let Some(sent) = number_after(text, &SEND_TIME) {
-            self.latencies_ns[node]
-                .borrow_mut()
-                .push(now.saturating_sub(sent));
+            let latencies = match seq {
+                Some(seq) if seq < self.warmup => &self.warmup_latencies_ns,
+                _ => &self.latencies_ns[node],
+            };
+            latencies.borrow_mut().push(now.saturating_sub(sent));
         }
-        if let Some(seq) = number_after(text, &SEQUENCE) {
+        if let Some(seq) = seq {
             let mut per_emit = self.per_emit.borrow_mut();
             if let Some(count) = usize::try_from(seq).ok().and_then(|i| per_emit.get_mut(i)) {
                 *count += 1;
@@ -622,6 +639,10 @@ struct Settings {
     redis_pid: Option<u32>,
     /// A pause between the connects and the emits (to start a profiler's measurement).
     hold: Duration,
+    /// A pause between the connects and the emits, not repeated at the end.
+    settle: Duration,
+    /// Emits sent before the measured ones, their latency reported apart.
+    warmup: u64,
     /// How the emits are sent (from the scenario, `--window` and `--rate`).
     pace: Pace,
 }
@@ -926,6 +947,12 @@ async fn deliveries(
     result.p50_us = us(0.50);
     result.p99_us = us(0.99);
     result.max_us = us(1.0);
+    let mut warmup = shared.warmup_latencies_ns.take();
+    warmup.sort_unstable();
+    let us = |q: f64| percentile(&warmup, q).map_or(0.0, |ns| ns as f64 / 1e3);
+    result.warmup_emits = settings.warmup;
+    result.warmup_p50_us = us(0.50);
+    result.warmup_p99_us = us(0.99);
     if result.server_cpu_secs > 0.0 {
         result.deliveries_per_cpu_sec = received as f64 / result.server_cpu_secs;
     }
@@ -1028,6 +1055,12 @@ async fn run(settings: Settings) -> RunResult {
                 0
             })),
         ],
+        warmup: settings.warmup,
+        warmup_latencies_ns: RefCell::new(Vec::with_capacity(
+            usize::try_from(settings.warmup.saturating_mul(settings.conns))
+                .unwrap_or(0)
+                .min(1 << 24),
+        )),
         received: Cell::new(0),
         last_receive_ns: Cell::new(0),
         node_received: Default::default(),
@@ -1083,6 +1116,9 @@ async fn run(settings: Settings) -> RunResult {
         );
         tokio::time::sleep(settings.hold).await;
     }
+    if !settings.settle.is_zero() {
+        tokio::time::sleep(settings.settle).await;
+    }
     if settings.addr2.is_some() {
         // The remote node subscribes to the channel in Redis in the background after the
         // subscribe ack (normally within a millisecond): leave it time before the first emit.
@@ -1090,8 +1126,9 @@ async fn run(settings: Settings) -> RunResult {
     }
     match settings.scenario.as_str() {
         "fanout" | "sequential" | "paced" => {
-            let emits = vec!["chats/0".to_owned(); settings.emits as usize];
-            let expected = settings.emits * settings.conns;
+            let all = settings.warmup + settings.emits;
+            let emits = vec!["chats/0".to_owned(); all as usize];
+            let expected = all * settings.conns;
             deliveries(&shared, &settings, emits, expected, &mut result).await;
         }
         "channels" => {
@@ -1185,6 +1222,8 @@ fn main() {
         concurrency: flags.num("concurrency", 256),
         straggler: Duration::from_millis(flags.num("straggler-ms", 3000)),
         hold: Duration::from_millis(flags.num("hold-ms", 0)),
+        settle: Duration::from_millis(flags.num("settle-ms", 0)),
+        warmup: flags.num("warmup", 0),
         pid: pid("pid"),
         pid2: pid("pid2"),
         redis_pid: pid("redis-pid"),
@@ -1205,6 +1244,14 @@ fn main() {
         },
         scenario,
     };
+    if settings.warmup > 0
+        && !matches!(
+            settings.scenario.as_str(),
+            "fanout" | "sequential" | "paced"
+        )
+    {
+        fail("--warmup applies to the fanout, sequential and paced scenarios");
+    }
     if settings.conns + 64 > limit {
         fail(&format!(
             "{} connections need more file descriptors than the limit of {limit}",
@@ -1251,6 +1298,8 @@ mod tests {
             pid2: None,
             redis_pid: None,
             hold: Duration::ZERO,
+            settle: Duration::ZERO,
+            warmup: 0,
             pace: super::Pace::Concurrent,
         }
     }
