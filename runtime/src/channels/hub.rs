@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
+use indexmap::IndexMap;
 use serde_json::value::RawValue;
 
 use super::authorizer::Assigns;
@@ -61,8 +62,10 @@ const SHARDS: usize = 16;
 /// ([`Sink::touch`](super::outgoing::Sink::touch)).
 const TOUCH_AHEAD: usize = 32;
 
-/// A channel's members on this node, by id.
-type Members = HashMap<MemberId, Membership>;
+/// A channel's members on this node, in the order they joined: a broadcast reaches them in that
+/// order (as socket.io's rooms do), and walks their connections in about the order they were
+/// allocated.
+type Members = IndexMap<MemberId, Membership>;
 
 /// One member of a channel on this node.
 #[derive(Clone)]
@@ -180,7 +183,7 @@ impl Hub {
     pub fn subscription_count(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| read(s).values().map(HashMap::len).sum::<usize>())
+            .map(|s| read(s).values().map(IndexMap::len).sum::<usize>())
             .sum()
     }
 
@@ -890,7 +893,8 @@ impl Hub {
                 .get_mut(channel)
                 .and_then(|p| p.untrack(member.id()));
             if let Some(members) = shard.get_mut(channel) {
-                if let Some(membership) = members.remove(&member.id()) {
+                // The last member takes the leaver's place; everyone else keeps theirs (O(1)).
+                if let Some(membership) = members.swap_remove(&member.id()) {
                     tag = membership.tag;
                 }
                 if members.is_empty() {

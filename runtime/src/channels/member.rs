@@ -859,6 +859,61 @@ mod tests {
         );
     }
 
+    /// Every member's tag, in the order a broadcast reached them (one log for all members).
+    struct InOrder(Arc<Mutex<Vec<MemberTag>>>);
+
+    impl Sink for InOrder {
+        fn deliver(&self, _: &Outgoing, tag: MemberTag) -> bool {
+            lock(&self.0).push(tag);
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_reaches_members_in_the_order_they_joined() {
+        let gate = web::Data::new(Gate::default());
+        let hub = hub(&gate);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut members = Vec::new();
+        for tag in 0..8 {
+            let id = MemberId::random().unwrap_or_else(|e| panic!("{e}"));
+            let sink = Arc::new(InOrder(log.clone()));
+            let member = Member::new(&hub, id, Handshake::default(), None, sink);
+            let (joined, joined_rx) = answer();
+            member
+                .join("open/order", None, tag, joined)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(verdict(joined_rx).await, Ok(None));
+            members.push(member);
+        }
+        let order = |log: &Mutex<Vec<MemberTag>>| std::mem::take(&mut *lock(log));
+        hub.broadcast("open/order", "hello", Payload::new(), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(order(&log), (0..8).collect::<Vec<_>>());
+
+        // A leave moves the last member into the leaver's place; a newcomer comes last.
+        let (left, left_rx) = answer();
+        members[2]
+            .leave("open/order", left)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(get(left_rx).await);
+        let id = MemberId::random().unwrap_or_else(|e| panic!("{e}"));
+        let late = Member::new(
+            &hub,
+            id,
+            Handshake::default(),
+            None,
+            Arc::new(InOrder(log.clone())),
+        );
+        let (joined, joined_rx) = answer();
+        late.join("open/order", None, 8, joined)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(verdict(joined_rx).await, Ok(None));
+        hub.broadcast("open/order", "hello", Payload::new(), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(order(&log), [0, 1, 7, 3, 4, 5, 6, 8]);
+    }
+
     #[tokio::test]
     async fn a_disconnect_drops_what_waits_and_leaves_everything() {
         let gate = web::Data::new(Gate::default());
