@@ -904,8 +904,7 @@ async fn deliveries(
                 0.0
             }
         };
-        let us =
-            |node: usize, q: f64| percentile(&per_node[node], q).map_or(0.0, |ns| ns as f64 / 1e3);
+        let us = |node: usize, q: f64| micros(&per_node[node], q);
         result.nodes = 2;
         result.local_conns = conns[0];
         result.remote_conns = conns[1];
@@ -932,7 +931,6 @@ async fn deliveries(
     }
     let mut latencies: Vec<u64> = per_node.concat();
     latencies.sort_unstable();
-    let us = |q: f64| percentile(&latencies, q).map_or(0.0, |ns| ns as f64 / 1e3);
     result.emits = sent;
     result.emit_errors = errors;
     result.expected = expected;
@@ -944,21 +942,25 @@ async fn deliveries(
     } else {
         0.0
     };
-    result.p50_us = us(0.50);
-    result.p99_us = us(0.99);
-    result.max_us = us(1.0);
+    result.p50_us = micros(&latencies, 0.50);
+    result.p99_us = micros(&latencies, 0.99);
+    result.max_us = micros(&latencies, 1.0);
     let mut warmup = shared.warmup_latencies_ns.take();
     warmup.sort_unstable();
-    let us = |q: f64| percentile(&warmup, q).map_or(0.0, |ns| ns as f64 / 1e3);
     result.warmup_emits = settings.warmup;
-    result.warmup_p50_us = us(0.50);
-    result.warmup_p99_us = us(0.99);
+    result.warmup_p50_us = micros(&warmup, 0.50);
+    result.warmup_p99_us = micros(&warmup, 0.99);
     if result.server_cpu_secs > 0.0 {
         result.deliveries_per_cpu_sec = received as f64 / result.server_cpu_secs;
     }
     if received > 0 {
         result.segments_per_delivery = result.server_segments as f64 / received as f64;
     }
+}
+
+/// The `q` quantile of sorted latencies in nanoseconds, in microseconds (0 when there are none).
+fn micros(sorted_ns: &[u64], q: f64) -> f64 {
+    percentile(sorted_ns, q).map_or(0.0, |ns| ns as f64 / 1e3)
 }
 
 /// CPU times at the start of a measured phase: the servers' (the first node, the second node
