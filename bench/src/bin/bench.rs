@@ -7,7 +7,8 @@
 //! connections at once), `seq-w8-*` and `seq-w0-*` (from one connection, one at a time, with
 //! at most 8 emits not yet received by everyone, and with no such window), `paced-*` (one
 //! connection at a fixed rate well under capacity: latency, measured after a pause and 20
-//! warm-up emits, whose latency is its own row); then `channels-1k` and
+//! warm-up emits, whose latency is its own row, with the load generator kept awake while
+//! deliveries are due); then `channels-1k` and
 //! `connect-10k`. Every delivery scenario also reports the server's TCP segments per delivery
 //! and how busy the load generator's core was; a rate measured with that core above 85 % is
 //! marked † (a lower bound).
@@ -112,6 +113,12 @@ const PACED_SETTLE_MS: &str = "1000";
 /// reported apart: after the pause the load generator's kernel acknowledges the first 16
 /// segments of each connection at once, and on loopback those ACKs take the server's core.
 const PACED_WARMUP: &str = "20";
+
+/// The paced scenarios keep the load generator from sleeping while deliveries are due
+/// (`--awake`): on loopback a server pays for every wake-up of a sleeping reader, a cost no
+/// remote client puts on it, and how many wake-ups an emit takes grows as a server is slower
+/// (between an emit's deliveries an idle load generator falls asleep again).
+const PACED_AWAKE: &str = "--awake";
 
 struct Scenario {
     name: &'static str,
@@ -232,6 +239,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
                 PACED_SETTLE_MS,
                 "--warmup",
                 PACED_WARMUP,
+                PACED_AWAKE,
             ],
         ));
     }

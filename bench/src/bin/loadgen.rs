@@ -52,6 +52,12 @@
 //! whether a connection is still in that phase when the emits begin depends on how its setup
 //! went, so it differs between servers and runs.
 //!
+//! `--awake` keeps this program from sleeping while deliveries are due (every emit sent reaches
+//! every subscriber; until all of them have arrived it polls its sockets without blocking, then
+//! sleeps until the next delivery). On loopback a server pays for waking a sleeping reader, and
+//! an idle load generator falls asleep between an emit's deliveries as often as a server is
+//! slow to send them: up to a hundred wake-ups per emit, each an interrupt to this core.
+//!
 //! Besides rates and latency, each run reports the TCP data segments the server sent per
 //! delivery (`ss`, see [`tidings_bench::data_segments_out`]) and how busy this program's core
 //! was (its CPU time over the measured phase's wall time: above 85 % the rates are lower
@@ -74,6 +80,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use memchr::memmem::Finder;
@@ -111,6 +118,8 @@ struct Shared {
     per_emit: RefCell<Vec<u32>>,
     subscribers: Cell<u32>,
     progress: Arc<Progress>,
+    /// With `--awake`, the task keeping this thread awake, parked while no delivery is due.
+    idle_waker: Cell<Option<Waker>>,
 }
 
 impl Shared {
@@ -128,6 +137,9 @@ impl Shared {
     /// read: they arrived together).
     fn record(&self, node: usize, text: &[u8], now: u64) {
         self.received.set(self.received.get() + 1);
+        if let Some(waker) = self.idle_waker.take() {
+            waker.wake();
+        }
         self.last_receive_ns.set(now);
         self.node_received[node].set(self.node_received[node].get() + 1);
         self.node_last_receive_ns[node].set(now);
@@ -643,6 +655,8 @@ struct Settings {
     settle: Duration,
     /// Emits sent before the measured ones, their latency reported apart.
     warmup: u64,
+    /// Stay awake while deliveries are due (`--awake`, see [`stay_awake`]).
+    awake: bool,
     /// How the emits are sent (from the scenario, `--window` and `--rate`).
     pace: Pace,
 }
@@ -739,6 +753,8 @@ struct EmitJob {
 /// How many emits every subscriber has received, shared with the emitting thread.
 #[derive(Default)]
 struct Progress {
+    /// Emits whose request has been (or is about to be) written.
+    emitted: AtomicU64,
     fully_delivered: AtomicU64,
     changed: tokio::sync::Notify,
 }
@@ -829,6 +845,7 @@ impl EmitJob {
                 }
                 _ => {}
             }
+            self.progress.emitted.fetch_add(1, Ordering::Release);
             match emitter.emit(self.t0, channel, seq as u64).await {
                 Ok(200) => sent += 1,
                 Ok(_) => {
@@ -865,6 +882,40 @@ async fn await_deliveries(shared: &Shared, expected: u64, straggler: Duration) {
     }
 }
 
+/// `--awake`: keeps this thread from sleeping while deliveries are due (emitted to every
+/// subscriber and not all received), by yielding in a loop, which makes the runtime poll its
+/// sockets without blocking. Once every delivery due has arrived it parks until the next one.
+///
+/// On loopback, a delivery to a process asleep in `epoll_wait` makes the sending server wake it
+/// (on this machine, an inter-processor interrupt to the load generator's idle core). How many
+/// such wake-ups an emit costs depends on whether the load generator keeps ahead of the server,
+/// so it varies from run to run and grows as a server is slower. A client on another machine
+/// costs its server none of them; a load generator awake while deliveries are due costs it the
+/// one for the first delivery of each emit.
+async fn stay_awake(shared: Rc<Shared>, on: Rc<Cell<bool>>) {
+    while on.get() {
+        let due = shared
+            .progress
+            .emitted
+            .load(Ordering::Acquire)
+            .saturating_mul(u64::from(shared.subscribers.get()));
+        if shared.received.get() < due {
+            tokio::task::yield_now().await;
+        } else {
+            let mut parked = false;
+            std::future::poll_fn(|cx| {
+                if parked {
+                    return Poll::Ready(());
+                }
+                parked = true;
+                shared.idle_waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            })
+            .await;
+        }
+    }
+}
+
 async fn deliveries(
     shared: &Rc<Shared>,
     settings: &Settings,
@@ -877,8 +928,16 @@ async fn deliveries(
         .subscribers
         .set(u32::try_from(shared.subscribed.get()).unwrap_or(u32::MAX));
     let cpu = CpuMark::now(settings);
+    let awake = Rc::new(Cell::new(settings.awake));
+    if settings.awake {
+        tokio::task::spawn_local(stay_awake(shared.clone(), awake.clone()));
+    }
     let (sent, errors, first_ns) = emit_all(shared, settings, emits).await;
     await_deliveries(shared, expected, settings.straggler).await;
+    awake.set(false);
+    if let Some(waker) = shared.idle_waker.take() {
+        waker.wake();
+    }
     let (servers, loadgen) = cpu.elapsed(settings);
     (result.server_segments, result.loadgen_busy) = cpu.segments_and_busy(settings);
     result.server_cpu_secs = servers.iter().sum();
@@ -1075,6 +1134,7 @@ async fn run(settings: Settings) -> RunResult {
         per_emit: RefCell::new(Vec::new()),
         subscribers: Cell::new(0),
         progress: Arc::default(),
+        idle_waker: Cell::new(None),
     });
     let mut result = RunResult {
         scenario: settings.scenario.clone(),
@@ -1226,6 +1286,7 @@ fn main() {
         hold: Duration::from_millis(flags.num("hold-ms", 0)),
         settle: Duration::from_millis(flags.num("settle-ms", 0)),
         warmup: flags.num("warmup", 0),
+        awake: flags.has("awake"),
         pid: pid("pid"),
         pid2: pid("pid2"),
         redis_pid: pid("redis-pid"),
@@ -1246,13 +1307,15 @@ fn main() {
         },
         scenario,
     };
-    if settings.warmup > 0
-        && !matches!(
-            settings.scenario.as_str(),
-            "fanout" | "sequential" | "paced"
-        )
-    {
+    let every_subscriber = matches!(
+        settings.scenario.as_str(),
+        "fanout" | "sequential" | "paced"
+    );
+    if settings.warmup > 0 && !every_subscriber {
         fail("--warmup applies to the fanout, sequential and paced scenarios");
+    }
+    if settings.awake && !every_subscriber {
+        fail("--awake applies to the fanout, sequential and paced scenarios");
     }
     if settings.conns + 64 > limit {
         fail(&format!(
@@ -1302,6 +1365,7 @@ mod tests {
             hold: Duration::ZERO,
             settle: Duration::ZERO,
             warmup: 0,
+            awake: false,
             pace: super::Pace::Concurrent,
         }
     }
