@@ -1019,6 +1019,9 @@ const scenarios = {
     const o1 = offsetOf({ event: "filtered/1/shout", args: shout }, "a rewritten broadcast");
     assert.ok(o1 > o0, "its offset follows");
     const dropped = await dropAndWait(a, "engine-close");
+    // The client sees its disconnect before the server has read the close: wait for the
+    // server too (A comes back 500 ms after its drop, so the count stays 0 that long).
+    await waitForStats({ connections: 0 }, "the server saw A go");
     await emit("filtered/1", "plain", { n: 1 }, 0);
     await dropped.back();
     assertRecovered(a, dropped, "after a rewritten event");
