@@ -123,6 +123,44 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(settings: &Settings) -> Shared {
+        // Room for every latency up front: growing the vector during the measured phase copied it
+        // (tens of megabytes) on the load generator's core.
+        let room = usize::try_from(settings.emits.saturating_mul(settings.conns))
+            .unwrap_or(0)
+            .min(1 << 26);
+        Shared {
+            t0: Instant::now(),
+            latencies_ns: [
+                RefCell::new(Vec::with_capacity(room)),
+                RefCell::new(Vec::with_capacity(if settings.addr2.is_some() {
+                    room
+                } else {
+                    0
+                })),
+            ],
+            warmup: settings.warmup,
+            warmup_latencies_ns: RefCell::new(Vec::with_capacity(
+                usize::try_from(settings.warmup.saturating_mul(settings.conns))
+                    .unwrap_or(0)
+                    .min(1 << 24),
+            )),
+            received: Cell::new(0),
+            last_receive_ns: Cell::new(0),
+            node_received: Default::default(),
+            node_last_receive_ns: Default::default(),
+            subscribed: Cell::new(0),
+            failed: Cell::new(0),
+            closed: Cell::new(0),
+            first_error: RefCell::new(None),
+            last_ack_ns: Cell::new(0),
+            per_emit: RefCell::new(Vec::new()),
+            subscribers: Cell::new(0),
+            progress: Arc::default(),
+            idle_waker: Cell::new(None),
+        }
+    }
+
     fn now_ns(&self) -> u64 {
         ns_since(self.t0)
     }
@@ -1101,41 +1139,7 @@ async fn settled_rss(pid: u32) -> u64 {
 }
 
 async fn run(settings: Settings) -> RunResult {
-    // Room for every latency up front: growing the vector during the measured phase copied it
-    // (tens of megabytes) on the load generator's core.
-    let room = usize::try_from(settings.emits.saturating_mul(settings.conns))
-        .unwrap_or(0)
-        .min(1 << 26);
-    let shared = Rc::new(Shared {
-        t0: Instant::now(),
-        latencies_ns: [
-            RefCell::new(Vec::with_capacity(room)),
-            RefCell::new(Vec::with_capacity(if settings.addr2.is_some() {
-                room
-            } else {
-                0
-            })),
-        ],
-        warmup: settings.warmup,
-        warmup_latencies_ns: RefCell::new(Vec::with_capacity(
-            usize::try_from(settings.warmup.saturating_mul(settings.conns))
-                .unwrap_or(0)
-                .min(1 << 24),
-        )),
-        received: Cell::new(0),
-        last_receive_ns: Cell::new(0),
-        node_received: Default::default(),
-        node_last_receive_ns: Default::default(),
-        subscribed: Cell::new(0),
-        failed: Cell::new(0),
-        closed: Cell::new(0),
-        first_error: RefCell::new(None),
-        last_ack_ns: Cell::new(0),
-        per_emit: RefCell::new(Vec::new()),
-        subscribers: Cell::new(0),
-        progress: Arc::default(),
-        idle_waker: Cell::new(None),
-    });
+    let shared = Rc::new(Shared::new(&settings));
     let mut result = RunResult {
         scenario: settings.scenario.clone(),
         conns: settings.conns,
@@ -1343,8 +1347,14 @@ fn main() {
 
 #[cfg(test)]
 mod tests {
-    use super::{Protocol, SEND_TIME, SEQUENCE, Settings, conns_per_node, node_of, number_after};
+    use super::{
+        Protocol, SEND_TIME, SEQUENCE, Settings, Shared, conns_per_node, node_of, number_after,
+        stay_awake,
+    };
+    use std::cell::Cell;
     use std::net::SocketAddr;
+    use std::rc::Rc;
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     fn settings(conns: u64, two_nodes: bool) -> Settings {
@@ -1368,6 +1378,62 @@ mod tests {
             awake: false,
             pace: super::Pace::Concurrent,
         }
+    }
+
+    /// Whether the `--awake` task is parked (its waker stored for the next delivery).
+    fn parked(shared: &Shared) -> bool {
+        let waker = shared.idle_waker.take();
+        let parked = waker.is_some();
+        shared.idle_waker.set(waker);
+        parked
+    }
+
+    /// Lets the other tasks run until `shared`'s awake task is parked; whether it did within
+    /// 20 turns.
+    async fn parks(shared: &Shared) -> bool {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+            if parked(shared) {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn awake_polls_on_only_while_deliveries_are_due() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        tokio::task::LocalSet::new().block_on(&runtime, async {
+            let shared = Rc::new(Shared::new(&settings(2, false)));
+            shared.subscribers.set(2);
+            let on = Rc::new(Cell::new(true));
+            let task = tokio::task::spawn_local(stay_awake(shared.clone(), on.clone()));
+            assert!(parks(&shared).await, "nothing is due: it sleeps");
+
+            // One emit to two subscribers: the first delivery wakes it, and it stays awake
+            // until the second has come.
+            shared.progress.emitted.fetch_add(1, Ordering::Release);
+            shared.record(0, br#"42["chats/0/message",{"s":0,"t":1}]"#, 2);
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+                assert!(!parked(&shared), "asleep with a delivery due");
+            }
+            shared.record(0, br#"42["chats/0/message",{"s":0,"t":1}]"#, 3);
+            assert!(parks(&shared).await, "everything came: it sleeps again");
+
+            // Switched off, it ends at its next wake.
+            on.set(false);
+            if let Some(waker) = shared.idle_waker.take() {
+                waker.wake();
+            }
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("the awake task ends")
+                .expect("the awake task does not panic");
+        });
     }
 
     #[test]
