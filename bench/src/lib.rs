@@ -195,6 +195,8 @@ pub struct RunResult {
     pub loadgen_cpu_secs: f64,
     /// The load generator's CPU seconds over the measured phase's wall-clock seconds: above
     /// 0.85 its core was the limit as much as the server, and the rates are lower bounds.
+    /// With `--awake` the time it spent polling with nothing arriving is left out (it would
+    /// have slept).
     pub loadgen_busy: f64,
     /// TCP data segments the servers sent over the measured phase ([`data_segments_out`]).
     pub server_segments: u64,

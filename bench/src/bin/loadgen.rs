@@ -120,6 +120,9 @@ struct Shared {
     progress: Arc<Progress>,
     /// With `--awake`, the task keeping this thread awake, parked while no delivery is due.
     idle_waker: Cell<Option<Waker>>,
+    /// With `--awake`, the time spent polling with nothing arriving: time this thread would
+    /// otherwise have slept, left out of how busy its core was.
+    idle_polling: Cell<Duration>,
 }
 
 impl Shared {
@@ -158,6 +161,7 @@ impl Shared {
             subscribers: Cell::new(0),
             progress: Arc::default(),
             idle_waker: Cell::new(None),
+            idle_polling: Cell::new(Duration::ZERO),
         }
     }
 
@@ -930,16 +934,31 @@ async fn await_deliveries(shared: &Shared, expected: u64, straggler: Duration) {
 /// so it varies from run to run and grows as a server is slower. A client on another machine
 /// costs its server none of them; a load generator awake while deliveries are due costs it the
 /// one for the first delivery of each emit.
+///
+/// A turn of the loop that brought no delivery counts as idle polling (`Shared::idle_polling`).
 async fn stay_awake(shared: Rc<Shared>, on: Rc<Cell<bool>>) {
+    // The last turn while deliveries were due: when, and the deliveries received by then.
+    let mut last: Option<(Instant, u64)> = None;
     while on.get() {
         let due = shared
             .progress
             .emitted
             .load(Ordering::Acquire)
             .saturating_mul(u64::from(shared.subscribers.get()));
-        if shared.received.get() < due {
+        let received = shared.received.get();
+        if received < due {
+            let now = Instant::now();
+            if let Some((at, before)) = last
+                && before == received
+            {
+                shared
+                    .idle_polling
+                    .set(shared.idle_polling.get() + now.duration_since(at));
+            }
+            last = Some((now, received));
             tokio::task::yield_now().await;
         } else {
+            last = None;
             let mut parked = false;
             std::future::poll_fn(|cx| {
                 if parked {
@@ -977,7 +996,8 @@ async fn deliveries(
         waker.wake();
     }
     let (servers, loadgen) = cpu.elapsed(settings);
-    (result.server_segments, result.loadgen_busy) = cpu.segments_and_busy(settings);
+    (result.server_segments, result.loadgen_busy) =
+        cpu.segments_and_busy(settings, shared.idle_polling.get());
     result.server_cpu_secs = servers.iter().sum();
     result.loadgen_cpu_secs = loadgen;
     let received = shared.received.get();
@@ -1085,15 +1105,16 @@ impl CpuMark {
     }
 
     /// The TCP data segments the servers sent since the mark, and the load generator's CPU
-    /// time over the wall time since the mark.
-    fn segments_and_busy(&self, settings: &Settings) -> (u64, f64) {
+    /// time, less `idle` (time it spent polling with nothing to do, see [`stay_awake`]), over
+    /// the wall time since the mark.
+    fn segments_and_busy(&self, settings: &Settings, idle: Duration) -> (u64, f64) {
         let segments = match (self.segments, server_segments(settings)) {
             (Some(before), Some(now)) => now.saturating_sub(before),
             _ => 0,
         };
         let wall = self.at.elapsed().as_secs_f64();
         let cpu = match (self.loadgen, cpu_secs(std::process::id())) {
-            (Some(start), Some(now)) => now - start,
+            (Some(start), Some(now)) => (now - start - idle.as_secs_f64()).max(0.0),
             _ => 0.0,
         };
         (segments, if wall > 0.0 { cpu / wall } else { 0.0 })
@@ -1161,7 +1182,8 @@ async fn run(settings: Settings) -> RunResult {
     result.subscribed = shared.subscribed.get();
     if settings.scenario == "connect" {
         let (servers, loadgen) = cpu.elapsed(&settings);
-        (result.server_segments, result.loadgen_busy) = cpu.segments_and_busy(&settings);
+        (result.server_segments, result.loadgen_busy) =
+            cpu.segments_and_busy(&settings, Duration::ZERO);
         result.server_cpu_secs = servers.iter().sum();
         result.loadgen_cpu_secs = loadgen;
         if result.server_cpu_secs > 0.0 {
@@ -1421,6 +1443,10 @@ mod tests {
                 tokio::task::yield_now().await;
                 assert!(!parked(&shared), "asleep with a delivery due");
             }
+            assert!(
+                shared.idle_polling.get() > Duration::ZERO,
+                "turns with nothing arriving count as idle"
+            );
             shared.record(0, br#"42["chats/0/message",{"s":0,"t":1}]"#, 3);
             assert!(parks(&shared).await, "everything came: it sleeps again");
 
