@@ -169,6 +169,13 @@ impl Shared {
         ns_since(self.t0)
     }
 
+    /// Wakes the `--awake` task if it is parked (see [`stay_awake`]).
+    fn wake_awake(&self) {
+        if let Some(waker) = self.idle_waker.take() {
+            waker.wake();
+        }
+    }
+
     fn error(&self, error: String) {
         self.failed.set(self.failed.get() + 1);
         self.first_error.borrow_mut().get_or_insert(error);
@@ -179,9 +186,7 @@ impl Shared {
     /// read: they arrived together).
     fn record(&self, node: usize, text: &[u8], now: u64) {
         self.received.set(self.received.get() + 1);
-        if let Some(waker) = self.idle_waker.take() {
-            waker.wake();
-        }
+        self.wake_awake();
         self.last_receive_ns.set(now);
         self.node_received[node].set(self.node_received[node].get() + 1);
         self.node_last_receive_ns[node].set(now);
@@ -992,9 +997,7 @@ async fn deliveries(
     let (sent, errors, first_ns) = emit_all(shared, settings, emits).await;
     await_deliveries(shared, expected, settings.straggler).await;
     awake.set(false);
-    if let Some(waker) = shared.idle_waker.take() {
-        waker.wake();
-    }
+    shared.wake_awake();
     let (servers, loadgen) = cpu.elapsed(settings);
     (result.server_segments, result.loadgen_busy) =
         cpu.segments_and_busy(settings, shared.idle_polling.get());
@@ -1452,9 +1455,7 @@ mod tests {
 
             // Switched off, it ends at its next wake.
             on.set(false);
-            if let Some(waker) = shared.idle_waker.take() {
-                waker.wake();
-            }
+            shared.wake_awake();
             tokio::time::timeout(Duration::from_secs(5), task)
                 .await
                 .expect("the awake task ends")
