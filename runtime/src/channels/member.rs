@@ -869,6 +869,23 @@ mod tests {
         }
     }
 
+    /// A new member of `open/order` whose deliveries go to `log`, under `tag`.
+    async fn join_in_order(
+        hub: &Arc<Hub>,
+        log: &Arc<Mutex<Vec<MemberTag>>>,
+        tag: MemberTag,
+    ) -> Arc<Member> {
+        let id = MemberId::random().unwrap_or_else(|e| panic!("{e}"));
+        let sink = Arc::new(InOrder(log.clone()));
+        let member = Member::new(hub, id, Handshake::default(), None, sink);
+        let (joined, joined_rx) = answer();
+        member
+            .join("open/order", None, tag, joined)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(verdict(joined_rx).await, Ok(None));
+        member
+    }
+
     #[tokio::test]
     async fn a_broadcast_reaches_members_in_the_order_they_joined() {
         let gate = web::Data::new(Gate::default());
@@ -876,15 +893,7 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut members = Vec::new();
         for tag in 0..8 {
-            let id = MemberId::random().unwrap_or_else(|e| panic!("{e}"));
-            let sink = Arc::new(InOrder(log.clone()));
-            let member = Member::new(&hub, id, Handshake::default(), None, sink);
-            let (joined, joined_rx) = answer();
-            member
-                .join("open/order", None, tag, joined)
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(verdict(joined_rx).await, Ok(None));
-            members.push(member);
+            members.push(join_in_order(&hub, &log, tag).await);
         }
         let order = |log: &Mutex<Vec<MemberTag>>| std::mem::take(&mut *lock(log));
         hub.broadcast("open/order", "hello", Payload::new(), None)
@@ -897,18 +906,7 @@ mod tests {
             .leave("open/order", left)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(get(left_rx).await);
-        let id = MemberId::random().unwrap_or_else(|e| panic!("{e}"));
-        let late = Member::new(
-            &hub,
-            id,
-            Handshake::default(),
-            None,
-            Arc::new(InOrder(log.clone())),
-        );
-        let (joined, joined_rx) = answer();
-        late.join("open/order", None, 8, joined)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(verdict(joined_rx).await, Ok(None));
+        let _late = join_in_order(&hub, &log, 8).await;
         hub.broadcast("open/order", "hello", Payload::new(), None)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(order(&log), [0, 1, 7, 3, 4, 5, 6, 8]);
